@@ -1,0 +1,32 @@
+"""Test-session set-up: DDS discovery stays on loopback, one ROS domain per session."""
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Set before anything imports rclpy: Fast DDS reads these when a context is created.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 101)))
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_root() -> Path:
+    """The real data folder: TAAF_DATA_ROOT, else ../shared/data beside the repository."""
+    env = os.environ.get("TAAF_DATA_ROOT")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = shared_data_root()
+    if not (root / "fsdd" / "recordings").is_dir():
+        pytest.skip(f"real data not found at {root} (set TAAF_DATA_ROOT)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def fsdd_wav(data_root: Path) -> Path:
+    return data_root / "fsdd" / "recordings" / "3_jackson_7.wav"
