@@ -1,0 +1,356 @@
+"""AV-digits: the project's audio-visual digits benchmark, built from real data in the EAD layout.
+
+Each Free Spoken Digit Dataset (FSDD) recording is paired with an MNIST image of the same digit;
+the image becomes an event stream through the DVS emulator (three saccades on a 34 x 34 sensor,
+like N-MNIST). Output::
+
+    <out>/meta.json                          classes, sensor size, audio rate, sources, seed,
+                                             emulator config, split rule, counts, version
+    <out>/manifest.csv                       one row per sample: split, class, id, speaker,
+                                             take, FSDD file, MNIST index, events
+    <out>/<split>/<digit>/<id>.events.npy    EVENT_DTYPE events, µs
+    <out>/<split>/<digit>/<id>.wav           the FSDD audio (16-bit mono, resampled if needed)
+
+Split rule (speaker- and image-independent): recordings of the ``test_speakers`` (default
+``theo``) form the test split, the other speakers the train split. Each digit's MNIST images are
+shuffled with the seed and cut into two disjoint pools, sized in proportion to the recordings
+that need them; every recording gets the next unused image of its split's pool (an image is
+reused only when a pool runs out, counted in meta.json). So no speaker and no image is in both.
+
+Same inputs and seed give byte-identical outputs (no timestamps or absolute paths are written).
+
+Usage::
+
+    taaf_build_avdigits --fsdd DIR --mnist DIR --out DIR [--seed 0] [--test-speakers theo]
+                        [--eval-only] [--limit-per-class N] [--download]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from math import gcd
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from taaf_ros.data.emulator import DvsEmulatorConfig, emulate_saccades
+from taaf_ros.data.mnist import find_mnist_files, load_mnist
+from taaf_ros.data.readers import read_wav
+
+BUILDER_VERSION = "1.0"
+CLASSES = [str(d) for d in range(10)]
+DEFAULT_TEST_SPEAKERS = ("theo",)
+FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
+
+
+class FsddRecording(NamedTuple):
+    """One FSDD file: path, digit label, speaker name, take index."""
+
+    path: Path
+    digit: int
+    speaker: str
+    take: int
+
+
+class PlannedSample(NamedTuple):
+    """A recording with its split and the MNIST image paired with it."""
+
+    recording: FsddRecording
+    split: str
+    image_index: int
+
+    @property
+    def id(self) -> str:
+        r = self.recording
+        return f"{r.digit}_{r.speaker}_{r.take}_mnist{self.image_index:05d}"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What to build.
+
+    Attributes:
+        seed: seed of every random choice (image pairing, emulator noise). Default: 0.
+        test_speakers: speakers whose recordings form the test split. Default: ("theo",).
+        eval_only: put every sample in the test split. Default: False.
+        limit_per_class: keep at most this many samples per class and split (None: all).
+        audio_rate: sample rate of the written WAV files (Hz); FSDD is 8000. Default: 8000.
+        duration_us: length of each event recording (µs). Default: 300000.
+        sensor_size: (width, height) of the emulated sensor (pixels). Default: (34, 34).
+        emulator: DVS emulator parameters. Default: ``DvsEmulatorConfig()``.
+    """
+
+    seed: int = 0
+    test_speakers: tuple[str, ...] = DEFAULT_TEST_SPEAKERS
+    eval_only: bool = False
+    limit_per_class: int | None = None
+    audio_rate: int = 8000
+    duration_us: int = 300_000
+    sensor_size: tuple[int, int] = (34, 34)
+    emulator: DvsEmulatorConfig = field(default_factory=DvsEmulatorConfig)
+
+
+def find_fsdd(folder: str | Path) -> list[FsddRecording]:
+    """All ``{digit}_{speaker}_{take}.wav`` files under ``folder``, sorted by name fields."""
+    recs = []
+    for p in Path(folder).rglob("*.wav"):
+        m = FSDD_NAME.match(p.name)
+        if m:
+            recs.append(FsddRecording(p, int(m[1]), m[2], int(m[3])))
+    if not recs:
+        raise FileNotFoundError(f"no FSDD-style {{digit}}_{{speaker}}_{{take}}.wav under {folder}")
+    return sorted(recs, key=lambda r: (r.digit, r.speaker, r.take, str(r.path)))
+
+
+def plan(recordings: list[FsddRecording], labels: np.ndarray,
+         config: BuildConfig) -> tuple[list[PlannedSample], int]:
+    """Assign each recording a split and an MNIST image (see the module docstring).
+
+    Returns:
+        The planned samples (sorted by split, digit, speaker, take) and the number of image
+        reuses (0 when every pool was large enough).
+    """
+    rng = np.random.default_rng([config.seed, 0xA5D])
+    speakers = {r.speaker for r in recordings}
+    if not config.eval_only:
+        unknown = set(config.test_speakers) - speakers
+        if unknown:
+            raise ValueError(f"test speakers {sorted(unknown)} not among {sorted(speakers)}")
+        if speakers <= set(config.test_speakers):
+            raise ValueError("every speaker is a test speaker: nothing left to train on")
+    by_split: dict[tuple[str, int], list[FsddRecording]] = {}
+    for r in recordings:
+        split = "test" if config.eval_only or r.speaker in config.test_speakers else "train"
+        by_split.setdefault((split, r.digit), []).append(r)
+    if config.limit_per_class is not None:
+        for key, recs in by_split.items():
+            order = rng.permutation(len(recs))[: config.limit_per_class]
+            by_split[key] = [recs[i] for i in sorted(order)]
+    samples: list[PlannedSample] = []
+    reuses = 0
+    for digit in range(10):
+        images = np.flatnonzero(labels == digit)
+        images = images[rng.permutation(len(images))]
+        need = {s: len(by_split.get((s, digit), [])) for s in ("train", "test")}
+        if sum(need.values()) and not len(images):
+            raise ValueError(f"no MNIST image of digit {digit}")
+        pools = _disjoint_pools(images, need)
+        for split in ("train", "test"):
+            recs, pool = by_split.get((split, digit), []), pools[split]
+            for i, r in enumerate(recs):
+                samples.append(PlannedSample(r, split, int(pool[i % len(pool)])))
+            reuses += max(0, len(recs) - len(pool))
+    samples.sort(key=lambda s: (s.split, s.recording.digit, s.recording.speaker,
+                                s.recording.take))
+    return samples, reuses
+
+
+def _disjoint_pools(images: np.ndarray, need: dict[str, int]) -> dict[str, np.ndarray]:
+    """Cut ``images`` into disjoint train/test pools covering ``need`` where possible."""
+    n_train, n_test = need["train"], need["test"]
+    if n_train + n_test <= len(images):
+        return {"test": images[:n_test], "train": images[n_test:n_test + n_train]}
+    if n_train == 0 or n_test == 0:
+        empty = images[:0]
+        return {"test": images if n_test else empty, "train": images if n_train else empty}
+    # Too few images: share them in proportion, at least one each, still disjoint.
+    k = min(max(round(len(images) * n_test / (n_train + n_test)), 1), len(images) - 1)
+    return {"test": images[:k], "train": images[k:]}
+
+
+def _sample_rng(seed: int, s: PlannedSample) -> np.random.Generator:
+    # Keyed by the sample, not by its position, so --limit-per-class subsets reproduce the
+    # full build's events for the samples they share.
+    key = zlib.crc32(s.recording.path.name.encode())
+    return np.random.default_rng([seed, s.image_index, key])
+
+
+def _wav_bytes(pcm: np.ndarray, rate: int, target_rate: int) -> bytes:
+    """16-bit mono WAV bytes, resampled (polyphase) only if ``rate != target_rate``."""
+    from scipy.io import wavfile
+    from scipy.signal import resample_poly
+
+    if rate != target_rate:
+        g = gcd(rate, target_rate)
+        pcm = resample_poly(pcm, target_rate // g, rate // g).astype(np.float32)
+    pcm16 = np.clip(np.round(pcm * 32768.0), -32768, 32767).astype("<i2")
+    buf = io.BytesIO()
+    wavfile.write(buf, target_rate, pcm16)
+    return buf.getvalue()
+
+
+def build_avdigits(fsdd_dir: str | Path, mnist_dir: str | Path, out: str | Path,
+                   config: BuildConfig | None = None, progress: bool = True,
+                   overwrite: bool = False) -> dict:
+    """Build AV-digits into ``out``; returns the meta dict that was written as meta.json.
+
+    Recordings whose WAV cannot be parsed are skipped and counted (``meta["skipped"]``).
+
+    Raises:
+        FileExistsError: ``out`` holds a dataset and ``overwrite`` is False.
+    """
+    config = config or BuildConfig()
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} is not empty (use --overwrite)")
+        for name in ("train", "test", "meta.json", "manifest.csv"):
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    recordings = find_fsdd(fsdd_dir)
+    images, labels = load_mnist(mnist_dir)
+    samples, reuses = plan(recordings, labels, config)
+    counts = {s: dict.fromkeys(CLASSES, 0) for s in ("train", "test")}
+    skipped: list[str] = []
+    rows = []
+    n_events = 0
+    for s in tqdm(samples, desc="AV-digits", unit="sample", disable=not progress):
+        r = s.recording
+        try:
+            pcm, rate = read_wav(r.path)
+            if pcm.size == 0:
+                raise ValueError("empty recording")
+        except ValueError:
+            skipped.append(r.path.name)
+            continue
+        events = emulate_saccades(images[s.image_index], config.emulator, config.sensor_size,
+                                  config.duration_us, _sample_rng(config.seed, s))
+        folder = out / s.split / str(r.digit)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{s.id}.events.npy", events)
+        (folder / f"{s.id}.wav").write_bytes(_wav_bytes(pcm, rate, config.audio_rate))
+        counts[s.split][str(r.digit)] += 1
+        n_events += len(events)
+        rows.append((s.split, r.digit, s.id, r.speaker, r.take, r.path.name, s.image_index,
+                     len(events)))
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable recordings: {', '.join(skipped[:10])}"
+              + (" ..." if len(skipped) > 10 else ""), file=sys.stderr)
+    meta = _meta(config, samples, counts, skipped, reuses, n_events, mnist_dir)
+    with open(out / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["split", "class", "id", "speaker", "take", "fsdd_file", "mnist_index",
+                    "events"])
+        w.writerows(rows)
+    # meta.json last: its presence marks a finished build.
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def _meta(config: BuildConfig, samples: list[PlannedSample], counts: dict, skipped: list[str],
+          reuses: int, n_events: int, mnist_dir: str | Path) -> dict:
+    from taaf_ros.data.download import FSDD_VERSION, sha256_file
+
+    speakers = {sp: sorted({s.recording.speaker for s in samples if s.split == sp})
+                for sp in ("train", "test")}
+    n_written = sum(sum(c.values()) for c in counts.values())
+    return {
+        "name": "AV-digits",
+        "builder_version": BUILDER_VERSION,
+        "classes": CLASSES,
+        "sensor_size": list(config.sensor_size),
+        "audio_rate": config.audio_rate,
+        "duration_us": config.duration_us,
+        "seed": config.seed,
+        "emulator": config.emulator.to_dict(),
+        "saccades": {"count": 3, "amplitude_px": 3.0, "step_us": 1000,
+                     "path": "triangle (0,0)->(a/2,a)->(a,0)->(0,0), centred"},
+        "source": {
+            "audio": f"Free Spoken Digit Dataset (FSDD) {FSDD_VERSION}, CC BY-SA 4.0",
+            "events": "MNIST (LeCun, Cortes, Burges), CC BY-SA 3.0, through a DVS emulator",
+            "mnist_sha256": {p.name: sha256_file(p) for p in find_mnist_files(mnist_dir)},
+        },
+        "split_rule": ("eval-only: every sample in test" if config.eval_only else
+                       f"speaker-independent: test speakers {list(config.test_speakers)}, "
+                       "train the others; MNIST images of each digit cut into disjoint "
+                       "train/test pools"),
+        "speakers": speakers,
+        "limit_per_class": config.limit_per_class,
+        "counts": {sp: {"total": sum(c.values()), **c} for sp, c in counts.items()},
+        "image_reuses": reuses,
+        "skipped": {"count": len(skipped), "files": skipped},
+        "mean_events": round(n_events / max(n_written, 1), 1),
+    }
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="taaf_build_avdigits", description=__doc__.split("\n")[0])
+    ap.add_argument("--fsdd", type=Path, help="folder with FSDD WAV files (searched recursively)")
+    ap.add_argument("--mnist", type=Path, help="folder with an MNIST IDX image/label pair")
+    ap.add_argument("--data-root", type=Path, default=os.environ.get("TAAF_DATA_ROOT"),
+                    help="holds fsdd/recordings and mnist (default: $TAAF_DATA_ROOT)")
+    ap.add_argument("--out", type=Path, required=True, help="output folder (EAD layout)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    ap.add_argument("--test-speakers", nargs="+", default=list(DEFAULT_TEST_SPEAKERS),
+                    help="speakers held out for the test split (default: theo)")
+    ap.add_argument("--eval-only", action="store_true", help="put every sample in test")
+    ap.add_argument("--limit-per-class", type=int, default=None,
+                    help="at most N samples per class and split (small CI subsets)")
+    ap.add_argument("--audio-rate", type=int, default=8000, help="WAV sample rate, Hz")
+    ap.add_argument("--download", action="store_true",
+                    help="download FSDD / MNIST (checksum-verified) where no local copy exists")
+    ap.add_argument("--download-dir", type=Path,
+                    default=Path.home() / ".cache" / "taaf_ros" / "sources",
+                    help="where downloads go (default: ~/.cache/taaf_ros/sources)")
+    ap.add_argument("--overwrite", action="store_true", help="replace a dataset in --out")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap.parse_args(argv)
+
+
+def _resolve_sources(args: argparse.Namespace) -> tuple[Path, Path]:
+    fsdd, mnist = args.fsdd, args.mnist
+    if args.data_root is not None:
+        root = Path(args.data_root)
+        fsdd = fsdd or root / "fsdd" / "recordings"
+        mnist = mnist or root / "mnist"
+    if fsdd is None or not Path(fsdd).is_dir():
+        if not args.download:
+            raise SystemExit(f"no FSDD folder ({fsdd}); give --fsdd or use --download")
+        from taaf_ros.data.download import fetch_fsdd
+        fsdd = fetch_fsdd(args.download_dir / "fsdd")
+    if mnist is None or not Path(mnist).is_dir():
+        if not args.download:
+            raise SystemExit(f"no MNIST folder ({mnist}); give --mnist or use --download")
+        from taaf_ros.data.download import fetch_mnist
+        mnist = fetch_mnist(args.download_dir / "mnist")
+    return Path(fsdd), Path(mnist)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (``taaf_build_avdigits``)."""
+    args = _parse_args(argv)
+    if args.limit_per_class is not None and args.limit_per_class < 1:
+        raise SystemExit("--limit-per-class must be >= 1")
+    fsdd, mnist = _resolve_sources(args)
+    config = BuildConfig(seed=args.seed, test_speakers=tuple(args.test_speakers),
+                         eval_only=args.eval_only, limit_per_class=args.limit_per_class,
+                         audio_rate=args.audio_rate)
+    t0 = time.perf_counter()
+    try:
+        meta = build_avdigits(fsdd, mnist, args.out, config, progress=not args.no_progress,
+                              overwrite=args.overwrite)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    counts = {sp: c["total"] for sp, c in meta["counts"].items()}
+    print(f"AV-digits written to {args.out} in {time.perf_counter() - t0:.1f} s: {counts}, "
+          f"mean {meta['mean_events']} events/sample, skipped {meta['skipped']['count']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

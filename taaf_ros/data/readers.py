@@ -1,0 +1,250 @@
+"""Readers for event files and for datasets in the EAD layout.
+
+Every event reader returns ``EVENT_DTYPE`` (x, y uint16; t int64 µs; p uint8, 1 = ON) and raises
+``EventFileError`` (a ``ValueError``) on a corrupt or unrecognised file.
+
+EAD layout::
+
+    <root>/meta.json                       classes, sensor_size, audio_rate, ...
+    <root>/<split>/<class>/<id>.events.npy structured events
+    <root>/<split>/<class>/<id>.wav        the matching audio
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from taaf_ros.events.types import EVENT_DTYPE, empty_events
+
+NMNIST_OVERFLOW_Y = 240
+"""N-MNIST marks a timestamp wrap with a record whose y is 240 (its sensor has 34 rows)."""
+_NMNIST_T_BITS = 23
+
+
+class EventFileError(ValueError):
+    """An event file that cannot be read: wrong size, missing fields, bad values."""
+
+
+def _to_event_dtype(x, y, t, p, source: str) -> np.ndarray:
+    """Cast field arrays to EVENT_DTYPE, refusing values that would not fit."""
+    x, y, t, p = (np.asarray(a) for a in (x, y, t, p))
+    n = x.shape[0]
+    if not (x.ndim == y.ndim == t.ndim == p.ndim == 1) or not (
+            y.shape[0] == t.shape[0] == p.shape[0] == n):
+        raise EventFileError(f"{source}: fields x, y, t, p must be 1-D and equally long")
+    for name, a in (("x", x), ("y", y)):
+        if n and (a.min() < 0 or a.max() > np.iinfo(np.uint16).max):
+            raise EventFileError(f"{source}: {name} out of uint16 range")
+    events = empty_events(n)
+    events["x"], events["y"], events["t"] = x, y, t
+    events["p"] = p > 0  # any non-zero polarity (or True) is ON
+    return events
+
+
+# ---------------------------------------------------------------- N-MNIST .bin
+def decode_nmnist_bin(raw: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Decode N-MNIST / N-Caltech101 ``.bin`` bytes.
+
+    Each event is 40 bits big-endian: x (8), y (8), p (1, 1 = ON), t (23, µs). A record with
+    y = 240 marks a wrap of the 23-bit clock: 2**23 µs is added to every later event.
+    """
+    if len(raw) % 5:
+        raise EventFileError(f"{source}: {len(raw)} bytes is not a whole number of 5-byte events")
+    rec = np.frombuffer(raw, np.uint8).reshape(-1, 5).astype(np.int64)
+    x, y = rec[:, 0], rec[:, 1]
+    p = rec[:, 2] >> 7
+    t = ((rec[:, 2] & 0x7F) << 16) | (rec[:, 3] << 8) | rec[:, 4]
+    overflow = y == NMNIST_OVERFLOW_Y
+    t = t + np.cumsum(overflow) * (1 << _NMNIST_T_BITS)
+    keep = ~overflow
+    return _to_event_dtype(x[keep], y[keep], t[keep], p[keep], source)
+
+
+def read_nmnist_bin(path: str | Path) -> np.ndarray:
+    """Read an N-MNIST ``.bin`` file (see ``decode_nmnist_bin``)."""
+    return decode_nmnist_bin(Path(path).read_bytes(), str(path))
+
+
+def encode_nmnist_bin(events: np.ndarray) -> bytes:
+    """Encode events as N-MNIST ``.bin`` bytes; the inverse of ``decode_nmnist_bin``.
+
+    Raises:
+        ValueError: x or y above 255, y equal to the overflow marker 240, negative or
+            decreasing times.
+    """
+    ev = np.asarray(events)
+    x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
+    t, p = ev["t"].astype(np.int64), (ev["p"] > 0).astype(np.int64)
+    if ev.size and (x.max() > 255 or y.max() > 255 or np.any(y == NMNIST_OVERFLOW_Y)):
+        raise ValueError("N-MNIST .bin holds x, y < 256 and y != 240")
+    if ev.size and (t.min() < 0 or np.any(np.diff(t) < 0)):
+        raise ValueError("N-MNIST .bin needs non-negative, time-sorted events")
+    wraps = t >> _NMNIST_T_BITS
+    n_markers = int(wraps[-1]) if ev.size else 0
+    rec = np.zeros((ev.size + n_markers, 5), np.uint8)
+    # Position of each event after the overflow markers inserted before it.
+    pos = np.arange(ev.size) + wraps
+    low = t & ((1 << _NMNIST_T_BITS) - 1)
+    rec[pos, 0], rec[pos, 1] = x, y
+    rec[pos, 2] = (p << 7) | (low >> 16)
+    rec[pos, 3] = (low >> 8) & 0xFF
+    rec[pos, 4] = low & 0xFF
+    # Marker k (1-based) goes just before the first event with wraps >= k.
+    for k in range(1, n_markers + 1):
+        at = int(np.searchsorted(wraps, k)) + k - 1
+        rec[at] = (0, NMNIST_OVERFLOW_Y, 0, 0, 0)
+    return rec.tobytes()
+
+
+def write_nmnist_bin(path: str | Path, events: np.ndarray) -> None:
+    """Write events as an N-MNIST ``.bin`` file (for tests and exports)."""
+    Path(path).write_bytes(encode_nmnist_bin(events))
+
+
+# ---------------------------------------------------------------- .npy
+def read_npy_events(path: str | Path) -> np.ndarray:
+    """Read a ``.npy`` of structured events (fields x, y, t, p; any integer/bool types).
+
+    An unstructured (N, 4) integer array is read as columns x, y, t, p.
+    """
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise EventFileError(f"{path}: not a readable .npy file ({exc})") from exc
+    if arr.dtype == EVENT_DTYPE and arr.ndim == 1:
+        return arr
+    if arr.dtype.names:
+        missing = {"x", "y", "t", "p"} - set(arr.dtype.names)
+        if missing:
+            raise EventFileError(f"{path}: missing fields {sorted(missing)}")
+        return _to_event_dtype(arr["x"], arr["y"], arr["t"], arr["p"], str(path))
+    if arr.ndim == 2 and arr.shape[1] == 4 and np.issubdtype(arr.dtype, np.integer):
+        return _to_event_dtype(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], str(path))
+    raise EventFileError(f"{path}: expected structured events or an (N, 4) array, "
+                         f"got {arr.dtype} {arr.shape}")
+
+
+# ---------------------------------------------------------------- HDF5
+def read_h5_events(path: str | Path, group: str | None = None) -> np.ndarray:
+    """Read events from HDF5: datasets ``x, y, t, p`` in ``group`` (or the root, or ``events``),
+    or a compound dataset ``events`` (also ``CD/events``, the Prophesee layout) with those
+    fields. Times must already be µs.
+    """
+    import h5py  # optional dependency: only this reader needs it
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise EventFileError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    with f:
+        candidates = [group] if group else ["", "events", "CD/events", "CD"]
+        for name in candidates:
+            if name and name not in f:
+                continue
+            node = f[name] if name else f
+            if isinstance(node, h5py.Dataset) and node.dtype.names:
+                data = node[()]
+                if {"x", "y", "t", "p"} <= set(data.dtype.names):
+                    return _to_event_dtype(data["x"], data["y"], data["t"], data["p"], str(path))
+            elif isinstance(node, h5py.Group) and all(k in node for k in "xytp"):
+                return _to_event_dtype(*(node[k][()] for k in "xytp"), str(path))
+    raise EventFileError(f"{path}: no x, y, t, p datasets or compound 'events' dataset")
+
+
+def read_events(path: str | Path) -> np.ndarray:
+    """Read an event file, choosing the reader by suffix (.bin, .npy, .h5/.hdf5)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".bin":
+        return read_nmnist_bin(path)
+    if suffix == ".npy":
+        return read_npy_events(path)
+    if suffix in (".h5", ".hdf5"):
+        return read_h5_events(path)
+    raise EventFileError(f"{path}: unknown event file type {suffix!r}")
+
+
+# ---------------------------------------------------------------- WAV
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Mono float32 PCM in [-1, 1] and its sample rate (Hz); channels are averaged.
+
+    Raises:
+        ValueError: the file is not a readable PCM/float WAV.
+    """
+    from scipy.io import wavfile
+
+    try:
+        rate, data = wavfile.read(path)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable WAV file ({exc})") from exc
+    if data.dtype == np.uint8:  # 8-bit WAV is unsigned, centred on 128
+        pcm = (data.astype(np.float32) - 128.0) / 128.0
+    elif np.issubdtype(data.dtype, np.integer):
+        pcm = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
+    else:
+        pcm = data.astype(np.float32)
+    if pcm.ndim == 2:
+        pcm = pcm.mean(axis=1)
+    return pcm, int(rate)
+
+
+# ---------------------------------------------------------------- EAD layout
+class EadSample(NamedTuple):
+    """One raw sample: events (EVENT_DTYPE), pcm float32 mono, sample_rate (Hz), label, id."""
+
+    events: np.ndarray
+    pcm: np.ndarray
+    sample_rate: int
+    label: int
+    id: str
+
+
+class EadDataset:
+    """Samples of one split of a dataset in the EAD layout, as raw arrays.
+
+    Labels index ``meta.json``'s ``classes`` (else the sorted class folders). Samples are listed
+    in (class, id) order; a sample needs both ``<id>.events.npy`` and ``<id>.wav``.
+
+    Args:
+        root: dataset root (holds ``meta.json`` and one folder per split).
+        split: split folder name, e.g. ``"train"`` or ``"test"``.
+    """
+
+    def __init__(self, root: str | Path, split: str) -> None:
+        self.root = Path(root)
+        self.split = split
+        split_dir = self.root / split
+        if not split_dir.is_dir():
+            raise FileNotFoundError(f"no split folder {split_dir}")
+        meta_path = self.root / "meta.json"
+        self.meta: dict = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        self.classes: list[str] = [str(c) for c in self.meta.get("classes", [])] or sorted(
+            d.name for d in split_dir.iterdir() if d.is_dir())
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.samples: list[tuple[Path, Path, int, str]] = []
+        for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+            if class_dir.name not in index:
+                raise ValueError(f"class folder {class_dir.name!r} not in meta.json classes")
+            for ev_path in sorted(class_dir.glob("*.events.npy")):
+                sid = ev_path.name[: -len(".events.npy")]
+                wav = class_dir / f"{sid}.wav"
+                if wav.is_file():
+                    self.samples.append((ev_path, wav, index[class_dir.name], sid))
+
+    @property
+    def sensor_size(self) -> tuple[int, int]:
+        """(width, height) of the event sensor from meta.json (default 34 x 34)."""
+        w, h = self.meta.get("sensor_size", [34, 34])
+        return int(w), int(h)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> EadSample:
+        ev_path, wav_path, label, sid = self.samples[i]
+        pcm, rate = read_wav(wav_path)
+        return EadSample(read_npy_events(ev_path), pcm, rate, label, sid)
