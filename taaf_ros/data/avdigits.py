@@ -38,16 +38,16 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass, field
-from math import gcd
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
+from taaf_ros.audio.cochlea import resample
+from taaf_ros.audio.wav import read_wav
 from taaf_ros.data.emulator import DvsEmulatorConfig, emulate_saccades
 from taaf_ros.data.mnist import find_mnist_files, load_mnist
-from taaf_ros.data.readers import read_wav
 
 BUILDER_VERSION = "1.0"
 CLASSES = [str(d) for d in range(10)]
@@ -180,11 +180,8 @@ def _sample_rng(seed: int, s: PlannedSample) -> np.random.Generator:
 def _wav_bytes(pcm: np.ndarray, rate: int, target_rate: int) -> bytes:
     """16-bit mono WAV bytes, resampled (polyphase) only if ``rate != target_rate``."""
     from scipy.io import wavfile
-    from scipy.signal import resample_poly
 
-    if rate != target_rate:
-        g = gcd(rate, target_rate)
-        pcm = resample_poly(pcm, target_rate // g, rate // g).astype(np.float32)
+    pcm = resample(pcm, rate, target_rate)
     pcm16 = np.clip(np.round(pcm * 32768.0), -32768, 32767).astype("<i2")
     buf = io.BytesIO()
     wavfile.write(buf, target_rate, pcm16)
@@ -222,7 +219,8 @@ def build_avdigits(fsdd_dir: str | Path, mnist_dir: str | Path, out: str | Path,
     for s in tqdm(samples, desc="AV-digits", unit="sample", disable=not progress):
         r = s.recording
         try:
-            pcm, rate = read_wav(r.path)
+            audio = read_wav(r.path)
+            pcm, rate = audio.samples, audio.sample_rate
             if pcm.size == 0:
                 raise ValueError("empty recording")
         except ValueError:

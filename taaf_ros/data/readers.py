@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from taaf_ros.audio.wav import read_wav
 from taaf_ros.events.types import EVENT_DTYPE, empty_events
 
 NMNIST_OVERFLOW_Y = 240
@@ -168,30 +169,6 @@ def read_events(path: str | Path) -> np.ndarray:
     raise EventFileError(f"{path}: unknown event file type {suffix!r}")
 
 
-# ---------------------------------------------------------------- WAV
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Mono float32 PCM in [-1, 1] and its sample rate (Hz); channels are averaged.
-
-    Raises:
-        ValueError: the file is not a readable PCM/float WAV.
-    """
-    from scipy.io import wavfile
-
-    try:
-        rate, data = wavfile.read(path)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable WAV file ({exc})") from exc
-    if data.dtype == np.uint8:  # 8-bit WAV is unsigned, centred on 128
-        pcm = (data.astype(np.float32) - 128.0) / 128.0
-    elif np.issubdtype(data.dtype, np.integer):
-        pcm = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
-    else:
-        pcm = data.astype(np.float32)
-    if pcm.ndim == 2:
-        pcm = pcm.mean(axis=1)
-    return pcm, int(rate)
-
-
 # ---------------------------------------------------------------- EAD layout
 class EadSample(NamedTuple):
     """One raw sample: events (EVENT_DTYPE), pcm float32 mono, sample_rate (Hz), label, id."""
@@ -246,5 +223,5 @@ class EadDataset:
 
     def __getitem__(self, i: int) -> EadSample:
         ev_path, wav_path, label, sid = self.samples[i]
-        pcm, rate = read_wav(wav_path)
-        return EadSample(read_npy_events(ev_path), pcm, rate, label, sid)
+        audio = read_wav(wav_path)
+        return EadSample(read_npy_events(ev_path), audio.samples, audio.sample_rate, label, sid)

@@ -1,0 +1,129 @@
+"""Decoding speed of the event payload decoders, on one core, against plain references.
+
+    python benchmarks/bench_decode.py --events 10000000
+
+The evt3 stream imitates a busy Gen4 sensor (1280 x 720): short horizontal bursts of pixels in
+one row at one time stamp with ~70 % fill, written with vector words as the sensor does. The
+same events are encoded as mono and libcaer. Each decoder runs once to warm up (numba compiles
+or loads its cache), then the best of ``--repeat`` timed runs is reported. References: the
+plain-Python EVT 3.0 decoder on a prefix of the stream (it is too slow for all of it), and
+vectorised numpy decoders for mono and libcaer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from taaf_ros.events.decoder import EventDecoder
+from taaf_ros.events.evt3 import decode_evt3_reference, encode_evt3
+from taaf_ros.events.libcaer import encode_libcaer
+from taaf_ros.events.mono import encode_mono
+from taaf_ros.events.types import empty_events
+
+WIDTH, HEIGHT = 1280, 720
+
+
+def busy_stream(n_events: int, span_us: int, seed: int = 0) -> np.ndarray:
+    """Bursts of 4-48 neighbouring pixels per row and time stamp, ~70 % of them firing."""
+    rng = np.random.default_rng(seed)
+    n_bursts = max(1, int(n_events / (26 * 0.7)))
+    length = rng.integers(4, 49, n_bursts)
+    start = rng.integers(0, WIDTH - 48, n_bursts)
+    burst = np.repeat(np.arange(n_bursts), length)
+    offset = np.arange(burst.size) - np.repeat(np.cumsum(length) - length, length)
+    keep = rng.random(burst.size) < 0.7
+    burst, offset = burst[keep], offset[keep]
+    ev = empty_events(burst.size)
+    ev["x"] = start[burst] + offset
+    ev["y"] = rng.integers(0, HEIGHT, n_bursts)[burst]
+    ev["t"] = np.sort(rng.integers(0, span_us, n_bursts))[burst]
+    ev["p"] = rng.integers(0, 2, n_bursts)[burst]
+    return ev[:n_events]
+
+
+def mono_numpy(raw: bytes, time_base: int) -> np.ndarray:
+    w = np.frombuffer(raw, dtype="<u8")
+    x, y = (w >> 32) & 0xFFFF, (w >> 48) & 0x7FFF
+    keep = (x < WIDTH) & (y < HEIGHT)
+    w = w[keep]
+    ev = empty_events(w.size)
+    ev["x"], ev["y"], ev["p"] = x[keep], y[keep], w >> 63
+    ev["t"] = (time_base + (w & 0xFFFFFFFF).astype(np.int64)) // 1000
+    return ev
+
+
+def libcaer_numpy(raw: bytes, time_base: int) -> np.ndarray:
+    w = np.frombuffer(raw, dtype="<u4").reshape(-1, 2)
+    d, stamp = w[:, 0], w[:, 1].view("<i4").astype(np.int64)
+    stamp += np.cumsum(np.r_[False, np.diff(stamp) < 0]) << 31  # 31-bit clock wraps
+    x, y = (d >> 17) & 0x7FFF, (d >> 2) & 0x7FFF
+    keep = (d & 1 == 1) & (x < WIDTH) & (y < HEIGHT)
+    ev = empty_events(int(keep.sum()))
+    ev["x"], ev["y"], ev["p"] = x[keep], y[keep], (d[keep] >> 1) & 1
+    ev["t"] = time_base // 1000 + stamp[keep]
+    return ev
+
+
+def best_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=10_000_000, help="events in the stream")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per decoder (best kept)")
+    ap.add_argument("--reference-events", type=int, default=200_000,
+                    help="prefix length for the plain-Python evt3 reference")
+    args = ap.parse_args()
+
+    ev = busy_stream(args.events, span_us=2_000_000)  # 2 s: within mono's 32-bit ns offsets
+    n = ev.size
+    time_base = 1_700_000_000_000_000_000
+    ev["t"] += time_base // 1000
+    evt3 = encode_evt3(_sensor_time(ev))
+    payloads = {"evt3": (evt3, 0), "mono": (encode_mono(ev, time_base), time_base),
+                "libcaer": (encode_libcaer(ev, time_base), time_base)}
+    print(f"{n / 1e6:.1f} M events, sensor {WIDTH}x{HEIGHT}; evt3 {len(evt3) / n:.2f} B/event")
+
+    for name, (raw, tb) in payloads.items():
+        dec = EventDecoder(name, WIDTH, HEIGHT)
+        out = dec.decode(raw, time_base=tb)  # warm-up: compile or load the numba cache
+        assert out.size == n, (name, out.size, n)
+        dt = best_time(lambda raw=raw, tb=tb, name=name:
+                       EventDecoder(name, WIDTH, HEIGHT).decode(raw, time_base=tb), args.repeat)
+        rate = n / dt / 1e6
+        if name == "evt3":
+            cut = len(evt3) * min(1.0, args.reference_events / n)
+            prefix = evt3[: int(cut) // 2 * 2]
+            t0 = time.perf_counter()
+            ref = decode_evt3_reference(prefix, WIDTH, HEIGHT)
+            ref_rate = ref.size / (time.perf_counter() - t0) / 1e6
+            ref_name = "plain Python"
+            np.testing.assert_array_equal(ref, out[: ref.size])
+        else:
+            ref_fn = mono_numpy if name == "mono" else libcaer_numpy
+            ref_rate = n / best_time(lambda raw=raw, tb=tb, f=ref_fn: f(raw, tb),
+                                     args.repeat) / 1e6
+            ref_name = "numpy"
+            np.testing.assert_array_equal(ref_fn(raw, tb), out)
+        print(f"{name:8s} {rate:8.1f} M events/s   {ref_name:12s} {ref_rate:8.2f} M events/s"
+              f"   ratio {rate / ref_rate:7.1f}x")
+
+
+def _sensor_time(ev: np.ndarray) -> np.ndarray:
+    """EVT 3.0 carries sensor time: start the evt3 copy of the stream at 0 µs."""
+    out = ev.copy()
+    out["t"] -= out["t"].min()
+    return out
+
+
+if __name__ == "__main__":
+    main()
