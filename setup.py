@@ -24,7 +24,7 @@ setup(
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
-        # Pin torch in the environment first (constraints.txt): an unpinned torch pulls a CUDA build.
+        # Pin torch first (constraints.txt): an unpinned torch pulls a multi-GB CUDA build.
         "torch>=2.1",
         "norse==1.1.0",
         "tonic==1.7.0",
@@ -42,9 +42,8 @@ setup(
             "ros-sensor-msgs",
             "ros-diagnostic-msgs",
         ],
-        "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3"],
+        "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "colcon-common-extensions"],
     },
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "perception_node = taaf_ros.nodes.perception_node:main",

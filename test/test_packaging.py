@@ -1,0 +1,63 @@
+"""The package installs both ways: a colcon (ament_python) build and pip's entry points."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+
+def _console_scripts() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group="console_scripts")
+            if ep.value.startswith("taaf_ros.")}
+
+
+def test_package_xml_is_format_3_with_ament_python():
+    root = ET.parse(REPO_ROOT / "package.xml").getroot()
+    assert root.get("format") == "3"
+    assert root.findtext("name") == "taaf_ros"
+    assert root.find("export/build_type").text == "ament_python"
+    exec_deps = {e.text for e in root.findall("exec_depend")}
+    assert {"rclpy", "std_msgs", "sensor_msgs", "diagnostic_msgs"} <= exec_deps
+
+
+def test_console_scripts_import():
+    scripts = _console_scripts()
+    assert {"perception_node", "replay_node", "taaf_demo", "taaf_train",
+            "taaf_build_avdigits"} <= set(scripts)
+    import importlib
+
+    for name, target in scripts.items():
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func)), name
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon is not installed")
+def test_colcon_build_installs_scripts_and_data(tmp_path: Path):
+    ws = tmp_path / "ws"
+    src = ws / "src" / "taaf_ros"
+    shutil.copytree(REPO_ROOT, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "install", "log", "runs", "*.egg-info", "__pycache__"))
+    env = dict(os.environ)
+    env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+    proc = subprocess.run(["colcon", "build", "--base-paths", "src"], cwd=ws, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lib = ws / "install" / "taaf_ros" / "lib" / "taaf_ros"
+    share = ws / "install" / "taaf_ros" / "share" / "taaf_ros"
+    assert {p.name for p in lib.iterdir()} >= {"perception_node", "replay_node", "taaf_demo"}
+    assert (share / "package.xml").is_file()
+    assert (share / "launch" / "perception.launch.py").is_file()
+    assert (share / "config" / "perception.yaml").is_file()
+    assert any((share / "models").glob("*.pt"))
+    marker = ws / "install" / "taaf_ros" / "share" / "ament_index" / "resource_index"
+    assert (marker / "packages" / "taaf_ros").is_file()
