@@ -1,0 +1,201 @@
+"""Benchmark the default TAAF network: folded time vs a plain per-step norse loop vs an ANN.
+
+    python benchmarks/bench_network.py                      # CPU, float32, < 2 min
+    python benchmarks/bench_network.py --device cuda --dtype float16
+
+* folded: the package implementation (conv/linear layers see all T steps at once).
+* per-step: the same weights, every layer called once per step with norse's
+  ``lif_feed_forward_step`` (how SNN code is usually written); outputs are checked to match.
+* ANN: the same layers with ReLU instead of LIF (folded time too), the non-spiking reference.
+Reports inference latency at batch 1, training step time, energy per inference, firing rates.
+Weights are random but the normalisation statistics come from sparse random input so the
+network spikes at a realistic rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from norse.torch.functional.lif import LIFFeedForwardState, lif_feed_forward_step
+from torch import nn
+
+from taaf_ros.model import ModelConfig, TAAFNet, measure_energy, resolve_dtype, select_device
+from taaf_ros.model.device import inference_context
+from taaf_ros.model.encoders import LIFLayer
+
+
+def make_inputs(cfg: ModelConfig, B: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    ev = (torch.rand(cfg.T, B, *cfg.event_shape, generator=g) < 0.05).float()
+    au = (torch.rand(cfg.T, B, 2, cfg.audio_channels, generator=g) < 0.15).float()
+    return ev.to(device), au.to(device)
+
+
+def calibrated_model(cfg: ModelConfig, device: torch.device) -> TAAFNet:
+    torch.manual_seed(0)
+    net = TAAFNet(cfg).to(device)
+    with torch.no_grad():
+        for _ in range(10):  # running RMS statistics from data
+            net(*make_inputs(cfg, 16, device))
+    return net.eval()
+
+
+def per_step_forward(net: TAAFNet, ev: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
+    """Reference: each layer once per time step; LIF state carried layer by layer."""
+    T = ev.shape[0]
+    head = net.head
+    states: dict[int, LIFFeedForwardState] = {}
+
+    def lif(mod: LIFLayer, x: torch.Tensor) -> torch.Tensor:
+        s = states.get(id(mod)) or LIFFeedForwardState(torch.zeros_like(x), torch.zeros_like(x))
+        z, states[id(mod)] = lif_feed_forward_step(x, s, mod.params(), mod.dt)
+        return z
+
+    h = []  # per step: (B, M, D)
+    for t in range(T):
+        hs = []
+        for m, x in (("events", ev[t]), ("audio", au[t])):
+            enc = net.encoders[m]
+            y = x
+            for layer in enc.features:
+                y = lif(layer, y) if isinstance(layer, LIFLayer) else layer(y)
+            hs.append(lif(enc.lif, enc.bn(enc.fc(y.flatten(1)))))
+        h.append(torch.stack(hs, dim=1))
+    A = head.warp()
+    logits_t, scores = [], []
+    for t in range(T):
+        ht = sum(A[:, t, s].reshape(1, -1, 1) * h[s] for s in range(T))  # (B, M, D)
+        sc = torch.cat([head.score_m[m](ht[:, m]) for m in range(2)], dim=-1)
+        beta = sc.softmax(-1)
+        cur = sum(beta[:, m : m + 1] * head.proj_m[m](ht[:, m]) for m in range(2))
+        g = lif(head.fusion_lif, head.fusion_bn(cur))
+        scores.append(head.score(g))
+        logits_t.append(head.read(g))
+    alpha = torch.cat(scores, dim=-1).softmax(-1)  # (B, T)
+    return sum(alpha[:, t : t + 1] * logits_t[t] for t in range(T))
+
+
+def ann_copy(net: TAAFNet) -> TAAFNet:
+    """Same layers and weights, ReLU in place of every LIF layer."""
+    ann = copy.deepcopy(net)
+
+    def swap(mod: nn.Module) -> None:
+        for name, child in mod.named_children():
+            if isinstance(child, LIFLayer):
+                setattr(mod, name, nn.ReLU())
+            else:
+                swap(child)
+
+    swap(ann)
+    return ann
+
+
+def timeit(fn: Callable[[], object], sync: Callable[[], None], n: int, warm: int = 5) -> float:
+    for _ in range(warm):
+        fn()
+    sync()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3  # ms
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    ap.add_argument("--iters", type=int, default=50, help="timed repetitions (median)")
+    ap.add_argument("--train-batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (shared machines: 1)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    dev = select_device(args.device)
+    dtype = resolve_dtype(args.dtype, dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    cfg = ModelConfig()
+    net = calibrated_model(cfg, dev)
+    ann = ann_copy(net)
+    ev, au = make_inputs(cfg, 1, dev)
+
+    with torch.no_grad():  # correctness of the reference before timing it
+        ref, fold = per_step_forward(net, ev, au), net(ev, au).logits
+    err = float((ref - fold).abs().max())
+    assert err < 1e-4, f"per-step reference differs from folded model by {err}"
+
+    def infer(f: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            with inference_context(dev, dtype):
+                return f()
+
+        return run
+
+    rows = {
+        "folded (package)": timeit(infer(lambda: net(ev, au)), sync, args.iters),
+        "per-step norse loop": timeit(
+            infer(lambda: per_step_forward(net, ev, au)), sync, args.iters
+        ),
+        "ANN (ReLU, same layers)": timeit(infer(lambda: ann(ev, au)), sync, args.iters),
+    }
+
+    evb, aub = make_inputs(cfg, args.train_batch, dev)
+    y = torch.arange(args.train_batch, device=dev) % cfg.n_classes
+
+    def train_step(model: nn.Module, fwd: Callable[[], torch.Tensor]) -> Callable[[], object]:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+        def run() -> object:
+            model.train()
+            with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                loss = nn.functional.cross_entropy(fwd().float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return run
+
+    tn, ta = copy.deepcopy(net), copy.deepcopy(ann)
+    train_rows = {
+        "folded (package)": timeit(train_step(tn, lambda: tn(evb, aub).logits), sync, 10, 2),
+        "per-step norse loop": timeit(
+            train_step(tn, lambda: per_step_forward(tn, evb, aub)), sync, 10, 2
+        ),
+        "ANN (ReLU, same layers)": timeit(train_step(ta, lambda: ta(evb, aub).logits), sync, 10, 2),
+    }
+
+    print(
+        f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}),"
+        f" dtype {args.dtype}, threads {torch.get_num_threads()}, params {net.n_params():,},"
+        f" T={cfg.T}; per-step reference max |diff| {err:.1e}"
+    )
+    base, tbase = rows["folded (package)"], train_rows["folded (package)"]
+    print(
+        f"\n{'implementation':26s} {'infer B=1 ms':>13s} {'vs folded':>10s} "
+        f"{f'train B={args.train_batch} ms':>15s} {'vs folded':>10s}"
+    )
+    for name in rows:
+        print(
+            f"{name:26s} {rows[name]:13.2f} {rows[name] / base:9.2f}x "
+            f"{train_rows[name]:15.2f} {train_rows[name] / tbase:9.2f}x"
+        )
+
+    rep = measure_energy(net, ev.float(), au.float())
+    print(
+        f"\nenergy per inference (B=1, random sparse input, 5 % event / 15 % audio density):\n"
+        f"{rep.table()}"
+    )
+    print("\nfiring rates (spikes / neuron / step):")
+    for name, r in rep.firing_rates.items():
+        print(f"  {name:36s} {r:.3f}")
+
+
+if __name__ == "__main__":
+    main()

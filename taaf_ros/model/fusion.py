@@ -1,0 +1,49 @@
+"""Concatenation fusion baseline (the setting of OGM-GE, Peng et al., CVPR 2022).
+
+The fused logits at step t are a linear classifier on the concatenated embeddings,
+W [h_e[t]; h_a[t]] + b = sum_m W_m h_m[t] + b, averaged over t. As in OGM-GE, the unimodal
+readouts are the classifier's own halves, W_m h_m[t] + b / M_present, so no extra weights exist
+and the confidence ratios measure what each modality contributes to the fused decision.
+No time warping, no attention: alpha is uniform and beta is uniform over present modalities.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import MODALITIES, ModelConfig
+from .taaf import TAAFOutput
+
+
+class ConcatHead(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        M = len(MODALITIES)
+        self.weight = nn.Parameter(torch.empty(cfg.n_classes, M, cfg.hidden))  # (K, M, D)
+        self.bias = nn.Parameter(torch.zeros(cfg.n_classes))
+        nn.init.uniform_(self.weight, -(cfg.hidden**-0.5), cfg.hidden**-0.5)
+        self._used = [m in cfg.modalities for m in MODALITIES]
+
+    def forward(self, h: torch.Tensor, present: torch.Tensor) -> TAAFOutput:
+        """h: (T, B, M, D) encoder spikes (zero for absent); present: (B, M) bool."""
+        T, B, M, _ = h.shape
+        n_present = present.sum(dim=1).to(h.dtype)  # (B,)
+        # step_m[t, b, m] = W_m h_m[t] + b / M_present
+        step_m = torch.einsum("tbmd,kmd->tbmk", h, self.weight)
+        step_m = step_m + (self.bias / n_present.unsqueeze(-1)).reshape(1, B, 1, -1)
+        step_m = step_m * present.to(h.dtype).reshape(1, B, M, 1)  # absent contributes nothing
+        alpha = torch.full((T, B), 1.0 / T, dtype=h.dtype, device=h.device)
+        beta = (present.to(h.dtype) / n_present.unsqueeze(-1)).expand(T, B, M)
+        unimodal = step_m.mean(dim=0)  # (B, M, K)
+        amap = (alpha.unsqueeze(-1) * beta).transpose(0, 1)  # (B, T, M)
+        return TAAFOutput(
+            logits=unimodal.sum(dim=1),
+            unimodal_logits=unimodal,
+            step_logits_per_modality=step_m.permute(1, 0, 2, 3),
+            alpha=alpha.transpose(0, 1),
+            beta=beta.transpose(0, 1),
+            modality_attention=amap.sum(dim=1),
+            attention_map=amap,
+            present=present,
+        )

@@ -1,0 +1,210 @@
+"""Temporal adaptive balanced fusion loss, OGM-GE, and the method factory.
+
+Gradient modulation design (one forward pass, current-batch coefficients):
+  The model applies ``_ScaleGrad`` to each encoder output h_m[:, t] (identity forward). That
+  function reads its (T, M) scale tensor when *backward* runs. So a training step is::
+
+      k = loss_fn.new_grad_scale()                     # ones (T, M), or None
+      out = model(events, audio, grad_scale=k)
+      loss, info = loss_fn(out, y, grad_scale=k)       # fills k in place from this batch
+      optimizer.zero_grad(); loss.backward()           # encoder m, step t gets grad * k[t, m]
+      loss_fn.after_backward(model, info)              # OGM-GE scaling / Gaussian enhancement
+      optimizer.step()
+
+  This costs no second (detached) pass and has no one-batch lag; the coefficients use detached
+  probabilities, so they steer the gradient without being part of the objective. Passing the
+  previous batch's coefficients instead also works (fill nothing, pass the old tensor).
+
+Methods: taaf-balanced, taaf (no balancing), concat, concat-ogmge, events-only, audio-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import MODALITIES, ModelConfig
+from .taaf import TAAFOutput
+
+METHODS: tuple[str, ...] = (
+    "taaf-balanced",
+    "taaf",
+    "concat",
+    "concat-ogmge",
+    "events-only",
+    "audio-only",
+)
+
+_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss options.
+
+    method: one of METHODS (informational; the flags below define the behaviour).
+    aux_weight: lambda, weight of the unimodal auxiliary losses. Default 0.5.
+    balance: temporal adaptive balancing (k_m[t] on encoder gradients, w_m on aux losses).
+    eta: balancing strength in k = 1 - tanh(eta * relu(rho - 1)). Default 1.0.
+    ogm: OGM-GE coefficient on the dominant encoder's parameter gradients (concat baseline).
+    ogm_alpha: OGM-GE alpha. Default 0.5.
+    gaussian_enhance: add N(0, std(grad)) to encoder weight gradients (the GE of OGM-GE).
+    """
+
+    method: str = "taaf-balanced"
+    aux_weight: float = 0.5
+    balance: bool = True
+    eta: float = 1.0
+    ogm: bool = False
+    ogm_alpha: float = 0.5
+    gaussian_enhance: bool = False
+
+
+def _ratio_to_others(s: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
+    """s: (..., M) scores; used: (M,) bool -> s_m / mean_{n != m, used} s_n, 1 where unused."""
+    n_used = int(used.sum())
+    if n_used < 2:
+        return torch.ones_like(s)
+    s = s * used
+    others = (s.sum(dim=-1, keepdim=True) - s) / (n_used - 1)
+    return torch.where(used, s / (others + _EPS), torch.ones_like(s))
+
+
+def _masked_ce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean CE over the samples where mask (B,) is True; 0 if none."""
+    ce = F.cross_entropy(logits, y, reduction="none")
+    return (ce * mask).sum() / mask.sum().clamp(min=1)
+
+
+class BalancedFusionLoss:
+    """L = CE(logits, y) + lambda * sum_m w_m CE(logits_m, y) (DESIGN 3.4), plus the modulation.
+
+    Calling returns ``(loss, info)``; info holds floats for logging (``k_events``, ``w_audio``,
+    ``rho_events``, ...) and tensors ``k`` (T, M), ``rho`` (T, M), ``s`` (T, M), ``w`` (M,),
+    ``ogm_k`` (M,).
+    """
+
+    def __init__(self, cfg: LossConfig, model_cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.model_cfg = model_cfg
+        self.used = torch.tensor([m in model_cfg.modalities for m in MODALITIES])
+
+    @property
+    def uses_grad_scale(self) -> bool:
+        return self.cfg.balance
+
+    def new_grad_scale(self) -> torch.Tensor | None:
+        """A (T, M) ones tensor to pass to the model and then to this loss; None if unused."""
+        return torch.ones(self.model_cfg.T, len(MODALITIES)) if self.cfg.balance else None
+
+    def __call__(
+        self, out: TAAFOutput, y: torch.Tensor, grad_scale: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        c = self.cfg
+        used = self.used.to(out.logits.device)
+        present = out.present & used  # (B, M)
+        both = present[:, used].all(dim=1)  # (B,) samples where every configured modality is in
+        info: dict[str, Any] = {}
+        T, M = out.alpha.shape[1], len(MODALITIES)
+        k = torch.ones(T, M, device=out.logits.device)
+        w = torch.ones(M, device=out.logits.device)
+        with torch.no_grad():
+            # c_m[t] = alpha[t] beta_m[t] p_m[t](y); s_m[t] = batch mean (samples with all in)
+            idx = y.reshape(-1, 1, 1, 1).expand(-1, T, M, 1)
+            p_y = out.step_logits_per_modality.softmax(dim=-1).gather(-1, idx).squeeze(-1)
+            contrib = out.alpha.unsqueeze(-1) * out.beta * p_y  # (B, T, M)
+            nb = both.sum().clamp(min=1)
+            s = (contrib * both.reshape(-1, 1, 1)).sum(dim=0) / nb  # (T, M)
+            rho = _ratio_to_others(s, used)  # (T, M)
+            if c.balance and bool(both.any()):
+                k = 1.0 - torch.tanh(c.eta * F.relu(rho - 1.0))
+                # w_m: the weaker modality over the whole window (rho < 1) gets up to 2x.
+                rho_all = _ratio_to_others(s.sum(dim=0), used)  # (M,)
+                w = 1.0 + torch.tanh(c.eta * F.relu(1.0 / (rho_all + _EPS) - 1.0))
+                w = torch.where(used, w, torch.ones_like(w))
+            ogm_k = torch.ones(M, device=out.logits.device)
+            if c.ogm and bool(both.any()):
+                # Peng et al.: score_m = sum_b softmax(logits_m)[y] over the batch
+                conf = (
+                    out.unimodal_logits.softmax(dim=-1)
+                    .gather(-1, y.reshape(-1, 1, 1).expand(-1, M, 1))
+                    .squeeze(-1)
+                )  # (B, M)
+                score = (conf * both.reshape(-1, 1)).sum(dim=0)
+                ratio = _ratio_to_others(score, used)
+                ogm_k = 1.0 - torch.tanh(c.ogm_alpha * F.relu(ratio - 1.0))
+                info.update({f"ogm_ratio_{m}": float(ratio[i]) for i, m in enumerate(MODALITIES)})
+        if grad_scale is not None:
+            grad_scale.copy_(k.to(grad_scale))  # read by the model's backward (see module doc)
+
+        ce = F.cross_entropy(out.logits, y)
+        loss = ce
+        for i, m in enumerate(MODALITIES):
+            if not bool(used[i]) or c.aux_weight == 0.0:
+                continue
+            aux = _masked_ce(out.unimodal_logits[:, i], y, present[:, i].float())
+            loss = loss + c.aux_weight * w[i] * aux
+            info[f"aux_{m}"] = float(aux.detach())
+        info.update(loss=float(loss.detach()), ce=float(ce.detach()), k=k, rho=rho, s=s, w=w)
+        info["ogm_k"] = ogm_k
+        for i, m in enumerate(MODALITIES):
+            info[f"k_{m}"] = float(k[:, i].mean())
+            info[f"rho_{m}"] = float(rho[:, i].mean())
+            info[f"w_{m}"] = float(w[i])
+        return loss, info
+
+    def after_backward(self, model: nn.Module, info: dict[str, Any]) -> None:
+        """OGM-GE on parameter gradients; call between ``loss.backward()`` and ``step()``.
+
+        With ``ogm``: encoder m's gradients are multiplied by ogm_k[m] (< 1 for the dominant
+        one). With ``gaussian_enhance``: N(0, std(grad)) noise is added to every encoder
+        weight gradient (conv / linear weights, as OGM-GE does for its conv weights), using the
+        std of the unscaled gradient, to restore the generalisation the slow-down costs.
+        """
+        if not (self.cfg.ogm or self.cfg.gaussian_enhance):
+            return
+        encoders = getattr(model, "encoders", {})
+        for i, m in enumerate(MODALITIES):
+            if m not in encoders:
+                continue
+            coeff = float(info["ogm_k"][i]) if self.cfg.ogm else 1.0
+            for p in encoders[m].parameters():
+                if p.grad is None:
+                    continue
+                std = float(p.grad.std()) if p.grad.numel() > 1 else 0.0
+                p.grad.mul_(coeff)
+                if self.cfg.gaussian_enhance and p.grad.dim() >= 2:
+                    p.grad.add_(torch.randn_like(p.grad) * (std + _EPS))
+
+
+def build_method(
+    method: str, model_cfg: ModelConfig | None = None, **loss_overrides: Any
+) -> tuple[ModelConfig, BalancedFusionLoss]:
+    """Model config + loss for a method name (one of METHODS).
+
+    model_cfg: base configuration (default ``ModelConfig()``); fusion and modalities are set
+    from the method. loss_overrides: LossConfig fields (e.g. ``eta=2.0``).
+    """
+    base = model_cfg or ModelConfig()
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    both = MODALITIES
+    table: dict[str, tuple[str, tuple[str, ...], LossConfig]] = {
+        "taaf-balanced": ("taaf", both, LossConfig(method)),
+        "taaf": ("taaf", both, LossConfig(method, balance=False)),
+        "concat": ("concat", both, LossConfig(method, aux_weight=0.0, balance=False)),
+        "concat-ogmge": (
+            "concat",
+            both,
+            LossConfig(method, aux_weight=0.0, balance=False, ogm=True, gaussian_enhance=True),
+        ),
+        "events-only": ("taaf", ("events",), LossConfig(method, aux_weight=0.0, balance=False)),
+        "audio-only": ("taaf", ("audio",), LossConfig(method, aux_weight=0.0, balance=False)),
+    }
+    fusion, modalities, loss_cfg = table[method]
+    mcfg = replace(base, fusion=fusion, modalities=modalities)
+    return mcfg, BalancedFusionLoss(replace(loss_cfg, **loss_overrides), mcfg)
