@@ -43,14 +43,16 @@ def test_layout_and_meta(small_build):
     assert meta["classes"] == [str(d) for d in range(10)]
     assert meta["sensor_size"] == [34, 34] and meta["audio_rate"] == 8000
     assert meta["seed"] == 0 and meta["emulator"]["theta_on"] == 0.2
-    assert meta["counts"]["train"]["total"] == 20 and meta["counts"]["test"]["total"] == 20
+    # two recordings per class and split; each training recording paired with three images
+    assert meta["train_pairs"] == 3
+    assert meta["counts"]["train"]["total"] == 60 and meta["counts"]["test"]["total"] == 20
     assert meta["speakers"]["test"] == ["theo"]
     assert "theo" not in meta["speakers"]["train"]
     assert "builder_version" in meta and "split_rule" in meta and "source" in meta
     for split in ("train", "test"):
         for cls in meta["classes"]:
             files = sorted((small_build / split / cls).iterdir())
-            assert len(files) == 4  # two samples: events + wav each
+            assert len(files) == {"train": 12, "test": 4}[split]  # events + wav per sample
             ev = np.load(files[0])
             assert ev.dtype == EVENT_DTYPE and len(ev) > 100
             assert np.all(np.diff(ev["t"]) >= 0) and ev["x"].max() < 34
@@ -63,11 +65,13 @@ def test_layout_and_meta(small_build):
 def test_no_speaker_or_image_in_both_splits(small_build):
     with open(small_build / "manifest.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 40
+    assert len(rows) == 80
     by = {s: [r for r in rows if r["split"] == s] for s in ("train", "test")}
     assert not {r["speaker"] for r in by["train"]} & {r["speaker"] for r in by["test"]}
     assert not {r["mnist_index"] for r in by["train"]} & {r["mnist_index"] for r in by["test"]}
-    assert len({r["mnist_index"] for r in rows}) == 40  # each image used once
+    assert len({r["mnist_index"] for r in rows}) == 80  # each image used once
+    train_recordings = [r["fsdd_file"] for r in by["train"]]
+    assert all(train_recordings.count(f) == 3 for f in train_recordings)
 
 
 def test_pairs_have_matching_labels(small_build, data_root):
@@ -89,10 +93,12 @@ def test_plan_is_disjoint_on_the_full_set(data_root):
     recs = find_fsdd(data_root / "fsdd" / "recordings")
     _, labels = load_mnist(data_root / "mnist")
     samples, reuses = plan(recs, labels, BuildConfig(seed=3, test_speakers=("lucas",)))
-    assert len(samples) == 2500 and reuses == 0
+    assert len(samples) == 3 * 2000 + 500 and reuses == 0
     imgs = {s: {p.image_index for p in samples if p.split == s} for s in ("train", "test")}
     assert not imgs["train"] & imgs["test"]
-    assert len(imgs["train"]) + len(imgs["test"]) == 2500
+    assert len(imgs["train"]) + len(imgs["test"]) == 6500
+    single, _ = plan(recs, labels, BuildConfig(seed=3, test_speakers=("lucas",), train_pairs=1))
+    assert len(single) == 2500
     assert {p.recording.speaker for p in samples if p.split == "test"} == {"lucas"}
     everything, _ = plan(recs, labels, BuildConfig(eval_only=True))
     assert {p.split for p in everything} == {"test"}
@@ -129,7 +135,8 @@ def synthetic_sources(tmp_path):
 def test_builder_on_any_folder_skips_bad_files_and_resamples(synthetic_sources, tmp_path):
     fsdd, mnist = synthetic_sources
     out = tmp_path / "out"
-    meta = build_avdigits(fsdd, mnist, out, BuildConfig(test_speakers=("bob",)), progress=False)
+    meta = build_avdigits(fsdd, mnist, out, BuildConfig(test_speakers=("bob",), train_pairs=1),
+                          progress=False)
     assert meta["skipped"] == {"count": 1, "files": ["0_ann_5.wav"]}
     assert meta["counts"]["train"]["total"] == 4 and meta["counts"]["test"]["total"] == 5
     ds = EadDataset(out, "test")

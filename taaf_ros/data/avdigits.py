@@ -14,7 +14,8 @@ like N-MNIST). Output::
 Split rule (speaker- and image-independent): recordings of the ``test_speakers`` (default
 ``theo``) form the test split, the other speakers the train split. Each digit's MNIST images are
 shuffled with the seed and cut into two disjoint pools, sized in proportion to the recordings
-that need them; every recording gets the next unused image of its split's pool (an image is
+that need them; every training recording is paired with ``train_pairs`` (default 3) images and
+every test recording with one, each the next unused image of its split's pool (an image is
 reused only when a pool runs out, counted in meta.json). So no speaker and no image is in both.
 
 Same inputs and seed give byte-identical outputs (no timestamps or absolute paths are written).
@@ -85,7 +86,12 @@ class BuildConfig:
         seed: seed of every random choice (image pairing, emulator noise). Default: 0.
         test_speakers: speakers whose recordings form the test split. Default: ("theo",).
         eval_only: put every sample in the test split. Default: False.
-        limit_per_class: keep at most this many samples per class and split (None: all).
+        limit_per_class: keep at most this many recordings per class and split (None: all).
+        train_pairs: how many distinct images each training recording is paired with (one
+            sample each). The event encoder sees K times more digits while the audio encoder
+            sees each recording K times, as in K epochs; test recordings always get one image.
+            Default: 3 (6,000 training samples from 2,000 recordings and 6,000 of the 8,000
+            MNIST images, leaving the 500 test images unused in training).
         audio_rate: sample rate of the written WAV files (Hz); FSDD is 8000. Default: 8000.
         duration_us: length of each event recording (µs). Default: 300000.
         sensor_size: (width, height) of the emulated sensor (pixels). Default: (34, 34).
@@ -96,6 +102,7 @@ class BuildConfig:
     test_speakers: tuple[str, ...] = DEFAULT_TEST_SPEAKERS
     eval_only: bool = False
     limit_per_class: int | None = None
+    train_pairs: int = 3
     audio_rate: int = 8000
     duration_us: int = 300_000
     sensor_size: tuple[int, int] = (34, 34)
@@ -143,15 +150,17 @@ def plan(recordings: list[FsddRecording], labels: np.ndarray,
     for digit in range(10):
         images = np.flatnonzero(labels == digit)
         images = images[rng.permutation(len(images))]
-        need = {s: len(by_split.get((s, digit), [])) for s in ("train", "test")}
+        pairs = {"train": config.train_pairs, "test": 1}
+        need = {s: pairs[s] * len(by_split.get((s, digit), [])) for s in ("train", "test")}
         if sum(need.values()) and not len(images):
             raise ValueError(f"no MNIST image of digit {digit}")
         pools = _disjoint_pools(images, need)
         for split in ("train", "test"):
             recs, pool = by_split.get((split, digit), []), pools[split]
-            for i, r in enumerate(recs):
+            for i in range(need[split]):
+                r = recs[i % len(recs)]
                 samples.append(PlannedSample(r, split, int(pool[i % len(pool)])))
-            reuses += max(0, len(recs) - len(pool))
+            reuses += max(0, need[split] - len(pool))
     samples.sort(key=lambda s: (s.split, s.recording.digit, s.recording.speaker,
                                 s.recording.take))
     return samples, reuses
@@ -224,7 +233,8 @@ def build_avdigits(fsdd_dir: str | Path, mnist_dir: str | Path, out: str | Path,
             if pcm.size == 0:
                 raise ValueError("empty recording")
         except ValueError:
-            skipped.append(r.path.name)
+            if r.path.name not in skipped:  # a training recording stands in train_pairs samples
+                skipped.append(r.path.name)
             continue
         events = emulate_saccades(images[s.image_index], config.emulator, config.sensor_size,
                                   config.duration_us, _sample_rng(config.seed, s))
@@ -279,6 +289,7 @@ def _meta(config: BuildConfig, samples: list[PlannedSample], counts: dict, skipp
                        "train/test pools"),
         "speakers": speakers,
         "limit_per_class": config.limit_per_class,
+        "train_pairs": config.train_pairs,
         "counts": {sp: {"total": sum(c.values()), **c} for sp, c in counts.items()},
         "image_reuses": reuses,
         "skipped": {"count": len(skipped), "files": skipped},
@@ -299,6 +310,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--eval-only", action="store_true", help="put every sample in test")
     ap.add_argument("--limit-per-class", type=int, default=None,
                     help="at most N samples per class and split (small CI subsets)")
+    ap.add_argument("--train-pairs", type=int, default=3,
+                    help="images paired with each training recording (default: 3)")
     ap.add_argument("--audio-rate", type=int, default=8000, help="WAV sample rate, Hz")
     ap.add_argument("--download", action="store_true",
                     help="download FSDD / MNIST (checksum-verified) where no local copy exists")
@@ -334,10 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.limit_per_class is not None and args.limit_per_class < 1:
         raise SystemExit("--limit-per-class must be >= 1")
+    if args.train_pairs < 1:
+        raise SystemExit("--train-pairs must be >= 1")
     fsdd, mnist = _resolve_sources(args)
     config = BuildConfig(seed=args.seed, test_speakers=tuple(args.test_speakers),
                          eval_only=args.eval_only, limit_per_class=args.limit_per_class,
-                         audio_rate=args.audio_rate)
+                         train_pairs=args.train_pairs, audio_rate=args.audio_rate)
     t0 = time.perf_counter()
     try:
         meta = build_avdigits(fsdd, mnist, args.out, config, progress=not args.no_progress,

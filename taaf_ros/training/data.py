@@ -1,0 +1,191 @@
+"""Dataset resolution, the front end run once per dataset, and in-memory batching.
+
+The front end (``taaf_ros.frontend.sample_tensors``, ~40 ms per sample) is the same code the
+live node runs, so the network trains on exactly the tensors it will see. It is run once per
+dataset and kept in memory as small integers (counts are clipped to ``max_count``), optionally
+cached on disk as an .npz in the run folder, keyed by a hash of everything that determines it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from taaf_ros.data.readers import EadDataset
+from taaf_ros.frontend import FrontEndConfig, sample_tensors
+
+CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+
+
+@dataclass
+class TensorSet:
+    """One split as front-end tensors: events (N, T, 2, H, W), audio (N, T, 2, C) (uint8 or
+    int16 counts), labels (N,) int64, ids (N,)."""
+
+    events: np.ndarray
+    audio: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batch(self, idx: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                             torch.Tensor]:
+        """Samples ``idx`` -> (events (T, B, 2, H, W), audio (T, B, 2, C)) float32, labels."""
+        idx = np.asarray(idx)
+        ev = torch.from_numpy(self.events[idx].astype(np.float32)).transpose(0, 1)
+        au = torch.from_numpy(self.audio[idx].astype(np.float32)).transpose(0, 1)
+        return ev.contiguous(), au.contiguous(), torch.from_numpy(self.labels[idx])
+
+
+def is_ead_root(root: Path) -> bool:
+    return (root / "meta.json").is_file()
+
+
+def is_source_root(root: Path) -> bool:
+    return (root / "fsdd").is_dir() and (root / "mnist").is_dir()
+
+
+def resolve_dataset(root: str | Path, cache_dir: str | Path = "", limit_per_class: int = 0,
+                    seed: int = 0, progress: bool = True) -> Path:
+    """An EAD-layout folder for ``root``.
+
+    ``root`` with meta.json is used as is. ``root`` with fsdd/ and mnist/ (the raw sources) is
+    turned into AV-digits (deterministic: same sources and seed give the same bytes) under
+    ``cache_dir/avdigits-seed<seed>[-limit<N>]``, once; a finished build (meta.json written last)
+    is reused.
+    """
+    root = Path(root)
+    if is_ead_root(root):
+        return root
+    if not is_source_root(root):
+        raise FileNotFoundError(
+            f"{root}: neither an EAD-layout dataset (meta.json) nor a folder with fsdd/ and "
+            f"mnist/ sources")
+    from taaf_ros.data.avdigits import BuildConfig, build_avdigits
+
+    base = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "taaf_ros"
+    name = f"avdigits-seed{seed}" + (f"-limit{limit_per_class}" if limit_per_class else "")
+    out = base / name
+    if is_ead_root(out):
+        return out
+    fsdd = root / "fsdd" / "recordings"
+    build_avdigits(fsdd if fsdd.is_dir() else root / "fsdd", root / "mnist", out,
+                   BuildConfig(seed=seed, limit_per_class=limit_per_class or None),
+                   progress=progress, overwrite=True)  # overwrite: an unfinished earlier build
+    return out
+
+
+def subset_indices(labels: list[int], limit_per_class: int) -> list[int]:
+    """The first ``limit_per_class`` samples of each class, in dataset order (0: all)."""
+    if limit_per_class <= 0:
+        return list(range(len(labels)))
+    seen: dict[int, int] = {}
+    keep = []
+    for i, y in enumerate(labels):
+        if seen.get(y, 0) < limit_per_class:
+            seen[y] = seen.get(y, 0) + 1
+            keep.append(i)
+    return keep
+
+
+def _cache_key(ds: EadDataset, split: str, indices: list[int], fe: FrontEndConfig) -> str:
+    ids = [ds.samples[i][3] for i in indices]
+    blob = json.dumps({"v": CACHE_VERSION, "frontend": fe.to_dict(), "meta": ds.meta,
+                       "split": split, "ids": ids}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_split(root: str | Path, split: str, fe: FrontEndConfig, limit_per_class: int = 0,
+               cache_dir: str | Path | None = None, progress: bool = True
+               ) -> tuple[TensorSet, EadDataset]:
+    """Run the front end over one split (or read it from ``cache_dir``)."""
+    ds = EadDataset(root, split)
+    indices = subset_indices([s[2] for s in ds.samples], limit_per_class)
+    if not indices:
+        raise ValueError(f"{root}/{split}: no samples")
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"{split}-{_cache_key(ds, split, indices, fe)}.npz"
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as z:
+                return TensorSet(z["events"], z["audio"], z["labels"],
+                                 [str(s) for s in z["ids"]]), ds
+    dtype = np.uint8 if fe.max_count <= 255 else np.int16  # counts are clipped to max_count
+    evs, aus, labels, ids = [], [], [], []
+    for i in tqdm(indices, desc=f"front end {split}", unit="sample", disable=not progress):
+        s = ds[i]
+        ev, au = sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
+        evs.append(ev.astype(dtype))
+        aus.append(au.astype(dtype))
+        labels.append(s.label)
+        ids.append(s.id)
+    ts = TensorSet(np.stack(evs), np.stack(aus), np.asarray(labels, np.int64), ids)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, events=ts.events, audio=ts.audio, labels=ts.labels,
+                 ids=np.asarray(ids))
+        tmp.replace(cache)  # atomic: a half-written cache is never read
+    return ts, ds
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of ``epoch``'s shuffling and augmentation: a function of (seed, epoch)
+    only, so a resumed run sees exactly the batches an uninterrupted run would have seen."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def shift_events(ev: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
+    """ev (T, B, P, H, W): each sample translated by its own random (dy, dx) in
+    [-max_shift, max_shift], zero fill (the emulated saccades already move the digit by a few
+    pixels, so small shifts stay on the data's manifold)."""
+    if max_shift <= 0:
+        return ev
+    T, B, P, H, W = ev.shape
+    d = torch.randint(-max_shift, max_shift + 1, (B, 2), generator=g)
+    pad = torch.nn.functional.pad(ev, (max_shift,) * 4)
+    out = torch.empty_like(ev)
+    for b in range(B):
+        y0, x0 = max_shift - int(d[b, 0]), max_shift - int(d[b, 1])
+        out[:, b] = pad[:, b, :, y0:y0 + H, x0:x0 + W]
+    return out
+
+
+def shift_channels(au: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
+    """au (T, B, 2, C): each sample's cochlea channels shifted by its own random offset in
+    [-max_shift, max_shift], zero fill (mel-spaced channels: a shift scales all formants
+    alike, as a different vocal-tract length does)."""
+    if max_shift <= 0:
+        return au
+    C = au.shape[-1]
+    d = torch.randint(-max_shift, max_shift + 1, (au.shape[1],), generator=g)
+    pad = torch.nn.functional.pad(au, (max_shift, max_shift))
+    out = torch.empty_like(au)
+    for b in range(au.shape[1]):
+        c0 = max_shift - int(d[b])
+        out[:, b] = pad[:, b, :, c0:c0 + C]
+    return out
+
+
+def repair_audio(idx: torch.Tensor, labels: np.ndarray, frac: float, g: torch.Generator
+                 ) -> torch.Tensor:
+    """Audio indices for the training samples ``idx``: a fraction ``frac`` of them replaced by
+    a random training sample of the same class (new event/audio pairs every epoch)."""
+    if frac <= 0:
+        return idx
+    lab = torch.from_numpy(labels)
+    swap = torch.rand(len(idx), generator=g) < frac
+    r = torch.rand(len(idx), generator=g)
+    out = idx.clone()
+    for j in torch.nonzero(swap).flatten().tolist():
+        pool = torch.nonzero(lab == lab[idx[j]]).flatten()
+        out[j] = pool[int(r[j] * len(pool)) % len(pool)]
+    return out

@@ -1,0 +1,387 @@
+"""Training and evaluation: model/loss from the method, AdamW + warm-up/cosine, per-epoch
+evaluation, atomic per-epoch checkpoints and an exact ``resume``.
+
+Checkpoints in the run folder:
+    last.pt   training state after the last finished epoch (weights, optimizer, scheduler,
+              epoch, RNG state, history, the TrainConfig); rewritten atomically every epoch,
+              so an interrupt or crash loses at most the epoch in progress.
+    model.pt  the final model with its model card (what the ROS node loads).
+There is no validation split (AV-digits has train/test only), so no "best" checkpoint is
+picked: choosing the epoch by test accuracy would report an optimistic number. The reported
+figures are those of the final epoch.
+
+Imbalance ratio (reported per evaluation): ``acc_dominant / acc_weaker`` of the two unimodal
+readouts (``TAAFOutput.unimodal_logits``) on the test split; 1.0 means both modalities alone
+are equally good, larger means one modality carries the decision. Also logged per epoch: the
+mean contribution ratio rho_events (DESIGN 3.4: events' attention-weighted true-class
+probability over audio's, > 1 = events dominate) and the mean balancing coefficients k_m.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from taaf_ros.audio.cochlea import CochleaConfig
+from taaf_ros.frontend import FrontEndConfig
+from taaf_ros.model import (
+    MODALITIES,
+    BalancedFusionLoss,
+    CheckpointError,
+    ModelConfig,
+    TAAFNet,
+    build_method,
+    load_checkpoint,
+    load_training_state,
+    make_model_card,
+    measure_energy,
+    save_checkpoint,
+    save_training_state,
+    select_device,
+)
+
+from .config import TrainConfig
+from .data import (
+    TensorSet,
+    epoch_generator,
+    load_split,
+    repair_audio,
+    resolve_dataset,
+    shift_channels,
+    shift_events,
+)
+
+#: Config keys that may differ between a run and its resumption (they do not change results).
+RESUME_FREE_KEYS = {"resume", "progress", "num_threads", "device", "out_dir", "data_root",
+                    "cache_dir", "checkpoint", "eval_every", "eval_batch_size", "stop_after",
+                    "feature_cache"}
+
+
+def frontend_config(cfg: TrainConfig) -> FrontEndConfig:
+    return FrontEndConfig(window_s=cfg.window_s, n_time_bins=cfg.n_time_bins,
+                          max_count=cfg.max_count, cochlea=CochleaConfig())
+
+
+def build_model(cfg: TrainConfig, n_classes: int, fe: FrontEndConfig
+                ) -> tuple[TAAFNet, BalancedFusionLoss]:
+    """The method's network and loss; T and input sizes follow the front end."""
+    base = ModelConfig(
+        n_classes=n_classes, T=fe.n_time_bins,
+        event_shape=(2, fe.input_size[1], fe.input_size[0]),
+        audio_channels=fe.cochlea.n_channels, hidden=cfg.hidden,
+        event_widths=cfg.event_widths, audio_widths=cfg.audio_widths,
+        input_scale=cfg.input_scale,
+    )
+    overrides: dict[str, Any] = {"eta": cfg.eta, "ogm_alpha": cfg.ogm_alpha}
+    if cfg.aux_weight >= 0:
+        overrides["aux_weight"] = cfg.aux_weight
+    mcfg, loss_fn = build_method(cfg.method, base, **overrides)
+    return TAAFNet(mcfg), loss_fn
+
+
+def make_optimizer(model: TAAFNet, cfg: TrainConfig, total_steps: int
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no decay on biases / norm scales / warping logits) + linear warm-up, cosine."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "warp" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2
+                                                                and "warp" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    warm = max(0, min(cfg.warmup_steps, total_steps - 1))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi
+                                                                               * progress))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@torch.no_grad()
+def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
+             device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
+    """Fused and per-modality (unimodal readout) accuracy, confusion matrix, mean attention.
+
+    Per-modality accuracies are None for a modality the model does not have.
+    """
+    device = device or torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    K = model.cfg.n_classes
+    n = len(data)
+    correct = 0
+    uni_correct = np.zeros(len(MODALITIES))
+    confusion = np.zeros((K, K), np.int64)
+    amap_sum = torch.zeros(model.cfg.T, len(MODALITIES))
+    for start in tqdm(range(0, n, batch_size), desc="eval", leave=False, disable=not progress):
+        ev, au, y = data.batch(np.arange(start, min(n, start + batch_size)))
+        out = model(ev.to(device), au.to(device))
+        pred = out.logits.argmax(-1).cpu()
+        correct += int((pred == y).sum())
+        uni_correct += (out.unimodal_logits.argmax(-1).cpu() == y[:, None]).sum(0).numpy()
+        np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
+        amap_sum += out.attention_map.sum(0).cpu()
+    model.train(was_training)
+    per_mod = {m: (float(uni_correct[i] / n) if m in model.cfg.modalities else None)
+               for i, m in enumerate(MODALITIES)}
+    accs = [a for a in per_mod.values() if a is not None]
+    imbalance = (max(accs) / max(min(accs), 1e-9)) if len(accs) == 2 else None
+    amap = (amap_sum / n).tolist()
+    return {
+        "acc": correct / n,
+        "acc_per_modality": per_mod,
+        "imbalance": imbalance,
+        "attention_map": amap,  # (T, M) mean of alpha[t] beta_m[t]
+        "modality_attention": {m: float(sum(row[i] for row in amap))
+                               for i, m in enumerate(MODALITIES)},
+        "confusion": confusion.tolist(),
+        "n": n,
+    }
+
+
+def _energy(model: TAAFNet, data: TensorSet, n: int = 64,
+            device: torch.device | None = None) -> dict[str, Any]:
+    """Energy per inference window from ``measure_energy`` on the first ``n`` test samples."""
+    ev, au, _ = data.batch(np.arange(min(n, len(data))))
+    device = device or torch.device("cpu")
+    rep = measure_energy(model, ev.to(device), au.to(device))
+    return {"energy_uj": rep.energy_pj / 1e6, "ann_energy_uj": rep.ann_energy_pj / 1e6,
+            "energy_ratio_ann_over_snn": rep.ratio, "sops": rep.sops, "macs": rep.macs,
+            "ann_macs": rep.ann_macs, "firing_rates": rep.firing_rates}
+
+
+def _setup_torch(cfg: TrainConfig) -> torch.device:
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    # cheap on CPU; on CUDA some kernels fall back to slower deterministic versions
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return select_device(cfg.device)
+
+
+def _dataset_info(root: Path, ds_meta: dict, train: TensorSet | None, test: TensorSet
+                  ) -> dict[str, Any]:
+    return {"root": str(root), "name": ds_meta.get("name", root.name),
+            "n_train": len(train) if train is not None else None, "n_test": len(test),
+            "split_rule": ds_meta.get("split_rule")}
+
+
+def _card(model: TAAFNet, classes: list[str], fe: FrontEndConfig, audio_rate: int,
+          metrics: dict[str, Any], command: str, method: str) -> dict[str, Any]:
+    return make_model_card(model, classes=classes, window_s=fe.window_s, audio_rate=audio_rate,
+                           frontend=fe.to_dict(), metrics=metrics, command=command,
+                           method=method)
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    now = cfg.to_dict()
+    diff = {k: (saved.get(k), v) for k, v in now.items()
+            if k not in RESUME_FREE_KEYS and saved.get(k) != v}
+    if diff:
+        raise CheckpointError(
+            f"{path}: cannot resume with different settings (saved, now): {diff}")
+
+
+def _train_batch(data: TensorSet, idx: torch.Tensor, cfg: TrainConfig, model: TAAFNet,
+                 g: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An augmented training batch: (events, audio, labels, present (B, M) bool)."""
+    ev, _, y = data.batch(idx)
+    _, au, _ = data.batch(repair_audio(idx, data.labels, cfg.aug_repair, g))
+    ev = shift_events(ev, cfg.aug_shift, g)
+    au = shift_channels(au, cfg.aug_channel_shift, g)
+    B, M = len(idx), len(MODALITIES)
+    present = torch.tensor([m in model.cfg.modalities for m in MODALITIES]).expand(B, M)
+    present = present.clone()
+    if cfg.modality_dropout > 0 and bool(present.all()):
+        drop = torch.rand(B, generator=g) < cfg.modality_dropout
+        which = torch.randint(0, M, (B,), generator=g)
+        present[drop, which[drop]] = False
+    return ev, au, y, present
+
+
+def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
+    """Train ``cfg.method`` on the dataset; returns the metrics written to metrics.json.
+
+    ``cfg.stop_after`` ends this invocation early (the schedule still spans ``cfg.epochs``,
+    so ``resume`` continues exactly).
+    Raises CheckpointError when ``cfg.resume`` is set and the checkpoint is unusable.
+    """
+    from .report import write_outputs
+
+    device = _setup_torch(cfg)
+    out = cfg.resolved_out_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    root = resolve_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.limit_per_class,
+                           cfg.seed, cfg.progress)
+    fe = frontend_config(cfg)
+    cache = out / "cache" if cfg.feature_cache else None
+    t0 = time.perf_counter()
+    train_set, ds = load_split(root, cfg.train_split, fe, cfg.limit_per_class, cache,
+                               cfg.progress)
+    test_set, _ = load_split(root, cfg.test_split, fe, cfg.limit_per_class, cache,
+                             cfg.progress)
+    frontend_s = time.perf_counter() - t0
+    classes = ds.classes
+    audio_rate = int(ds.meta.get("audio_rate", fe.cochlea.sample_rate))
+
+    torch.manual_seed(cfg.seed)
+    model, loss_fn = build_model(cfg, len(classes), fe)
+    model.to(device)
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
+    history: list[dict[str, Any]] = []
+    start_epoch, train_time = 0, 0.0
+    last = out / "last.pt"
+    if cfg.resume:
+        path = Path(cfg.checkpoint) if cfg.checkpoint else last
+        state = load_training_state(path, model, opt)
+        extra = state.extra
+        _check_resume_config(extra.get("train_config", {}), cfg, path)
+        try:
+            sched.load_state_dict(extra["scheduler"])
+            torch.set_rng_state(extra["rng_state"])
+            history, train_time = list(extra["history"]), float(extra["train_time_s"])
+        except (KeyError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: incomplete training state: {e}") from e
+        start_epoch = state.epoch
+        print(f"resumed from {path} after epoch {start_epoch}")
+
+    end_epoch = cfg.epochs if cfg.stop_after <= 0 else min(cfg.epochs, cfg.stop_after)
+    epochs_bar = tqdm(range(start_epoch, end_epoch), desc=cfg.method, unit="epoch",
+                      disable=not cfg.progress, initial=start_epoch, total=cfg.epochs)
+    for epoch in epochs_bar:
+        t_ep = time.perf_counter()
+        model.train()
+        g = epoch_generator(cfg.seed, epoch)
+        order = torch.randperm(len(train_set), generator=g)
+        sums: dict[str, float] = {"loss": 0.0, "ce": 0.0, "correct": 0.0, "rho_events": 0.0,
+                                  "k_events": 0.0, "k_audio": 0.0}
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch",
+                   leave=False, disable=not cfg.progress)
+        for b in bar:
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            ev, au, y, present = _train_batch(train_set, idx, cfg, model, g)
+            ev, au, y, present = ev.to(device), au.to(device), y.to(device), present.to(device)
+            k = loss_fn.new_grad_scale()
+            outp = model(ev, au, present=present, grad_scale=k)
+            loss, info = loss_fn(outp, y, grad_scale=k)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            loss_fn.after_backward(model, info)
+            opt.step()
+            sched.step()
+            nb = len(idx)
+            sums["loss"] += info["loss"] * nb
+            sums["ce"] += info["ce"] * nb
+            sums["correct"] += float((outp.logits.argmax(-1) == y).sum())
+            for key in ("rho_events", "k_events", "k_audio"):
+                sums[key] += info[key] * nb
+            bar.set_postfix(loss=f"{info['loss']:.3f}")
+        n = len(train_set)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
+            "train_loss": sums["loss"] / n, "train_ce": sums["ce"] / n,
+            "train_acc": sums["correct"] / n,
+            "train_rho_events": sums["rho_events"] / n,
+            "train_k_events": sums["k_events"] / n, "train_k_audio": sums["k_audio"] / n,
+        }
+        train_time += time.perf_counter() - t_ep
+        row["epoch_time_s"] = time.perf_counter() - t_ep
+        if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
+            ev_res = evaluate(model, test_set, cfg.eval_batch_size, device)
+            row.update(test_acc=ev_res["acc"],
+                       **{f"test_acc_{m}": a for m, a in ev_res["acc_per_modality"].items()},
+                       imbalance=ev_res["imbalance"],
+                       modality_attention=ev_res["modality_attention"])
+        history.append(row)
+        epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+                               test=f"{row.get('test_acc', float('nan')):.3f}")
+        # After every epoch: atomic, so an interrupt never loses a finished epoch.
+        save_training_state(
+            last, model, _card(model, classes, fe, audio_rate, {}, command, cfg.method), opt,
+            epoch + 1,
+            extra={"scheduler": sched.state_dict(), "rng_state": torch.get_rng_state(),
+                   "history": history, "train_time_s": train_time,
+                   "train_config": cfg.to_dict()})
+    if end_epoch < cfg.epochs:
+        return {"stopped_after_epoch": end_epoch, "history": history}
+
+    final = evaluate(model, test_set, cfg.eval_batch_size, device)
+    metrics: dict[str, Any] = {
+        "method": cfg.method,
+        "test_acc": final["acc"],
+        "test_acc_per_modality": final["acc_per_modality"],
+        "imbalance": final["imbalance"],
+        "modality_attention": final["modality_attention"],
+        "attention_map": final["attention_map"],
+        "confusion": final["confusion"],
+        "energy": _energy(model, test_set, device=device),
+        "train_time_s": train_time,
+        "time_per_epoch_s": train_time / max(1, len(history)),
+        "frontend_time_s": frontend_s,
+        "epochs": cfg.epochs,
+        "n_params": model.n_params(),
+        "history": history,
+        "dataset": _dataset_info(root, ds.meta, train_set, test_set),
+        "classes": classes,
+        "command": command,
+        "config": cfg.to_dict(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    card_metrics = {k: metrics[k] for k in ("test_acc", "test_acc_per_modality", "imbalance",
+                                            "train_time_s", "epochs")}
+    card_metrics["dataset"] = metrics["dataset"]["name"]
+    save_checkpoint(out / "model.pt", model,
+                    _card(model, classes, fe, audio_rate, card_metrics, command, cfg.method))
+    write_outputs(out, metrics)
+    return metrics
+
+
+def evaluate_checkpoint(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
+    """Evaluate ``cfg.checkpoint`` on ``cfg.data_root``'s test split; front end from the card.
+
+    Writes metrics.json, results.md and plots into out_dir (default: <checkpoint dir>/eval).
+    """
+    from .report import write_outputs
+
+    if not cfg.checkpoint:
+        raise ValueError("--eval-only needs --checkpoint FILE")
+    device = _setup_torch(cfg)
+    loaded = load_checkpoint(cfg.checkpoint)
+    card = loaded.card
+    model = loaded.model.to(device)
+    fe = FrontEndConfig.from_dict(card["frontend"])  # tensors exactly as in training
+    root = resolve_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.limit_per_class,
+                           cfg.seed, cfg.progress)
+    out = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint).parent / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    test_set, ds = load_split(root, cfg.test_split, fe, cfg.limit_per_class,
+                              out / "cache" if cfg.feature_cache else None, cfg.progress)
+    if list(ds.classes) != list(card["classes"]):
+        raise CheckpointError(f"dataset classes {ds.classes} differ from the model's "
+                              f"{card['classes']}")
+    res = evaluate(model, test_set, cfg.eval_batch_size, device, cfg.progress)
+    metrics = {
+        "method": card.get("method", ""), "eval_only": True, "checkpoint": cfg.checkpoint,
+        "test_acc": res["acc"], "test_acc_per_modality": res["acc_per_modality"],
+        "imbalance": res["imbalance"], "modality_attention": res["modality_attention"],
+        "attention_map": res["attention_map"], "confusion": res["confusion"],
+        "energy": _energy(model, test_set, device=device), "history": [],
+        "dataset": _dataset_info(root, ds.meta, None, test_set), "classes": ds.classes,
+        "command": command, "training_command": card.get("command", ""),
+        "card_metrics": card.get("metrics", {}),
+    }
+    write_outputs(out, metrics)
+    return metrics
+
+
+__all__ = ["build_model", "evaluate", "evaluate_checkpoint", "frontend_config",
+           "make_optimizer", "train"]

@@ -1,0 +1,210 @@
+"""Offline training program: config overrides, a short real training, exact resume, eval-only.
+
+The end-to-end tests build a small AV-digits subset from the real data (``data_root``
+fixture) once per module and train a narrow network for a few epochs (CI-sized, ~1 min).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from taaf_ros.model import METHODS
+from taaf_ros.training import cli
+from taaf_ros.training.config import (
+    DEFAULT_CONFIG_FILE,
+    TrainConfig,
+    apply_overrides,
+    build_config,
+    field_help,
+    load_yaml,
+)
+
+# ---------------------------------------------------------------- config
+
+
+def test_yaml_matches_code_defaults() -> None:
+    """config/train_ead.yaml lists every key with the code's default: they cannot drift."""
+    data = load_yaml(DEFAULT_CONFIG_FILE)
+    defaults = TrainConfig().to_dict()
+    assert data == defaults
+
+
+def test_every_key_documented_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    docs = field_help()
+    for f in fields(TrainConfig):
+        assert f.name in docs, f"{f.name} has no docstring"
+        assert f"--{f.name.replace('_', '-')}" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "key", "value"),
+    [
+        (["--epochs", "3"], "epochs", 3),
+        (["--epochs=3"], "epochs", 3),
+        (["--lr", "1e-3"], "lr", 1e-3),
+        (["--lr=2"], "lr", 2.0),
+        (["--progress", "false"], "progress", False),
+        (["--progress=False"], "progress", False),
+        (["--resume"], "resume", True),
+        (["--resume", "--epochs", "2"], "resume", True),
+        (["--event-widths", "8,16"], "event_widths", (8, 16)),
+        (["--method", "concat"], "method", "concat"),
+    ],
+)
+def test_cli_overrides_are_typed(argv: list[str], key: str, value: object) -> None:
+    cfg = build_config(argv)
+    got = getattr(cfg, key)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--epochs", "2.5"], ["--progress", "maybe"], ["--no-such-key", "1"], ["--lr", "fast"],
+     ["--event-widths", "8,x"], ["--epochs"], ["stray"]],
+)
+def test_bad_overrides_are_errors(argv: list[str]) -> None:
+    with pytest.raises(ValueError):
+        build_config(argv)
+
+
+def test_yaml_types_checked(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("epochs: 'many'\n")
+    with pytest.raises(ValueError, match="epochs"):
+        build_config(["--config", str(tmp_path / "c.yaml")])
+    (tmp_path / "d.yaml").write_text("progress: 1\n")  # an int is not a bool
+    with pytest.raises(ValueError, match="progress"):
+        build_config([f"--config={tmp_path / 'd.yaml'}"])
+    assert apply_overrides(TrainConfig(), {"lr": 1}).lr == 1.0  # an int is a fine float
+
+
+def test_cli_reports_errors_cleanly() -> None:
+    with pytest.raises(SystemExit, match="unknown config key"):
+        cli.main(["--epochz", "2"])
+
+
+# ---------------------------------------------------------------- end to end
+
+TINY = ["--hidden", "32", "--event-widths", "8,16", "--audio-widths", "16,32",
+        "--batch-size", "10", "--lr", "0.005", "--warmup-steps", "2", "--progress", "false",
+        "--eval-batch-size", "50", "--aug-repair", "0", "--modality-dropout", "0"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AV-digits with 10 samples per class and split, built from the real sources by the
+    same path ``--data-root <sources>`` takes."""
+    from taaf_ros.training.data import resolve_dataset
+
+    cache = tmp_path_factory.mktemp("cache")
+    out = resolve_dataset(data_root, cache, limit_per_class=10, progress=False)
+    assert out.parent == cache and (out / "meta.json").is_file()
+    assert resolve_dataset(data_root, cache, limit_per_class=10) == out  # built once, reused
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    assert cli.main(["--data-root", str(tiny_data), "--out-dir", str(run), "--epochs", "5",
+                     *TINY]) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_training_learns(trained: Path) -> None:
+    m = json.loads((trained / "metrics.json").read_text())
+    # the fused CE: the total loss also holds the balancing weights w_m, which grow as the
+    # modalities drift apart, so it need not fall monotonically
+    ce = [h["train_ce"] for h in m["history"]]
+    assert ce[-1] < 0.92 * ce[0] and ce == sorted(ce, reverse=True), ce
+    assert m["test_acc"] > 0.25  # chance is 0.10 with 10 classes
+    assert len(m["history"]) == 5 and m["energy"]["energy_uj"] > 0
+    assert set(m["test_acc_per_modality"]) == {"events", "audio"}
+    assert m["command"].startswith("python train_ead.py")
+    for name in ("learning_curves.png", "attention.png", "confusion.png", "results.md",
+                 "model.pt", "last.pt"):
+        assert (trained / name).is_file(), name
+    card = torch.load(trained / "model.pt", weights_only=True)["model_card"]
+    assert card["T"] == 8 and card["frontend"]["window_s"] == 0.6
+    assert card["metrics"]["test_acc"] == m["test_acc"] and card["method"] == "taaf-balanced"
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """Stop after 2 of 5 epochs, resume: same weights and history as the run above."""
+    common = ["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "5",
+              *TINY]
+    # the front-end cache is keyed by content, so reusing the first run's cache is safe
+    (tmp_path / "cache").symlink_to(trained / "cache")
+    assert cli.main([*common, "--stop-after", "2"]) == 0
+    assert not (tmp_path / "model.pt").exists()
+    assert cli.main([*common, "--resume"]) == 0
+    a = torch.load(trained / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ha = json.loads((trained / "metrics.json").read_text())["history"]
+    hb = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    key = ("train_loss", "test_acc", "lr")
+    assert [[h[k] for k in key] for h in ha] == [[h[k] for k in key] for h in hb]
+
+
+@pytest.mark.slow
+def test_resume_refuses_corrupt_or_changed(trained: Path, tiny_data: Path,
+                                           tmp_path: Path) -> None:
+    bad = tmp_path / "last.pt"
+    bad.write_bytes((trained / "last.pt").read_bytes()[:1000])  # truncated
+    argv = ["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "5",
+            "--resume", *TINY]
+    (tmp_path / "cache").symlink_to(trained / "cache")
+    with pytest.raises(SystemExit, match="corrupt"):
+        cli.main(argv)
+    bad.write_bytes((trained / "last.pt").read_bytes())
+    with pytest.raises(SystemExit, match="different settings"):
+        cli.main([*argv, "--lr", "0.5"])
+
+
+@pytest.mark.slow
+def test_eval_only_reproduces_accuracy(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    recorded = json.loads((trained / "metrics.json").read_text())
+    assert cli.main(["--eval-only", "--checkpoint", str(trained / "model.pt"), "--data-root",
+                     str(tiny_data), "--out-dir", str(tmp_path), "--progress", "false"]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["test_acc"] == recorded["test_acc"]
+    assert m["test_acc_per_modality"] == recorded["test_acc_per_modality"]
+    assert (tmp_path / "confusion.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "taaf-balanced"])
+def test_every_method_runs(method: str, trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    (tmp_path / "cache").symlink_to(trained / "cache")
+    assert cli.main(["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "1",
+                     "--method", method, "--limit-per-class", "4", *TINY]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["method"] == method and 0.0 <= m["test_acc"] <= 1.0
+    per = m["test_acc_per_modality"]
+    if method.endswith("-only"):
+        assert sum(a is None for a in per.values()) == 1 and m["imbalance"] is None
+
+
+def test_compare_writes_table(tmp_path: Path) -> None:
+    from taaf_ros.training.report import compare
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({
+        "method": "taaf", "test_acc": 0.9, "test_acc_per_modality": {"events": 0.8,
+                                                                     "audio": 0.4},
+        "imbalance": 2.0, "energy": {"energy_uj": 1.5}, "train_time_s": 120, "epochs": 3,
+        "command": "python train_ead.py --method taaf", "dataset": {"name": "AV-digits"}}))
+    text = compare([run])
+    assert "| taaf | 90.0 % | 80.0 % | 40.0 % | 2.00 | 1.50 µJ | 2.0 min | 3 |" in text
+    assert "97.5 %" in text and "not the paper's EAD" in text
+    assert "python train_ead.py --method taaf" in text
