@@ -31,8 +31,11 @@ demo: $(STAMP)
 	$(BIN)/taaf_demo --data-root $(DATA_ROOT)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_frontend.py
+	$(BIN)/python benchmarks/bench_decode.py
+	$(BIN)/python benchmarks/bench_binning.py
+	$(BIN)/python benchmarks/bench_cochlea.py --data-root $(DATA_ROOT)
 	$(BIN)/python benchmarks/bench_network.py
+	$(BIN)/python benchmarks/bench_live.py
 
 clean:
 	rm -rf $(VENV) build install log *.egg-info

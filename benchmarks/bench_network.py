@@ -8,23 +8,35 @@
   ``lif_feed_forward_step`` (how SNN code is usually written); outputs are checked to match.
 * ANN: the same layers with ReLU instead of LIF (folded time too), the non-spiking reference.
 Reports inference latency at batch 1, training step time, energy per inference, firing rates.
-Weights are random but the normalisation statistics come from sparse random input so the
-network spikes at a realistic rate.
+With the bundled model (``models/taaf_avdigits.pt``, or ``--checkpoint``) the trained weights are
+used and, where an EAD-layout test split is found (``--data-root`` / ``TAAF_DATA_ROOT``), energy
+and firing rates are measured on real windows; otherwise weights are random with normalisation
+statistics from sparse random input, so the network spikes at a plausible rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 from norse.torch.functional.lif import LIFFeedForwardState, lif_feed_forward_step
 from torch import nn
 
-from taaf_ros.model import ModelConfig, TAAFNet, measure_energy, resolve_dtype, select_device
+from taaf_ros.model import (
+    ModelConfig,
+    TAAFNet,
+    load_checkpoint,
+    measure_energy,
+    resolve_dtype,
+    select_device,
+)
 from taaf_ros.model.device import inference_context
 from taaf_ros.model.encoders import LIFLayer
 
@@ -43,6 +55,24 @@ def calibrated_model(cfg: ModelConfig, device: torch.device) -> TAAFNet:
         for _ in range(10):  # running RMS statistics from data
             net(*make_inputs(cfg, 16, device))
     return net.eval()
+
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "taaf_avdigits.pt"
+
+
+def real_windows(card: dict, data_root: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n test windows of an EAD-layout set, through the model's own front end."""
+    from taaf_ros.data.readers import EadDataset
+    from taaf_ros.frontend import FrontEndConfig, sample_tensors
+
+    fe = FrontEndConfig.from_dict(card["frontend"])
+    ds = EadDataset(data_root, "test")
+    step = max(len(ds) // n, 1)
+    pairs = [sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
+             for s in (ds[i] for i in range(0, step * n, step))]
+    ev = torch.from_numpy(np.stack([p[0] for p in pairs], axis=1))
+    au = torch.from_numpy(np.stack([p[1] for p in pairs], axis=1))
+    return ev, au
 
 
 def per_step_forward(net: TAAFNet, ev: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
@@ -115,13 +145,24 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=50, help="timed repetitions (median)")
     ap.add_argument("--train-batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (shared machines: 1)")
+    ap.add_argument("--checkpoint", default=str(BUNDLED_MODEL) if BUNDLED_MODEL.is_file() else "",
+                    help="trained model (default: the bundled one if present; '' = random)")
+    ap.add_argument("--data-root", default=os.environ.get("TAAF_DATA_ROOT", ""),
+                    help="EAD-layout set whose test windows feed the energy measurement")
+    ap.add_argument("--energy-samples", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = select_device(args.device)
     dtype = resolve_dtype(args.dtype, dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    cfg = ModelConfig()
-    net = calibrated_model(cfg, dev)
+    card = None
+    if args.checkpoint:
+        loaded = load_checkpoint(args.checkpoint, map_location=dev)
+        net, card = loaded.model.eval(), loaded.card
+        cfg = net.cfg
+    else:
+        cfg = ModelConfig()
+        net = calibrated_model(cfg, dev)
     ann = ann_copy(net)
     ev, au = make_inputs(cfg, 1, dev)
 
@@ -187,11 +228,14 @@ def main() -> None:
             f"{train_rows[name]:15.2f} {train_rows[name] / tbase:9.2f}x"
         )
 
-    rep = measure_energy(net, ev.float(), au.float())
-    print(
-        f"\nenergy per inference (B=1, random sparse input, 5 % event / 15 % audio density):\n"
-        f"{rep.table()}"
-    )
+    source = "random sparse input, 5 % event / 15 % audio density"
+    e_ev, e_au = ev.float(), au.float()
+    if card is not None and args.data_root and (Path(args.data_root) / "test").is_dir():
+        e_ev, e_au = (x.to(dev) for x in real_windows(card, args.data_root, args.energy_samples))
+        source = f"{e_ev.shape[1]} real test windows of {args.data_root}"
+    rep = measure_energy(net, e_ev, e_au)
+    weights = f"trained weights {args.checkpoint}" if card is not None else "random weights"
+    print(f"\nenergy per inference ({weights}; {source}):\n{rep.table()}")
     print("\nfiring rates (spikes / neuron / step):")
     for name, r in rep.firing_rates.items():
         print(f"  {name:36s} {r:.3f}")

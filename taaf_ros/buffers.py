@@ -159,7 +159,8 @@ class EventRingBuffer:
         """Copy logical events [lo, hi) (or the logical indices ``idx``) out of the ring."""
         if idx is None:
             idx = np.arange(lo, hi)
-        return self._ev[(self._head + idx) % self.capacity]
+        # take, not self._ev[...]: fancy indexing of the packed 13-byte records is ~10x slower.
+        return self._ev.take((self._head + idx) % self.capacity)
 
     # -- public API ------------------------------------------------------------------------
     def push(self, events: np.ndarray) -> None:

@@ -22,6 +22,8 @@ integer edges, because the test oracle (and any model trained on tonic frames) s
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -243,21 +245,39 @@ def fit_events(
     if min(W, H, w, h) < 1:
         raise ValueError(f"sizes must be positive, got {sensor_size} -> {input_size}")
     ev = _as_event_dtype(events)
-    x = ev["x"].astype(np.int64)
-    y = ev["y"].astype(np.int64)
+    lut_x, lut_y = _fit_tables(W, H, w, h, mode)
+    # Per-pixel tables (the integer formulas of the docstring, evaluated once per column and
+    # row): two lookups instead of int64 arithmetic on every event. With compress below, 200 k
+    # events from 640 x 480 took ~6 ms instead of ~12 ms here.
+    nx = lut_x[np.minimum(ev["x"], W)]
+    ny = lut_y[np.minimum(ev["y"], H)]
+    keep = (nx >= 0) & (ny >= 0)
+    # A copy, t and p unchanged. compress, not ev[keep]: boolean indexing of the packed 13-byte
+    # records is ~6x slower.
+    out = ev.compress(keep)
+    out["x"], out["y"] = nx.compress(keep), ny.compress(keep)
+    return out, (w, h, P)
+
+
+@functools.lru_cache(maxsize=16)
+def _fit_tables(W: int, H: int, w: int, h: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Source column/row -> target column/row, -1 where dropped; index W (H) stands for any
+    coordinate outside the sensor. Read-only arrays (cached)."""
+    x = np.arange(W + 1, dtype=np.int64)
+    y = np.arange(H + 1, dtype=np.int64)
     if mode == "crop":
         crop_w, crop_h = (H * w // h, H) if W * h > H * w else (W, W * h // w)
         x0, y0 = (W - crop_w) // 2, (H - crop_h) // 2
         x, y = x - x0, y - y0
-        keep = (x >= 0) & (x < crop_w) & (y >= 0) & (y < crop_h)
-        nx, ny = x[keep] * w // crop_w, y[keep] * h // crop_h
+        tx = np.where((x >= 0) & (x < crop_w), x * w // crop_w, -1)
+        ty = np.where((y >= 0) & (y < crop_h), y * h // crop_h, -1)
     elif mode == "letterbox":
         # Content size: the sensor scaled so that it fits inside (w, h) along the limiting axis.
         cw, ch = (w, max(H * w // W, 1)) if W * h > H * w else (max(W * h // H, 1), h)
-        keep = (x < W) & (y < H)
-        nx = x[keep] * cw // W + (w - cw) // 2
-        ny = y[keep] * ch // H + (h - ch) // 2
+        tx = np.where(x < W, x * cw // W + (w - cw) // 2, -1)
+        ty = np.where(y < H, y * ch // H + (h - ch) // 2, -1)
     else:
         raise ValueError(f"mode must be 'crop' or 'letterbox', got {mode!r}")
-    kept = ev[keep]
-    return make_events(nx, ny, kept["t"], kept["p"]), (w, h, P)
+    tx, ty = tx.astype(np.int32), ty.astype(np.int32)
+    tx.flags.writeable = ty.flags.writeable = False
+    return tx, ty

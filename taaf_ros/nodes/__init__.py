@@ -1,0 +1,6 @@
+"""ROS 2 nodes: live perception, dataset replay, and the pip-only demo.
+
+One node per module (``perception_node``, ``replay_node``); the logic they share and that can
+be tested without a ROS graph lives in ``perception_core``; ``params`` is the single table of
+every parameter. Importing this package imports no ROS module.
+"""
