@@ -100,12 +100,12 @@ TINY = ["--hidden", "32", "--event-widths", "8,16", "--audio-widths", "16,32",
 def tiny_data(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """AV-digits with 10 samples per class and split, built from the real sources by the
     same path ``--data-root <sources>`` takes."""
-    from taaf_ros.training.data import resolve_dataset
+    from taaf_ros.data.avdigits import ensure_ead_dataset
 
     cache = tmp_path_factory.mktemp("cache")
-    out = resolve_dataset(data_root, cache, limit_per_class=10, progress=False)
+    out = ensure_ead_dataset(data_root, cache, limit_per_class=10, progress=False)
     assert out.parent == cache and (out / "meta.json").is_file()
-    assert resolve_dataset(data_root, cache, limit_per_class=10) == out  # built once, reused
+    assert ensure_ead_dataset(data_root, cache, limit_per_class=10) == out  # built once, reused
     return out
 
 

@@ -50,7 +50,7 @@ from taaf_ros.audio.wav import read_wav
 from taaf_ros.data.emulator import DvsEmulatorConfig, emulate_saccades
 from taaf_ros.data.mnist import find_mnist_files, load_mnist
 
-BUILDER_VERSION = "1.0"
+BUILDER_VERSION = "1.1"  # 1.1: train_pairs
 CLASSES = [str(d) for d in range(10)]
 DEFAULT_TEST_SPEAKERS = ("theo",)
 FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
@@ -295,6 +295,44 @@ def _meta(config: BuildConfig, samples: list[PlannedSample], counts: dict, skipp
         "skipped": {"count": len(skipped), "files": skipped},
         "mean_events": round(n_events / max(n_written, 1), 1),
     }
+
+
+def default_cache_dir() -> Path:
+    """Where AV-digits built from sources is kept: $XDG_CACHE_HOME/taaf_ros or ~/.cache/taaf_ros."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "taaf_ros"
+
+
+def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int = 0,
+                       limit_per_class: int = 0, progress: bool = True) -> Path:
+    """An EAD-layout folder for ``root``, building AV-digits from sources once if needed.
+
+    ``root`` holding ``meta.json`` is used as it is. ``root`` holding FSDD and MNIST sources
+    (``fsdd/`` or ``fsdd/recordings/``, and ``mnist/``, as ``../shared/data`` does) is turned into
+    AV-digits under ``cache_dir/avdigits-v<builder version>-seed<seed>[-limit<N>]``; a finished
+    build (meta.json is written last) is reused, an unfinished one rebuilt.
+
+    Raises:
+        FileNotFoundError: ``root`` is neither.
+    """
+    root = Path(root)
+    if (root / "meta.json").is_file():
+        return root
+    fsdd = root / "fsdd" / "recordings"
+    fsdd = fsdd if fsdd.is_dir() else root / "fsdd"
+    if not (fsdd.is_dir() and (root / "mnist").is_dir()):
+        raise FileNotFoundError(
+            f"{root}: neither an EAD-layout dataset (meta.json) nor a folder with fsdd/ and "
+            f"mnist/ sources")
+    name = f"avdigits-v{BUILDER_VERSION}-seed{seed}"
+    out = (Path(cache_dir) if cache_dir else default_cache_dir()) / (
+        name + (f"-limit{limit_per_class}" if limit_per_class else ""))
+    if not (out / "meta.json").is_file():
+        print(f"building AV-digits from {root} into {out} (once; cached)", file=sys.stderr)
+        build_avdigits(fsdd, root / "mnist", out,
+                       BuildConfig(seed=seed, limit_per_class=limit_per_class or None),
+                       progress=progress, overwrite=True)
+    return out
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from taaf_ros.data.avdigits import ensure_ead_dataset
 from taaf_ros.nodes.params import PERCEPTION_NODE, REPLAY_NODE
 
 
@@ -54,29 +55,19 @@ def load_params(path: Path, node: str) -> dict[str, Any]:
     return out
 
 
-def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "taaf_ros" / "avdigits"
+def resolve_dataset(root: Path, split: str, cache: Path | None) -> Path:
+    """An EAD-layout root holding ``split``: ``root`` itself, or AV-digits built from sources.
 
-
-def resolve_dataset(root: Path, split: str, cache: Path) -> Path:
-    """An EAD-layout root holding ``split``: ``root`` itself, or AV-digits built from sources."""
-    if (root / "meta.json").is_file() and (root / split).is_dir():
-        return root
-    fsdd, mnist = root / "fsdd" / "recordings", root / "mnist"
-    if not (fsdd.is_dir() and mnist.is_dir()):
-        raise SystemExit(f"error: {root} holds neither an EAD dataset with a {split!r} split "
-                         f"nor FSDD + MNIST sources (fsdd/recordings, mnist)")
-    if not (cache / "meta.json").is_file():
-        from taaf_ros.data.avdigits import BuildConfig, build_avdigits
-
-        print(f"building AV-digits from {root} into {cache} (once; cached)", file=sys.stderr)
-        # The normal speaker-independent split: its test part is what the bundled model was
-        # evaluated on, so live accuracy is comparable to the model card.
-        build_avdigits(fsdd, mnist, cache, BuildConfig(), progress=True, overwrite=True)
-    if not (cache / split).is_dir():
-        raise SystemExit(f"error: the AV-digits build in {cache} has no {split!r} split")
-    return cache
+    The normal speaker-independent build: its test split is what the bundled model was
+    evaluated on, so live accuracy is comparable to the model card.
+    """
+    try:
+        out = ensure_ead_dataset(root, cache or "")
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
+    if not (out / split).is_dir():
+        raise SystemExit(f"error: {out} has no {split!r} split")
+    return out
 
 
 def echo(text: str) -> str:
@@ -109,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Before rclpy creates a context: discovery must stay on this machine.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    root = resolve_dataset(args.data_root, args.split, args.cache or default_cache())
+    root = resolve_dataset(args.data_root, args.split, args.cache)
     config = args.config or find_config()
 
     import rclpy

@@ -45,44 +45,6 @@ class TensorSet:
         return ev.contiguous(), au.contiguous(), torch.from_numpy(self.labels[idx])
 
 
-def is_ead_root(root: Path) -> bool:
-    return (root / "meta.json").is_file()
-
-
-def is_source_root(root: Path) -> bool:
-    return (root / "fsdd").is_dir() and (root / "mnist").is_dir()
-
-
-def resolve_dataset(root: str | Path, cache_dir: str | Path = "", limit_per_class: int = 0,
-                    seed: int = 0, progress: bool = True) -> Path:
-    """An EAD-layout folder for ``root``.
-
-    ``root`` with meta.json is used as is. ``root`` with fsdd/ and mnist/ (the raw sources) is
-    turned into AV-digits (deterministic: same sources and seed give the same bytes) under
-    ``cache_dir/avdigits-seed<seed>[-limit<N>]``, once; a finished build (meta.json written last)
-    is reused.
-    """
-    root = Path(root)
-    if is_ead_root(root):
-        return root
-    if not is_source_root(root):
-        raise FileNotFoundError(
-            f"{root}: neither an EAD-layout dataset (meta.json) nor a folder with fsdd/ and "
-            f"mnist/ sources")
-    from taaf_ros.data.avdigits import BuildConfig, build_avdigits
-
-    base = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "taaf_ros"
-    name = f"avdigits-seed{seed}" + (f"-limit{limit_per_class}" if limit_per_class else "")
-    out = base / name
-    if is_ead_root(out):
-        return out
-    fsdd = root / "fsdd" / "recordings"
-    build_avdigits(fsdd if fsdd.is_dir() else root / "fsdd", root / "mnist", out,
-                   BuildConfig(seed=seed, limit_per_class=limit_per_class or None),
-                   progress=progress, overwrite=True)  # overwrite: an unfinished earlier build
-    return out
-
-
 def subset_indices(labels: list[int], limit_per_class: int) -> list[int]:
     """The first ``limit_per_class`` samples of each class, in dataset order (0: all)."""
     if limit_per_class <= 0:

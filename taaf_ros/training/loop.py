@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from taaf_ros.audio.cochlea import CochleaConfig
+from taaf_ros.data.avdigits import ensure_ead_dataset
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import (
     MODALITIES,
@@ -52,7 +53,6 @@ from .data import (
     epoch_generator,
     load_split,
     repair_audio,
-    resolve_dataset,
     shift_channels,
     shift_events,
 )
@@ -110,7 +110,8 @@ def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
              device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
     """Fused and per-modality (unimodal readout) accuracy, confusion matrix, mean attention.
 
-    Per-modality accuracies are None for a modality the model does not have.
+    Per-modality accuracies are None for a modality the model does not have; a single-modality
+    model's fused prediction is its one modality's accuracy (its auxiliary readout is untrained).
     """
     device = device or torch.device("cpu")
     was_training = model.training
@@ -130,7 +131,9 @@ def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
         np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
         amap_sum += out.attention_map.sum(0).cpu()
     model.train(was_training)
-    per_mod = {m: (float(uni_correct[i] / n) if m in model.cfg.modalities else None)
+    single = len(model.cfg.modalities) == 1
+    per_mod = {m: (None if m not in model.cfg.modalities
+                   else correct / n if single else float(uni_correct[i] / n))
                for i, m in enumerate(MODALITIES)}
     accs = [a for a in per_mod.values() if a is not None]
     imbalance = (max(accs) / max(min(accs), 1e-9)) if len(accs) == 2 else None
@@ -219,8 +222,8 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     device = _setup_torch(cfg)
     out = cfg.resolved_out_dir()
     out.mkdir(parents=True, exist_ok=True)
-    root = resolve_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.limit_per_class,
-                           cfg.seed, cfg.progress)
+    root = ensure_ead_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.seed,
+                              cfg.limit_per_class, cfg.progress)
     fe = frontend_config(cfg)
     cache = out / "cache" if cfg.feature_cache else None
     t0 = time.perf_counter()
@@ -359,8 +362,8 @@ def evaluate_checkpoint(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     card = loaded.card
     model = loaded.model.to(device)
     fe = FrontEndConfig.from_dict(card["frontend"])  # tensors exactly as in training
-    root = resolve_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.limit_per_class,
-                           cfg.seed, cfg.progress)
+    root = ensure_ead_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.seed,
+                              cfg.limit_per_class, cfg.progress)
     out = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint).parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     test_set, ds = load_split(root, cfg.test_split, fe, cfg.limit_per_class,
