@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DATA_ROOT ?= ../shared/data
+DATA_ROOT ?= $(or $(TAAF_DATA_ROOT),../shared/data)
 
 .PHONY: setup test demo bench lint clean
 
@@ -27,14 +27,15 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Where DATA_ROOT does not exist, the public FSDD and MNIST originals are downloaded instead.
 demo: $(STAMP)
-	$(BIN)/taaf_demo --data-root $(DATA_ROOT)
+	$(BIN)/taaf_demo --data-root $(DATA_ROOT) $(if $(wildcard $(DATA_ROOT)),,--download)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_decode.py
 	$(BIN)/python benchmarks/bench_binning.py
 	$(BIN)/python benchmarks/bench_cochlea.py --data-root $(DATA_ROOT)
-	$(BIN)/python benchmarks/bench_network.py
+	$(BIN)/python benchmarks/bench_network.py --data-root $(DATA_ROOT)
 	$(BIN)/python benchmarks/bench_live.py
 
 clean:

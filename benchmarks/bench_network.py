@@ -62,11 +62,12 @@ BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "taaf_avdigits.
 
 def real_windows(card: dict, data_root: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n test windows of an EAD-layout set, through the model's own front end."""
+    from taaf_ros.data.avdigits import ensure_ead_dataset
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.frontend import FrontEndConfig, sample_tensors
 
     fe = FrontEndConfig.from_dict(card["frontend"])
-    ds = EadDataset(data_root, "test")
+    ds = EadDataset(ensure_ead_dataset(data_root), "test")
     step = max(len(ds) // n, 1)
     pairs = [sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
              for s in (ds[i] for i in range(0, step * n, step))]
@@ -148,7 +149,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=str(BUNDLED_MODEL) if BUNDLED_MODEL.is_file() else "",
                     help="trained model (default: the bundled one if present; '' = random)")
     ap.add_argument("--data-root", default=os.environ.get("TAAF_DATA_ROOT", ""),
-                    help="EAD-layout set whose test windows feed the energy measurement")
+                    help="EAD-layout set (or FSDD + MNIST sources) whose test windows feed the "
+                    "energy measurement")
     ap.add_argument("--energy-samples", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -230,7 +232,7 @@ def main() -> None:
 
     source = "random sparse input, 5 % event / 15 % audio density"
     e_ev, e_au = ev.float(), au.float()
-    if card is not None and args.data_root and (Path(args.data_root) / "test").is_dir():
+    if card is not None and args.data_root:
         e_ev, e_au = (x.to(dev) for x in real_windows(card, args.data_root, args.energy_samples))
         source = f"{e_ev.shape[1]} real test windows of {args.data_root}"
     rep = measure_energy(net, e_ev, e_au)

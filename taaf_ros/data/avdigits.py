@@ -304,32 +304,39 @@ def default_cache_dir() -> Path:
 
 
 def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int = 0,
-                       limit_per_class: int = 0, progress: bool = True) -> Path:
+                       limit_per_class: int = 0, progress: bool = True,
+                       download: bool = False) -> Path:
     """An EAD-layout folder for ``root``, building AV-digits from sources once if needed.
 
     ``root`` holding ``meta.json`` is used as it is. ``root`` holding FSDD and MNIST sources
     (``fsdd/`` or ``fsdd/recordings/``, and ``mnist/``, as ``../shared/data`` does) is turned into
     AV-digits under ``cache_dir/avdigits-v<builder version>-seed<seed>[-limit<N>]``; a finished
-    build (meta.json is written last) is reused, an unfinished one rebuilt.
+    build (meta.json is written last) is reused, an unfinished one rebuilt. With ``download``,
+    a ``root`` that holds neither gets the public originals downloaded (checksum-verified) into
+    ``cache_dir/sources`` first.
 
     Raises:
-        FileNotFoundError: ``root`` is neither.
+        FileNotFoundError: ``root`` is neither (and ``download`` is off).
     """
     root = Path(root)
     if (root / "meta.json").is_file():
         return root
+    base = Path(cache_dir) if cache_dir else default_cache_dir()
     fsdd = root / "fsdd" / "recordings"
-    fsdd = fsdd if fsdd.is_dir() else root / "fsdd"
-    if not (fsdd.is_dir() and (root / "mnist").is_dir()):
-        raise FileNotFoundError(
-            f"{root}: neither an EAD-layout dataset (meta.json) nor a folder with fsdd/ and "
-            f"mnist/ sources")
+    fsdd, mnist = (fsdd if fsdd.is_dir() else root / "fsdd"), root / "mnist"
+    if not (fsdd.is_dir() and mnist.is_dir()):
+        if not download:
+            raise FileNotFoundError(
+                f"{root}: neither an EAD-layout dataset (meta.json) nor a folder with fsdd/ and "
+                f"mnist/ sources (download them with --download)")
+        from taaf_ros.data.download import fetch_fsdd, fetch_mnist
+
+        fsdd, mnist = fetch_fsdd(base / "sources" / "fsdd"), fetch_mnist(base / "sources" / "mnist")
     name = f"avdigits-v{BUILDER_VERSION}-seed{seed}"
-    out = (Path(cache_dir) if cache_dir else default_cache_dir()) / (
-        name + (f"-limit{limit_per_class}" if limit_per_class else ""))
+    out = base / (name + (f"-limit{limit_per_class}" if limit_per_class else ""))
     if not (out / "meta.json").is_file():
-        print(f"building AV-digits from {root} into {out} (once; cached)", file=sys.stderr)
-        build_avdigits(fsdd, root / "mnist", out,
+        print(f"building AV-digits from {fsdd.parent} into {out} (once; cached)", file=sys.stderr)
+        build_avdigits(fsdd, mnist, out,
                        BuildConfig(seed=seed, limit_per_class=limit_per_class or None),
                        progress=progress, overwrite=True)
     return out

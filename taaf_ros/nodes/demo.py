@@ -55,14 +55,14 @@ def load_params(path: Path, node: str) -> dict[str, Any]:
     return out
 
 
-def resolve_dataset(root: Path, split: str, cache: Path | None) -> Path:
+def resolve_dataset(root: Path, split: str, cache: Path | None, download: bool = False) -> Path:
     """An EAD-layout root holding ``split``: ``root`` itself, or AV-digits built from sources.
 
     The normal speaker-independent build: its test split is what the bundled model was
     evaluated on, so live accuracy is comparable to the model card.
     """
     try:
-        out = ensure_ead_dataset(root, cache or "")
+        out = ensure_ead_dataset(root, cache or "", download=download)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from None
     if not (out / split).is_dir():
@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="parameters file (default: the package's config/perception.yaml)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="where AV-digits is built from sources (default: ~/.cache/taaf_ros)")
+    ap.add_argument("--download", action="store_true",
+                    help="download FSDD and MNIST (checksum-verified) if --data-root has neither")
     ap.add_argument("--quiet", action="store_true", help="do not echo every prediction")
     args = ap.parse_args(argv)
     if args.samples < 0:
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Before rclpy creates a context: discovery must stay on this machine.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    root = resolve_dataset(args.data_root, args.split, args.cache)
+    root = resolve_dataset(args.data_root, args.split, args.cache, args.download)
     config = args.config or find_config()
 
     import rclpy
