@@ -85,7 +85,7 @@ def set_ros_env(domain_id: int | None) -> str:
 
 def resolve_model(path: str, tmp: Path) -> tuple[Path, str]:
     """(checkpoint, what it is): --model, else the bundled one, else an untrained one."""
-    from taaf_ros.nodes.perception_core import find_bundled_model
+    from taaf_ros.nodes.classifier import find_bundled_model
 
     if path:
         return Path(path), "given"
@@ -129,7 +129,7 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from taaf_ros.events.types import make_events
-    from taaf_ros.nodes.perception_core import Classifier
+    from taaf_ros.nodes.classifier import Classifier
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -175,7 +175,7 @@ class Sensors:
         from std_msgs.msg import Int16MultiArray, MultiArrayDimension
 
         from taaf_ros.events import events_to_pointcloud2, make_events
-        from taaf_ros.nodes.perception_core import stamped_layout_dims
+        from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
 
         self.node, self.args = node, args
         self.pub_ev = node.create_publisher(PointCloud2, events_topic, qos_profile_sensor_data)

@@ -31,9 +31,11 @@ from std_msgs.msg import Int16MultiArray, String  # noqa: E402
 
 from taaf_ros.data.readers import EadDataset  # noqa: E402
 from taaf_ros.events import events_to_pointcloud2, make_events  # noqa: E402
-from taaf_ros.nodes import perception_core as core  # noqa: E402
+from taaf_ros.nodes.classifier import WindowResult  # noqa: E402
 from taaf_ros.nodes.perception_node import PerceptionNode, StartupError  # noqa: E402
+from taaf_ros.nodes.prediction import parse_prediction  # noqa: E402
 from taaf_ros.nodes.replay_node import GT_QOS, ReplayNode  # noqa: E402
+from taaf_ros.nodes.scoring import GroundTruth, Scoreboard  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +86,7 @@ class Graph:
         self.executor = SingleThreadedExecutor(context=context)
         self.nodes: list = []
         self.predictions: list[dict] = []
-        self.truths: list[core.GroundTruth] = []
+        self.truths: list[GroundTruth] = []
         self.diagnostics: list = []
         self.listener = self.add(rclpy.create_node(f"listener_{prefix}", context=context))
         self.listener.create_subscription(
@@ -167,7 +169,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint):
         node = g.add(perception(context, model_checkpoint, "rp", hop_s=0.2, max_wait_s=0.5,
                                 modality_timeout_s=2.0))
         clf = node.classifier
-        seen: dict[int, core.WindowResult] = {}  # window start (µs) -> what the network saw
+        seen: dict[int, WindowResult] = {}  # window start (µs) -> what the network saw
         classify = clf.classify
 
         def spy(events, sensor_size, pcm, rate, start_us):
@@ -182,7 +184,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint):
             "ground_truth_topic": topic("rp", "ground_truth")})))
         g.listener.create_subscription(
             String, topic("rp", "ground_truth"),
-            lambda m: g.truths.append(core.GroundTruth.from_json(m.data)), GT_QOS)
+            lambda m: g.truths.append(GroundTruth.from_json(m.data)), GT_QOS)
         g.start()
         assert g.wait_for(lambda: replay.finished, 60), "replay did not finish"
         last_end = max(t.end_ns for t in replay.truths)
@@ -193,12 +195,12 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint):
     assert len(g.truths) == n and len({t.class_id for t in g.truths}) == 10
     # Every audio chunk carried the replay's layout stamp: nothing was stamped at receipt.
     assert node.audio_stamps["layout"] > 0 and node.audio_stamps["receipt"] == 0
-    board = core.Scoreboard()
+    board = Scoreboard()
     for t in g.truths:
         board.add_truth(t)
     aligned = {}
     for p in g.predictions:
-        core.parse_prediction(json.dumps(p))
+        parse_prediction(json.dumps(p))
         truth, cover = board.add_prediction(p)
         if truth is not None and cover >= 0.99:
             aligned[truth.id] = p

@@ -112,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     from std_msgs.msg import String
 
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.nodes import perception_core as core
     from taaf_ros.nodes.perception_node import PerceptionNode, StartupError
+    from taaf_ros.nodes.prediction import parse_prediction
     from taaf_ros.nodes.replay_node import GT_QOS, ReplayNode
+    from taaf_ros.nodes.scoring import GroundTruth, Scoreboard
 
     ds = EadDataset(root, args.split)
     rate = int(ds.meta.get("audio_rate", 0)) or ds[0].sample_rate
@@ -153,19 +154,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[taaf_demo] error: {exc}", file=sys.stderr)
             return 2
         nodes.append(replay)
-        board = core.Scoreboard()
+        board = Scoreboard()
         listener = rclpy.create_node("taaf_demo_listener")
         nodes.append(listener)
 
         def on_pred(msg: String) -> None:
-            board.add_prediction(core.parse_prediction(msg.data))
+            board.add_prediction(parse_prediction(msg.data))
             if not args.quiet:
                 print(echo(msg.data), flush=True)
 
         listener.create_subscription(String, "/taaf/prediction", on_pred, QoSProfile(depth=100))
         listener.create_subscription(
             String, replay.p["ground_truth_topic"],
-            lambda m: board.add_truth(core.GroundTruth.from_json(m.data)), GT_QOS)
+            lambda m: board.add_truth(GroundTruth.from_json(m.data)), GT_QOS)
         # One thread for every callback (decoding, replay timer, listener): inference runs in
         # the perception node's own thread, and rclpy's multi-threaded executor costs ~3x the
         # CPU per callback.

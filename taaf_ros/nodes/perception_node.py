@@ -8,7 +8,8 @@ delays decoding (torch and the numba kernels release the GIL while they compute)
 never waits for the network. A worker thread rather than a timer in a MultiThreadedExecutor:
 rclpy's multi-threaded executor cost about 1.2 ms of CPU per callback here against 0.4 ms for the
 single-threaded one, which at 200 messages/s plus a 100 Hz timer was half a core. The buffers
-and the scheduler take their own locks. Everything that is not wiring lives in perception_core.
+and the scheduler take their own locks. Everything that is not wiring lives in the ROS-free
+modules beside this one (timing, multiarray_stamp, windowing, prediction, stats, classifier).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from taaf_ros.events import (
     events_from_dvs_event_array,
     events_from_pointcloud2,
 )
-from taaf_ros.nodes import perception_core as core
+from taaf_ros.nodes.classifier import Classifier, WindowResult, find_bundled_model
 from taaf_ros.nodes.msg_imports import (
     MissingMessagePackageError,
     audio_msg_type,
@@ -51,7 +52,12 @@ from taaf_ros.nodes.msg_imports import (
     import_msg,
     try_import_msg,
 )
+from taaf_ros.nodes.multiarray_stamp import multiarray_stamp_ns
 from taaf_ros.nodes.params import PERCEPTION_NODE, PERCEPTION_PARAMS, declare_all, spec
+from taaf_ros.nodes.prediction import make_prediction
+from taaf_ros.nodes.stats import InputCounters, LatencyStats, RateMeter, diagnostic_values
+from taaf_ros.nodes.timing import SeqTracker, StamplessClock, event_times_to_ros, stamp_to_us
+from taaf_ros.nodes.windowing import MODALITIES, WindowCut, WindowScheduler
 
 _BAD_INPUT = (EventFormatError, AudioFormatError, ValueError, TypeError, AttributeError,
               OverflowError, IndexError, KeyError)
@@ -95,8 +101,8 @@ class PerceptionNode(Node):
         self.create_timer(self.p["diagnostics_period_s"], self._on_diagnostics, diag_group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.seq = 0
-        self.window_latency = core.LatencyStats()
-        self.inference_latency = core.LatencyStats()
+        self.window_latency = LatencyStats()
+        self.inference_latency = LatencyStats()
         self._worker = threading.Thread(target=self._infer_loop, name="taaf_inference",
                                         daemon=True)
         self._worker.start()
@@ -119,8 +125,8 @@ class PerceptionNode(Node):
             torch.set_num_threads(self.p["torch_threads"])
         path = self.p["model_path"]
         try:
-            path = path or str(core.find_bundled_model())
-            self.classifier = core.Classifier(path, self.p["device"], self.p["window_s"])
+            path = path or str(find_bundled_model())
+            self.classifier = Classifier(path, self.p["device"], self.p["window_s"])
             self.classifier.warm_up()
         except (FileNotFoundError, CheckpointError, RuntimeError, ValueError, KeyError) as exc:
             raise StartupError(f"cannot load the model: {exc}") from exc
@@ -133,14 +139,14 @@ class PerceptionNode(Node):
         self.audio_buf: AudioRingBuffer | None = None  # made at the first chunk (its rate)
         self.sensor_size = self.sensor_fallback
         now = self._now_us()
-        self.scheduler = core.WindowScheduler(
+        self.scheduler = WindowScheduler(
             self.classifier.window_us, round(self.p["hop_s"] * 1e6),
             round(self.p["max_wait_s"] * 1e6), round(self.p["modality_timeout_s"] * 1e6), now)
-        self.inputs = {"events": core.InputCounters(), "audio": core.InputCounters()}
-        self.rates = {"events.msgs": core.RateMeter(), "events.events": core.RateMeter(),
-                      "audio.msgs": core.RateMeter(), "audio.samples": core.RateMeter()}
-        self.seq_tracker = core.SeqTracker()
-        self.audio_clock = core.StamplessClock()
+        self.inputs = {"events": InputCounters(), "audio": InputCounters()}
+        self.rates = {"events.msgs": RateMeter(), "events.events": RateMeter(),
+                      "audio.msgs": RateMeter(), "audio.samples": RateMeter()}
+        self.seq_tracker = SeqTracker()
+        self.audio_clock = StamplessClock()
         self.audio_stamps = {"header": 0, "layout": 0, "receipt": 0}  # chunks by time source
         self.decoders: dict[str, EventDecoder] = {}
         self.audio_info: Any = None
@@ -202,7 +208,7 @@ class PerceptionNode(Node):
     def _decode_events(self, msg: Any) -> tuple[np.ndarray, int]:
         """-> (events with sensor times, header stamp µs); updates sensor size and seq."""
         kind = self.p["events_type"]
-        stamp = core.stamp_to_us(msg.header.stamp.sec, msg.header.stamp.nanosec)
+        stamp = stamp_to_us(msg.header.stamp.sec, msg.header.stamp.nanosec)
         if kind == "pointcloud2":
             return events_from_pointcloud2(msg), stamp
         if kind == "dvs_event_array":
@@ -241,7 +247,7 @@ class PerceptionNode(Node):
             return
         if stamp <= 0:
             stamp = self._sent_us(info, now)  # unstamped driver: best available estimate
-        ev["t"] = core.event_times_to_ros(ev["t"], stamp)
+        ev["t"] = event_times_to_ros(ev["t"], stamp)
         c.decoded += len(ev)
         self.event_buf.push(ev)
         self.rates["events.msgs"].add(now / 1e6)
@@ -271,7 +277,7 @@ class PerceptionNode(Node):
         try:
             chunk = self._decode_audio(msg)
             layout = getattr(msg, "layout", None)
-            stamp_ns = chunk.stamp_ns or (core.multiarray_stamp_ns(layout.dim)
+            stamp_ns = chunk.stamp_ns or (multiarray_stamp_ns(layout.dim)
                                           if layout is not None else None)
         except _BAD_INPUT as exc:
             self._bad("audio", exc)
@@ -326,7 +332,7 @@ class PerceptionNode(Node):
             except Exception as exc:  # noqa: BLE001 - log and keep serving later windows
                 self.get_logger().error(f"inference failed: {exc}", throttle_duration_sec=5.0)
 
-    def _classify(self, w: core.WindowCut) -> None:
+    def _classify(self, w: WindowCut) -> None:
         t_start = time.perf_counter()
         ev_present, au_present = w.present
         events = (self.event_buf.window(w.start_us, w.end_us, self.p["max_events_per_window"])
@@ -340,10 +346,10 @@ class PerceptionNode(Node):
             return
         res = self.classifier.classify(events, self.sensor_size, pcm, rate, w.start_us)
         inference_ms = (time.perf_counter() - t_start) * 1e3
-        present = core.WindowCut(w.start_us, w.end_us, (events is not None, pcm is not None),
-                                 w.timed_out)
+        present = WindowCut(w.start_us, w.end_us, (events is not None, pcm is not None),
+                            w.timed_out)
         latency_ms = (self._now_us() - w.end_us) / 1e3
-        pred = core.make_prediction(
+        pred = make_prediction(
             seq=self.seq, window=present, probs=res.probs, classes=self.classifier.classes,
             modality_attention=res.modality_attention, attention_map=res.attention_map,
             k=self.p["top_k"], n_events=0 if events is None else len(events),
@@ -390,7 +396,7 @@ class PerceptionNode(Node):
             buffers |= {f"audio.stamped_by_{k}": v for k, v in self.audio_stamps.items()}
         dec = {f"decoder.{k}": v for d in self.decoders.values()
                for k, v in d.stats.as_dict().items()}
-        values = core.diagnostic_values(
+        values = diagnostic_values(
             level=level, message=message, device=str(self.classifier.device),
             inputs=self.inputs, rates={k: r.rate(now / 1e6) for k, r in self.rates.items()},
             buffers=buffers, scheduler=self.scheduler.stats,
@@ -411,13 +417,13 @@ def _attention_msg(attention_map: np.ndarray) -> Float32MultiArray:
     msg = Float32MultiArray()
     msg.layout.dim = [
         MultiArrayDimension(label="time", size=T, stride=T * M),
-        MultiArrayDimension(label="modality:" + ",".join(core.MODALITIES[:M]), size=M, stride=M),
+        MultiArrayDimension(label="modality:" + ",".join(MODALITIES[:M]), size=M, stride=M),
     ]
     msg.data = attention_map.astype(np.float32).ravel().tolist()
     return msg
 
 
-def _debug_image(res: core.WindowResult, end_us: int) -> Image:
+def _debug_image(res: WindowResult, end_us: int) -> Image:
     """rgb8: event frame (ON red, OFF green, x4), audio spike raster, attention bars."""
     scale = 4
     parts = []

@@ -3,14 +3,14 @@
 Events go out as PointCloud2 (stock messages, the default) or EventPacket evt3 (where
 event_camera_msgs is installed), audio as Int16MultiArray chunks or AudioDataStamped (where
 audio_common_msgs is installed), and each sample's ground truth as JSON on its own topic.
-Timing and alignment: see perception_core.ReplayPlan.
+Timing and alignment: see replay_plan.ReplayPlan.
 
 Pacing: a packet [a, b) of the plan is published once the ROS clock has passed b (it has then
 been "captured"); every tick publishes all packets that are due, so after a stall (a loaded
 machine, a slow disk read) the replay catches up instead of drifting. Every message carries the
 capture time of its data (event header stamps, the audio header stamp or, for Int16MultiArray,
-the ``t_ns=`` layout stamp of perception_core.stamped_layout_dims), so publishing late moves no
-data in time: the perception node sees exactly the plan's timeline.
+the ``t_ns=`` layout stamp of multiarray_stamp.stamped_layout_dims), so publishing late moves
+no data in time: the perception node sees exactly the plan's timeline.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from std_msgs.msg import Int16MultiArray, MultiArrayDimension, String
 
 from taaf_ros.data.readers import EadDataset, EadSample
 from taaf_ros.events import encode_evt3, events_to_pointcloud2
-from taaf_ros.nodes import perception_core as core
 from taaf_ros.nodes.msg_imports import MissingMessagePackageError, import_msg
+from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
 from taaf_ros.nodes.params import REPLAY_NODE, REPLAY_PARAMS, declare_all
 from taaf_ros.nodes.perception_node import StartupError
+from taaf_ros.nodes.replay_plan import ReplayPlan, replay_order
+from taaf_ros.nodes.scoring import GroundTruth
 
 # Ground truth must not be lost to discovery races: reliable, and kept for late joiners.
 GT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -54,8 +56,8 @@ class ReplayNode(Node):
             self.dataset = EadDataset(self.p["data_root"], self.p["split"])
         except (ValueError, FileNotFoundError) as exc:
             raise StartupError(str(exc)) from exc
-        order = core.replay_order([lab for _, _, lab, _ in self.dataset.samples],
-                                  self.p["order"])
+        order = replay_order([lab for _, _, lab, _ in self.dataset.samples],
+                             self.p["order"])
         first = self.p["start_index"]
         n = len(order) - first
         if self.p["samples"]:
@@ -71,12 +73,12 @@ class ReplayNode(Node):
         except MissingMessagePackageError as exc:
             raise StartupError(str(exc)) from exc
         now = self.get_clock().now().nanoseconds // 1000
-        self.plan = core.ReplayPlan(round(self.p["window_s"] * 1e6), round(self.p["hop_s"] * 1e6),
-                                    round(self.p["gap_s"] * 1e6), round(self.p["packet_s"] * 1e6),
-                                    now + round(self.p["start_delay_s"] * 1e6))
+        self.plan = ReplayPlan(round(self.p["window_s"] * 1e6), round(self.p["hop_s"] * 1e6),
+                               round(self.p["gap_s"] * 1e6), round(self.p["packet_s"] * 1e6),
+                               now + round(self.p["start_delay_s"] * 1e6))
         self.audio_rate = int(self.dataset.meta.get("audio_rate", 0)) or self[0].sample_rate
         self.finished = False
-        self.truths: list[core.GroundTruth] = []
+        self.truths: list[GroundTruth] = []
         self._packet = 0
         self._loaded: tuple[int, EadSample, np.ndarray] | None = None
         self._seq = 0
@@ -137,8 +139,8 @@ class ReplayNode(Node):
             pcm = np.clip(np.round(s.pcm[:n] * 32768.0), -32768, 32767).astype(np.int16)
             self._loaded = (slot, s, pcm)
             start = self.plan.slot_start(slot)
-            g = core.GroundTruth(s.id, self.classes[s.label], int(s.label), start * 1000,
-                                 (start + self.plan.window_us) * 1000)
+            g = GroundTruth(s.id, self.classes[s.label], int(s.label), start * 1000,
+                            (start + self.plan.window_us) * 1000)
             self.truths.append(g)
             self.pub_gt.publish(String(data=g.to_json()))
             if self._audio_type is not None and slot == 0:
@@ -187,7 +189,7 @@ class ReplayNode(Node):
             # convention, docs/ros.md), so the perception node need not stamp at receipt.
             msg.layout.dim = [MultiArrayDimension(label=label, size=size, stride=stride)
                               for label, size, stride in
-                              core.stamped_layout_dims(len(chunk), start_us * 1000)]
+                              stamped_layout_dims(len(chunk), start_us * 1000)]
             msg.data = chunk.tolist()  # std_msgs int16[] takes a sequence; chunks are small
         else:
             msg = self._audio_type()

@@ -1,0 +1,141 @@
+"""The network side of the perception node: find and load a checkpoint, and classify one
+window of raw events and audio."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from taaf_ros.nodes.windowing import MODALITIES
+
+
+def find_bundled_model(share_dirs: Iterable[str | os.PathLike[str]] | None = None) -> Path:
+    """The default checkpoint: ``share/taaf_ros/models/*.pt``, else the source tree's models/.
+
+    Looked up in order: the ament index (``AMENT_PREFIX_PATH``, a ROS workspace or install),
+    ``<sys.prefix>/share/taaf_ros/models`` (a plain ``pip install`` puts data_files there and
+    sets no AMENT_PREFIX_PATH), then ``models/`` beside the package (an editable install or a
+    source checkout). Raises FileNotFoundError naming every place searched.
+    """
+    dirs: list[Path] = []
+    if share_dirs is None:
+        try:
+            from ament_index_python.packages import get_package_share_directory
+
+            dirs.append(Path(get_package_share_directory("taaf_ros")) / "models")
+        except (ImportError, LookupError, OSError, ValueError):
+            pass  # no ament index (AMENT_PREFIX_PATH unset) or package not registered
+        dirs.append(Path(sys.prefix) / "share" / "taaf_ros" / "models")
+        dirs.append(Path(__file__).resolve().parents[2] / "models")
+    else:
+        dirs = [Path(d) for d in share_dirs]
+    for d in dirs:
+        found = sorted(d.glob("*.pt")) if d.is_dir() else []
+        if found:
+            return found[0]
+    raise FileNotFoundError("no bundled model (*.pt) in " + ", ".join(map(str, dirs))
+                            + "; set model_path to a checkpoint")
+
+
+def frontend_from_card(card: dict[str, Any]) -> Any:
+    """The FrontEndConfig the model was trained with, from its model card."""
+    from taaf_ros.frontend import FrontEndConfig
+
+    fe = dict(card.get("frontend") or {})
+    if fe:
+        return FrontEndConfig.from_dict(fe)
+    _, h, w = card["event_shape"]
+    return FrontEndConfig(window_s=float(card["window_s"]), n_time_bins=int(card["T"]),
+                          input_size=(int(w), int(h)))
+
+
+class WindowResult(NamedTuple):
+    """Network output for one window (numpy, batch dimension removed)."""
+
+    probs: np.ndarray  # (K,)
+    modality_attention: np.ndarray  # (M,)
+    attention_map: np.ndarray  # (T, M)
+    events_frame: np.ndarray | None  # (T, 2, H, W) input, for the debug image
+    audio_frame: np.ndarray | None  # (T, 2, C)
+
+
+class Classifier:
+    """A loaded checkpoint + its front end: one window of raw data -> class probabilities.
+
+    Args:
+        path: checkpoint file (see taaf_ros.model.checkpoint). device: 'auto', 'cpu', 'cuda:N'.
+        window_s: 0 = the model card's window; another value changes the window the front end
+            bins over (the network still sees T bins).
+
+    Raises CheckpointError (missing / corrupt / wrong file) or RuntimeError / ValueError (device).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto",
+                 window_s: float = 0.0) -> None:
+        import dataclasses
+
+        import torch
+
+        from taaf_ros.model import load_checkpoint, select_device
+
+        self.device = select_device(device)
+        loaded = load_checkpoint(path, map_location="cpu")
+        self.card = loaded.card
+        self.model = loaded.model.to(self.device).eval()
+        self.classes = [str(c) for c in self.card["classes"]]
+        self.modalities = tuple(self.card.get("modalities", MODALITIES))
+        fe = frontend_from_card(self.card)
+        if window_s > 0:
+            fe = dataclasses.replace(fe, window_s=float(window_s))
+        self.frontend = fe
+        self._torch = torch
+
+    @property
+    def window_us(self) -> int:
+        return self.frontend.window_us
+
+    def warm_up(self) -> None:
+        """Run one synthetic window: the first call compiles numba kernels and allocates
+        torch buffers (up to seconds), which must not delay the first live windows."""
+        from taaf_ros.events.types import make_events
+
+        w, h = self.input_size
+        ev = make_events([0, w - 1], [0, h - 1], [0, self.window_us - 1], [0, 1])
+        rate = self.frontend.cochlea.sample_rate
+        pcm = np.random.default_rng(0).standard_normal(round(self.window_us * rate / 1e6))
+        self.classify(ev, (w, h), 0.1 * pcm.astype(np.float32), rate, 0)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the network's event input."""
+        return self.frontend.input_size
+
+    def classify(self, events: np.ndarray | None, sensor_size: tuple[int, int],
+                 pcm: np.ndarray | None, sample_rate: int, start_us: int) -> WindowResult:
+        """Events (ROS-time µs) and PCM of the window starting at start_us; None = masked."""
+        from taaf_ros.frontend import audio_tensor, event_tensor
+
+        torch = self._torch
+        ev = au = None
+        if events is not None and "events" in self.modalities:
+            ev = event_tensor(events, sensor_size, start_us, self.frontend)
+        if pcm is not None and "audio" in self.modalities:
+            au = audio_tensor(pcm, sample_rate, self.frontend)
+        if ev is None and au is None:
+            raise ValueError("no modality present")
+        present = torch.tensor([[ev is not None, au is not None]], device=self.device)
+        with torch.inference_mode():
+            out = self.model(
+                None if ev is None else torch.from_numpy(ev)[:, None].to(self.device),
+                None if au is None else torch.from_numpy(au)[:, None].to(self.device),
+                present,
+            )
+            probs = torch.softmax(out.logits[0].float(), dim=-1).cpu().numpy()
+            att = out.modality_attention[0].float().cpu().numpy()
+            amap = out.attention_map[0].float().cpu().numpy()
+        return WindowResult(probs, att, amap, ev, au)

@@ -1,0 +1,139 @@
+"""Mapping input times onto the ROS clock (µs): header stamps, per-event times, the window
+grid, audio chunks without stamps, and packet loss from sequence numbers."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+def stamp_to_us(sec: int, nanosec: int) -> int:
+    """builtin_interfaces/Time fields -> µs."""
+    return int(sec) * 1_000_000 + int(nanosec) // 1000
+
+
+def grid_ceil(t_us: int, hop_us: int) -> int:
+    """Smallest multiple of hop_us that is >= t_us."""
+    return -(-int(t_us) // hop_us) * hop_us
+
+
+def event_times_to_ros(t: np.ndarray, stamp_us: int) -> np.ndarray:
+    """Per-event times (any clock, µs) -> ROS time: the header stamp is the first event's time.
+
+    This is the convention of event_camera_msgs (stamp = ROS time of the first event, times
+    relative to time_base), and holds whatever clock a PointCloud2 ``t`` field uses.
+    """
+    if t.size == 0:
+        return t.astype(np.int64)
+    return t.astype(np.int64) - np.int64(t[0]) + np.int64(stamp_us)
+
+
+class StamplessClock:
+    """Start times for audio chunks that carry no time (std_msgs MultiArrays without the
+    taaf_ros stamp, see
+    :func:`taaf_ros.nodes.multiarray_stamp.multiarray_stamp_ns`), from their receipt times.
+
+    A chunk is taken to end when it is received (it was published once captured), so its first
+    sample is at ``est = receipt - duration``; delivery only ever delays a chunk, so ``est`` is
+    never earlier than the truth, while the sample count is exact. Chunks are therefore placed
+    back to back by sample count, and the clock never moves backwards over audio it has placed
+    (a window already cut from that audio keeps its meaning). ``lead = est - next`` (how much
+    later than the running clock a chunk arrives) drives three corrections, all counted:
+
+    - ``lead > resync_us``: a pause in the stream or a clock jump: restart at ``est``
+      (``resyncs``); the audio buffer fills the gap with silence marked as missing.
+    - ``lead < -early_us``: the chunk arrived before the clock says it could have ended, which
+      proves the placed audio is late (the chunks that set the clock came late, or the
+      microphone's clock runs fast): the chunk's leading samples that fall in time already
+      placed are dropped, never written over placed audio, which pulls the clock in to this
+      receipt (``corrections``, ``dropped_samples``).
+    - every one of the last ``window`` chunks has ``lead > early_us``: the clock is early
+      (chunks were lost in transport, or the microphone's clock runs slow), by at least the
+      smallest lead: jump forward by it, a gap (``corrections``). Taking the minimum over a
+      window keeps one-sided delivery jitter and bursts from moving the clock.
+
+    Time is kept as an origin plus a sample count, so chunk durations that are not whole µs do
+    not accumulate rounding error.
+    """
+
+    def __init__(self, resync_us: int = 100_000, early_us: int = 5_000, window: int = 8) -> None:
+        self.resync_us, self.early_us = int(resync_us), int(early_us)
+        self.resyncs = 0
+        self.corrections = 0
+        self.dropped_samples = 0
+        self._origin_us: int | None = None
+        self._count = 0  # samples placed since the origin
+        self._rate = 0
+        self._leads: deque[int] = deque(maxlen=max(1, int(window)))
+
+    @property
+    def next_us(self) -> int | None:
+        """Where the next chunk goes if it arrives on time (µs); None before the first."""
+        if self._origin_us is None:
+            return None
+        return self._origin_us + (self._count * 1_000_000) // self._rate
+
+    def _restart(self, start_us: int, n: int, rate: int) -> None:
+        self._origin_us, self._count, self._rate = int(start_us), n, rate
+        self._leads.clear()
+
+    def place(self, receipt_us: int, n_samples: int, sample_rate: int) -> tuple[int, int]:
+        """(start_us, skip) for a chunk of n_samples received at receipt_us: its samples
+        ``[skip:]`` go at start_us, which is never before the end of what was placed.
+
+        >>> clk = StamplessClock()
+        >>> clk.place(1_010_000, 80, 8000)  # 80 samples = 10 ms, ending at receipt
+        (1000000, 0)
+        >>> clk.place(1_023_000, 80, 8000)  # 3 ms late: back to back all the same
+        (1010000, 0)
+        >>> clk.place(1_005_000, 80, 8000)  # ends before placed audio does: all dropped
+        (1020000, 80)
+        """
+        n, rate = int(n_samples), int(sample_rate)
+        est = int(receipt_us) - (n * 1_000_000) // rate
+        nxt = self.next_us
+        if nxt is None or rate != self._rate or est - nxt > self.resync_us:
+            if nxt is not None:
+                self.resyncs += 1
+            self._restart(est, n, rate)
+            return est, 0
+        lead = est - nxt
+        if lead < -self.early_us:
+            # Samples of this chunk before nxt lie in time already placed: drop them.
+            skip = min(n, -(lead * rate // 1_000_000))
+            self.corrections += 1
+            self.dropped_samples += skip
+            self._count += n - skip
+            self._leads.clear()
+            return nxt, skip
+        self._leads.append(lead)
+        if len(self._leads) == self._leads.maxlen and min(self._leads) > self.early_us:
+            start = nxt + min(self._leads)  # <= est: still not earlier than the truth
+            self.corrections += 1
+            self._restart(start, n, rate)
+            return start, 0
+        self._count += n
+        return nxt, 0
+
+
+class SeqTracker:
+    """Counts packets lost from gaps in a per-packet sequence number."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self.resets = 0
+        self._last: int | None = None
+
+    def update(self, seq: int) -> int:
+        """Record ``seq``; returns how many packets were skipped before it."""
+        seq = int(seq)
+        gap = 0
+        if self._last is not None:
+            if seq > self._last + 1:
+                gap = seq - self._last - 1
+            elif seq <= self._last:
+                self.resets += 1  # driver restarted or reordered: not a loss
+        self.lost += gap
+        self._last = seq
+        return gap
