@@ -6,12 +6,11 @@ The same as perception.launch.py with ``use_replay:=true`` and the stock message
 replay node publishes (PointCloud2 events, Int16MultiArray audio at the dataset's rate).
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 ARGS = [
     ("data_root", "", "dataset root in the EAD layout (required)"),

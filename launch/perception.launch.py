@@ -4,13 +4,12 @@ Parameters come from config/perception.yaml (``config:=`` another file); the arg
 override the common ones. ``use_replay:=true`` adds the replay node (see demo.launch.py).
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 ARGS = [
     ("config", PathJoinSubstitution([FindPackageShare("taaf_ros"), "config", "perception.yaml"]),

@@ -13,12 +13,11 @@ import pytest
 launch_testing = pytest.importorskip("launch_testing.actions")
 launch_ros = pytest.importorskip("launch_ros")
 
+import launch  # noqa: E402
 import rclpy  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-
-import launch  # noqa: E402
 
 
 @pytest.mark.launch_test
