@@ -16,6 +16,7 @@ ARGS = [
      "parameters file for both nodes (ros__parameters)"),
     ("model", "", "checkpoint path; empty = the bundled model in share/taaf_ros/models"),
     ("device", "auto", "inference device: auto, cpu, cuda or cuda:N"),
+    ("dtype", "float32", "inference precision: float32, float16 (CUDA) or bfloat16"),
     ("events_topic", "/event_camera/events", "event camera topic (remapped onto the input)"),
     ("events_type", "event_packet", "event_packet, dvs_event_array or pointcloud2"),
     ("audio_topic", "/audio/audio_stamped", "microphone topic (remapped onto the input)"),
@@ -42,6 +43,7 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[cfg("config"), {
             "model_path": cfg("model"),
             "device": cfg("device"),
+            "dtype": cfg("dtype"),
             "events_type": cfg("events_type"),
             "audio_type": cfg("audio_type"),
             "audio_sample_rate": cfg("audio_sample_rate"),

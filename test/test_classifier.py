@@ -1,10 +1,16 @@
-"""Tests of the bundled model lookup (the part of the classifier that needs no checkpoint)."""
+"""The classifier the perception node runs: bundled model lookup, and one window -> scores."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
-from taaf_ros.nodes.classifier import find_bundled_model
+from taaf_ros.audio.wav import read_wav
+from taaf_ros.events.types import make_events
+from taaf_ros.frontend import audio_tensor, event_tensor
+from taaf_ros.model import load_checkpoint
+from taaf_ros.nodes.classifier import Classifier, find_bundled_model
 
 
 def test_find_bundled_model(tmp_path):
@@ -13,3 +19,47 @@ def test_find_bundled_model(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "m.pt").write_bytes(b"x")
     assert find_bundled_model([tmp_path / "a", tmp_path / "b"]).name == "m.pt"
+
+
+@pytest.fixture(scope="module")
+def bundled() -> str:
+    return str(find_bundled_model())
+
+
+@pytest.fixture(scope="module")
+def window(fsdd_wav):
+    rng = np.random.default_rng(0)
+    ev = make_events(rng.integers(0, 34, 4000), rng.integers(0, 34, 4000),
+                     np.sort(rng.integers(0, 300_000, 4000)), rng.integers(0, 2, 4000))
+    chunk = read_wav(fsdd_wav)
+    return ev, chunk.samples, chunk.sample_rate
+
+
+def test_classify_equals_the_offline_model(bundled, window):
+    ev, pcm, rate = window
+    clf = Classifier(bundled, "cpu")
+    res = clf.classify(ev, (34, 34), pcm, rate, 0)
+    assert res.probs.shape == (10,) and abs(res.probs.sum() - 1) < 1e-5
+    assert abs(res.modality_attention.sum() - 1) < 1e-5
+    model = load_checkpoint(bundled).model.eval()
+    fe = clf.frontend
+    with torch.no_grad():
+        out = model(torch.from_numpy(event_tensor(ev, (34, 34), 0, fe))[:, None],
+                    torch.from_numpy(audio_tensor(pcm, rate, fe))[:, None])
+    np.testing.assert_allclose(res.probs, torch.softmax(out.logits[0], -1).numpy(), atol=1e-6)
+
+
+def test_missing_modality_is_masked(bundled, window):
+    ev, _, rate = window
+    res = Classifier(bundled, "cpu").classify(ev, (34, 34), None, rate, 0)
+    assert res.modality_attention[1] == 0 and abs(res.modality_attention[0] - 1) < 1e-6
+
+
+def test_reduced_precision(bundled, window):
+    ev, pcm, rate = window
+    full = Classifier(bundled, "cpu").classify(ev, (34, 34), pcm, rate, 0)
+    half = Classifier(bundled, "cpu", dtype="bfloat16").classify(ev, (34, 34), pcm, rate, 0)
+    assert abs(half.probs.sum() - 1) < 1e-3
+    assert np.abs(half.probs - full.probs).max() < 0.2  # bfloat16 keeps ~3 significant digits
+    with pytest.raises(ValueError, match="float16"):
+        Classifier(bundled, "cpu", dtype="float16")

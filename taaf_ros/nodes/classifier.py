@@ -69,6 +69,7 @@ class Classifier:
 
     Args:
         path: checkpoint file (see taaf_ros.model.checkpoint). device: 'auto', 'cpu', 'cuda:N'.
+        dtype: 'float32', 'float16' (CUDA only) or 'bfloat16', applied with autocast.
         window_s: 0 = the model card's window; another value changes the window the front end
             bins over (the network still sees T bins).
 
@@ -76,17 +77,18 @@ class Classifier:
     """
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto",
-                 window_s: float = 0.0) -> None:
+                 window_s: float = 0.0, dtype: str = "float32") -> None:
         import dataclasses
 
         import torch
 
-        from taaf_ros.model import load_checkpoint, select_device
+        from taaf_ros.model import load_checkpoint, prepare_model, resolve_dtype, select_device
 
         self.device = select_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
         loaded = load_checkpoint(path, map_location="cpu")
         self.card = loaded.card
-        self.model = loaded.model.to(self.device).eval()
+        self.model = prepare_model(loaded.model, self.device)
         self.classes = [str(c) for c in self.card["classes"]]
         self.modalities = tuple(self.card.get("modalities", MODALITIES))
         fe = frontend_from_card(self.card)
@@ -119,6 +121,7 @@ class Classifier:
                  pcm: np.ndarray | None, sample_rate: int, start_us: int) -> WindowResult:
         """Events (ROS-time µs) and PCM of the window starting at start_us; None = masked."""
         from taaf_ros.frontend import audio_tensor, event_tensor
+        from taaf_ros.model.device import inference_context
 
         torch = self._torch
         ev = au = None
@@ -129,7 +132,7 @@ class Classifier:
         if ev is None and au is None:
             raise ValueError("no modality present")
         present = torch.tensor([[ev is not None, au is not None]], device=self.device)
-        with torch.inference_mode():
+        with inference_context(self.device, self.dtype):
             out = self.model(
                 None if ev is None else torch.from_numpy(ev)[:, None].to(self.device),
                 None if au is None else torch.from_numpy(au)[:, None].to(self.device),

@@ -70,6 +70,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       "share/taaf_ros/models (falls back to the source tree's models/)"),
     P("device", "auto", "inference device: auto (CUDA if present), cpu, cuda or cuda:N",
       choices=("auto", "cpu", "cuda")),
+    P("dtype", "float32", "inference precision: float32, float16 (CUDA only) or bfloat16 "
+      "(autocast; LIF state and norms stay float32)", choices=("float32", "float16", "bfloat16")),
     P("torch_threads", 1, "CPU threads for inference (torch intra-op, process-wide); 0 = torch's "
       "default (one per core). 1 suits a batch-1 network beside decoding and other processes",
       low=0, high=1024),

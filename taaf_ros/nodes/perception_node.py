@@ -126,7 +126,8 @@ class PerceptionNode(Node):
         path = self.p["model_path"]
         try:
             path = path or str(find_bundled_model())
-            self.classifier = Classifier(path, self.p["device"], self.p["window_s"])
+            self.classifier = Classifier(path, self.p["device"], self.p["window_s"],
+                                         self.p["dtype"])
             self.classifier.warm_up()
         except (FileNotFoundError, CheckpointError, RuntimeError, ValueError, KeyError) as exc:
             raise StartupError(f"cannot load the model: {exc}") from exc
