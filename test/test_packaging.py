@@ -40,8 +40,14 @@ def test_console_scripts_import():
         assert callable(getattr(importlib.import_module(module), func)), name
 
 
+def _colcon() -> str | None:
+    """colcon beside this interpreter (the venv's bin/ need not be on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / "colcon"
+    return str(beside) if beside.is_file() else shutil.which("colcon")
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon is not installed")
+@pytest.mark.skipif(_colcon() is None, reason="colcon is not installed")
 def test_colcon_build_installs_scripts_and_data(tmp_path: Path):
     ws = tmp_path / "ws"
     src = ws / "src" / "taaf_ros"
@@ -49,7 +55,7 @@ def test_colcon_build_installs_scripts_and_data(tmp_path: Path):
         ".venv", ".git", "build", "install", "log", "runs", "*.egg-info", "__pycache__"))
     env = dict(os.environ)
     env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
-    proc = subprocess.run(["colcon", "build", "--base-paths", "src"], cwd=ws, env=env,
+    proc = subprocess.run([_colcon(), "build", "--base-paths", "src"], cwd=ws, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lib = ws / "install" / "taaf_ros" / "lib" / "taaf_ros"
