@@ -89,18 +89,19 @@ def _atomic_save(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _payload(model: TAAFNet, card: dict[str, Any]) -> dict[str, Any]:
+    """What every checkpoint holds: format tag, model card and CPU weights."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_card": card,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
 def save_checkpoint(path: str | os.PathLike[str], model: TAAFNet, card: dict[str, Any]) -> Path:
     """Write weights + card (from :func:`make_model_card`) atomically; returns the path."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return _atomic_save(
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model_card": card,
-            "state_dict": state,
-        },
-        path,
-    )
+    return _atomic_save(_payload(model, card), path)
 
 
 def _read(path: str | os.PathLike[str], map_location: Any) -> dict[str, Any]:
@@ -191,19 +192,9 @@ def save_training_state(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Checkpoint for resuming: weights + card + optimizer state + epoch (+ plain extras)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return _atomic_save(
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model_card": card,
-            "state_dict": state,
-            "optimizer": optimizer.state_dict(),
-            "epoch": int(epoch),
-            "extra": dict(extra or {}),
-        },
-        path,
-    )
+    payload = _payload(model, card)
+    payload.update(optimizer=optimizer.state_dict(), epoch=int(epoch), extra=dict(extra or {}))
+    return _atomic_save(payload, path)
 
 
 class TrainingState(NamedTuple):
