@@ -39,7 +39,6 @@ from taaf_ros.nodes.scoring import GroundTruth, Scoreboard  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
-AVDIGITS = Path(os.environ.get("TAAF_AVDIGITS", "/tmp/avdigits"))
 UNIQUE = f"t{os.getpid()}"
 
 
@@ -155,8 +154,16 @@ def model_checkpoint(checkpoint) -> Path:
     return Path(env) if env else checkpoint
 
 
-@pytest.mark.skipif(not (AVDIGITS / "meta.json").is_file(), reason=f"no AV-digits at {AVDIGITS}")
-def test_replay_through_perception_matches_offline(context, model_checkpoint):
+@pytest.fixture(scope="module")
+def avdigits(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small AV-digits set built from the real data: two test samples of each class."""
+    from taaf_ros.data.avdigits import ensure_ead_dataset
+
+    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
+                              limit_per_class=2, progress=False)
+
+
+def test_replay_through_perception_matches_offline(context, model_checkpoint, avdigits):
     """Replayed test samples give, in their aligned windows, exactly the offline tensors and
     predictions, so live aligned accuracy equals offline accuracy on the same samples."""
     n = 20  # interleaved order: two samples of each class
@@ -178,7 +185,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint):
 
         clf.classify = spy
         replay = g.add(ReplayNode(context=context, parameter_overrides=_overrides({
-            "data_root": str(AVDIGITS), "split": "test", "samples": n, "start_delay_s": 1.5,
+            "data_root": str(avdigits), "split": "test", "samples": n, "start_delay_s": 1.5,
             "gap_s": 0.2, "hop_s": 0.2, "window_s": clf.window_us / 1e6,
             "events_topic": topic("rp", "events"), "audio_topic": topic("rp", "audio"),
             "ground_truth_topic": topic("rp", "ground_truth")})))
@@ -208,7 +215,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint):
     # Offline: the same checkpoint on the same samples, through the same front end.
     from taaf_ros.frontend import sample_tensors
 
-    ds = EadDataset(AVDIGITS, "test")
+    ds = EadDataset(avdigits, "test")
     index = {ds.samples[i][3]: i for i in range(len(ds))}
     offline_correct, live_correct, incomplete = [], [], []
     for t in g.truths:
