@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -379,3 +380,19 @@ def test_missing_corrupt_model_and_bad_parameter_exit_nonzero(tmp_path):
 def test_startup_error_in_process(context):
     with pytest.raises(StartupError, match="events_type must be one of"):
         PerceptionNode(context=context, parameter_overrides=_overrides({"events_type": "x"}))
+
+
+# ----------------------------------------------------------------------------- pip-only demo
+def test_demo_console_command_prints_predictions_and_live_accuracy(avdigits, model_checkpoint):
+    exe = shutil.which("taaf_demo")
+    cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.demo"]
+    r = subprocess.run([*cmd, "--data-root", str(avdigits), "--samples", "4",
+                        "--model", str(model_checkpoint), "--device", "cpu"],
+                       capture_output=True, text=True, timeout=180, env=os.environ.copy())
+    assert r.returncode == 0, r.stderr[-2000:]
+    echoed = [line for line in r.stdout.splitlines() if line.startswith("data: '")]
+    assert echoed and r.stdout.count("\n---") >= len(echoed)
+    parse_prediction(echoed[0][len("data: '"):-1].replace("''", "'"))
+    assert re.search(r"live accuracy: [0-9.]+ on \d+ sample-aligned windows \(4 samples\)",
+                     r.stdout), r.stdout[-1000:]
+    assert "window-end-to-publish latency: p50" in r.stdout
