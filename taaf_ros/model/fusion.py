@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import MODALITIES, ModelConfig
-from .taaf import TAAFOutput
+from .taaf import TAAFOutput, time_first_output
 
 
 class ConcatHead(nn.Module):
@@ -36,14 +36,4 @@ class ConcatHead(nn.Module):
         alpha = torch.full((T, B), 1.0 / T, dtype=h.dtype, device=h.device)
         beta = (present.to(h.dtype) / n_present.unsqueeze(-1)).expand(T, B, M)
         unimodal = step_m.mean(dim=0)  # (B, M, K)
-        amap = (alpha.unsqueeze(-1) * beta).transpose(0, 1)  # (B, T, M)
-        return TAAFOutput(
-            logits=unimodal.sum(dim=1),
-            unimodal_logits=unimodal,
-            step_logits_per_modality=step_m.permute(1, 0, 2, 3),
-            alpha=alpha.transpose(0, 1),
-            beta=beta.transpose(0, 1),
-            modality_attention=amap.sum(dim=1),
-            attention_map=amap,
-            present=present,
-        )
+        return time_first_output(unimodal.sum(dim=1), unimodal, step_m, alpha, beta, present)

@@ -42,6 +42,23 @@ class TAAFOutput(NamedTuple):
     present: torch.Tensor
 
 
+def time_first_output(logits: torch.Tensor, unimodal: torch.Tensor, step_m: torch.Tensor,
+                      alpha: torch.Tensor, beta: torch.Tensor, present: torch.Tensor
+                      ) -> TAAFOutput:
+    """TAAFOutput from a head's time-first tensors: step_m (T,B,M,K), alpha (T,B), beta (T,B,M)."""
+    amap = (alpha.unsqueeze(-1) * beta).transpose(0, 1)  # (B, T, M)
+    return TAAFOutput(
+        logits=logits,
+        unimodal_logits=unimodal,
+        step_logits_per_modality=step_m.permute(1, 0, 2, 3),
+        alpha=alpha.transpose(0, 1),
+        beta=beta.transpose(0, 1),
+        modality_attention=amap.sum(dim=1),
+        attention_map=amap,
+        present=present,
+    )
+
+
 class _ScaleGrad(torch.autograd.Function):
     """Identity forward; backward multiplies the gradient at step t by k[t, m].
 
@@ -99,17 +116,7 @@ class TAAFHead(nn.Module):
         logits = torch.einsum("tb,tbk->bk", alpha, self.read(g))  # (B, K)
         step_m = torch.stack([self.read_m[m](ht[:, :, m]) for m in range(M)], dim=2)  # (T,B,M,K)
         unimodal = torch.einsum("tb,tbmk->bmk", alpha, step_m)  # (B, M, K)
-        amap = (alpha.unsqueeze(-1) * beta).transpose(0, 1)  # (B, T, M)
-        return TAAFOutput(
-            logits=logits,
-            unimodal_logits=unimodal,
-            step_logits_per_modality=step_m.permute(1, 0, 2, 3),
-            alpha=alpha.transpose(0, 1),
-            beta=beta.transpose(0, 1),
-            modality_attention=amap.sum(dim=1),
-            attention_map=amap,
-            present=present,
-        )
+        return time_first_output(logits, unimodal, step_m, alpha, beta, present)
 
 
 class TAAFNet(nn.Module):
