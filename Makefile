@@ -32,7 +32,8 @@ demo: $(STAMP)
 	$(BIN)/taaf_demo --data-root $(DATA_ROOT) $(if $(wildcard $(DATA_ROOT)),,--download)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_decode.py
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/bench_decode.py --data-root $(DATA_ROOT)
 	$(BIN)/python benchmarks/bench_binning.py
 	$(BIN)/python benchmarks/bench_cochlea.py --data-root $(DATA_ROOT)
 	$(BIN)/python benchmarks/bench_network.py --data-root $(DATA_ROOT)

@@ -18,7 +18,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"share/{PACKAGE}/models", glob("models/*")),
+        (f"share/{PACKAGE}/models", ["models/taaf_avdigits.pt"]),  # DEFAULT_MODEL
     ],
     package_data={PACKAGE: ["py.typed"]},
     install_requires=[
@@ -30,6 +30,7 @@ setup(
         "tonic==1.7.0",
         "numba>=0.58",
         "pyyaml>=6",
+        "rosbags>=0.10",
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "setuptools",
@@ -42,12 +43,15 @@ setup(
             "ros-sensor-msgs",
             "ros-diagnostic-msgs",
         ],
+        # Peers timed by the benchmarks (not needed to run or test the package).
+        "bench": ["expelliarmus"],
         "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "colcon-common-extensions"],
     },
     entry_points={
         "console_scripts": [
             "perception_node = taaf_ros.nodes.perception_node:main",
             "replay_node = taaf_ros.nodes.replay_node:main",
+            "taaf_bag_play = taaf_ros.nodes.bag_play:main",
             "taaf_demo = taaf_ros.nodes.demo:main",
             "taaf_build_avdigits = taaf_ros.data.avdigits:main",
             "taaf_train = taaf_ros.training.cli:main",

@@ -60,12 +60,18 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--height", type=int, default=480, help="sensor height (px)")
     ap.add_argument("--max-events-per-window", type=int, default=200_000,
                     help="the node's max_events_per_window (default: the node's default)")
+    ap.add_argument("--front-ends", default="auto,per_window",
+                    help="the node's event_front_end values to run, one node each (default: "
+                    "auto,per_window: the streaming front end, then the per-window reference)")
     ap.add_argument("--torch-threads", type=int, default=1,
                     help="the node's torch_threads, and this process's for the reference")
     ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (0-101)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    args.front_ends = [f.strip() for f in args.front_ends.split(",") if f.strip()]
+    if not set(args.front_ends) <= {"auto", "per_window"}:
+        ap.error("--front-ends takes auto and/or per_window")
     if not args.rates or min(args.rates) <= 0:
         ap.error("--rates needs positive numbers")
     if not 0 <= (args.domain_id if args.domain_id is not None else 0) <= 101:
@@ -85,7 +91,7 @@ def set_ros_env(domain_id: int | None) -> str:
 
 def resolve_model(path: str, tmp: Path) -> tuple[Path, str]:
     """(checkpoint, what it is): --model, else the bundled one, else an untrained one."""
-    from taaf_ros.nodes.classifier import find_bundled_model
+    from taaf_ros.inference.pipeline import find_bundled_model
 
     if path:
         return Path(path), "given"
@@ -129,7 +135,7 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from taaf_ros.events.types import make_events
-    from taaf_ros.nodes.classifier import Classifier
+    from taaf_ros.inference.pipeline import Classifier
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -151,14 +157,62 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     out["network_ms"] = timeit(network, 15)
     out["frontend_network_ms"] = {}
+    out["event_front_end_ms"] = {}
+    hop_us = round(args.hop * 1e6)
+    fe = clf.frontend
     for r in args.rates:
-        n = min(int(r * 1e6 * w_us / 1e6), args.max_events_per_window)
+        n_all = int(r * 1e6 * w_us / 1e6)
+        n = min(n_all, args.max_events_per_window)
         ev = make_events(rng.integers(0, args.width, n), rng.integers(0, args.height, n),
                          np.sort(rng.integers(0, w_us, n)), rng.integers(0, 2, n))
         out["frontend_network_ms"][r] = timeit(
             lambda ev=ev: clf.classify(ev, sensor, pcm, rate, 0), 5)
+        out["event_front_end_ms"][r] = event_front_end_cost(fe, sensor, n_all, hop_us, args, rng)
     out["window_s"], out["audio_rate"] = w_us / 1e6, rate
     return out
+
+
+def event_front_end_cost(fe: Any, sensor: tuple[int, int], n_window: int, hop_us: int,
+                         args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float]:
+    """Event front-end cost of one window (ms) at a rate giving n_window events per window:
+    per-window (ring buffer -> subsampled copy -> fit + bin, the reference path) vs streaming
+    (one hop's new events binned on arrival + the window summed from sub-bins)."""
+    from taaf_ros.events.types import make_events
+    from taaf_ros.frontend import event_tensor
+    from taaf_ros.stream.buffers import EventRingBuffer
+    from taaf_ros.stream.event_frames import StreamingEventFrames, streaming_step
+
+    w_us = fe.window_us
+    n_hop = max(1, n_window * hop_us // w_us)
+    ev = make_events(rng.integers(0, args.width, n_window), rng.integers(0, args.height, n_window),
+                     np.sort(rng.integers(0, w_us, n_window)), rng.integers(0, 2, n_window))
+    buf = EventRingBuffer(n_window + 1)
+    buf.push(ev)
+
+    def per_window() -> None:
+        got = buf.window(0, w_us, args.max_events_per_window)
+        event_tensor(got, sensor, 0, fe)
+
+    out = {"per_window": timeit(per_window, 5)}
+    step = streaming_step(w_us, fe.n_time_bins, hop_us)
+    if step is not None:
+        frames = StreamingEventFrames(sensor, fe.input_size, fe.fit_mode, w_us, fe.n_time_bins,
+                                      step, w_us + 1_000_000)
+        frames.push(ev)
+        new = ev[-n_hop:]
+
+        def streaming() -> None:
+            frames.push(new)  # the hop's arrivals (counted twice here: same cost)
+            frames.window_tensor(0, fe.max_count)
+
+        out["streaming"] = timeit(streaming, 9)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (s), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Sensors:
@@ -271,12 +325,38 @@ def main() -> int:
           flush=True)
 
     import rclpy
+
+    rclpy.init()
+    results = {}
+    try:
+        for front_end in args.front_ends:
+            print(f"\n== event_front_end:={front_end}", flush=True)
+            rows = run_node(front_end, model, ref, args, tmp)
+            if rows is None:
+                return 2
+            results[front_end] = rows
+    finally:
+        rclpy.try_shutdown()
+    for front_end, rows in results.items():
+        summary(front_end, rows, ref, args)
+    compare(results, ref)
+    shutil.rmtree(tmp, ignore_errors=True)  # the node's log (kept above when it fails)
+    if args.json:
+        args.json.write_text(json.dumps({"reference": ref, "rows": results, "args": {
+            k: v for k, v in vars(args).items() if k != "json"}}, indent=1, default=str))
+    return 0
+
+
+def run_node(front_end: str, model: Path, ref: dict[str, Any], args: argparse.Namespace,
+             tmp: Path) -> list[dict[str, Any]] | None:
+    """One perception node process with this event front end, stepped through the rates."""
+    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile
     from std_msgs.msg import String
 
-    ns = f"/bench_live_{os.getpid()}"
+    ns = f"/bench_live_{os.getpid()}_{front_end}"
     window_s = ref["window_s"]
     capacity = int(max(args.rates) * 1e6 * (window_s + 0.6)) + 100_000
     params = {
@@ -284,18 +364,19 @@ def main() -> int:
         "events_type": "pointcloud2", "events_topic": f"{ns}/events",
         "audio_type": "int16_multiarray", "audio_topic": f"{ns}/audio",
         "audio_sample_rate": ref["audio_rate"], "sensor_width": args.width,
-        "sensor_height": args.height, "hop_s": args.hop, "event_buffer_capacity": capacity,
+        "sensor_height": args.height, "hop_s": args.hop, "event_front_end": front_end,
+        "event_buffer_capacity": min(capacity, 200_000_000),
         "max_events_per_window": args.max_events_per_window, "diagnostics_period_s": 0.25}
     cmd = [sys.executable, "-m", "taaf_ros.nodes.perception_node", "--ros-args"]
     for k, v in params.items():
         cmd += ["-p", f"{k}:={json.dumps(v) if isinstance(v, str) else v}"]
     for out in ("/taaf/prediction", "/taaf/attention", "/taaf/debug_image", "/diagnostics"):
         cmd += ["-r", f"{out}:={ns}{out}"]
-    node_log = open(tmp / "perception_node.log", "w")  # noqa: SIM115 - closed at the end
+    log_path = tmp / f"perception_node_{front_end}.log"
+    node_log = open(log_path, "w")  # noqa: SIM115 - closed at the end
     proc = subprocess.Popen(cmd, stdout=node_log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
-    rclpy.init()
-    node = rclpy.create_node(f"bench_live_{os.getpid()}")
+    node = rclpy.create_node(f"bench_live_{os.getpid()}_{front_end}")
     lock = threading.Lock()
     preds: list[tuple[dict[str, Any], int]] = []
     diags: list[tuple[int, dict[str, str]]] = []
@@ -322,15 +403,16 @@ def main() -> int:
         t_end = time.monotonic() + 120
         while not diags:  # the node is up (model loaded, warmed up) once it reports
             if proc.poll() is not None or time.monotonic() > t_end:
-                print((tmp / "perception_node.log").read_text(), file=sys.stderr)
+                print(log_path.read_text(), file=sys.stderr)
                 print("error: the perception node did not start", file=sys.stderr)
-                return 2
+                return None
             time.sleep(0.2)
         sensors.start()
         for rate in args.rates:
             sensors.rate = rate
             time.sleep(args.warmup)
-            rows.append(measure(rate, sensors, preds, diags, lock, args))
+            rows.append(measure(rate, sensors, preds, diags, lock, args, proc.pid))
+            rows[-1]["front_end"] = diags[-1][1].get("buffer.events.front_end", front_end)
             print_row(rows[-1])
     finally:
         sensors.stop()
@@ -342,13 +424,7 @@ def main() -> int:
         node_log.close()
         executor.shutdown()
         node.destroy_node()
-        rclpy.try_shutdown()
-    summary(rows, ref, args)
-    shutil.rmtree(tmp, ignore_errors=True)  # the node's log (kept above when it fails)
-    if args.json:
-        args.json.write_text(json.dumps({"reference": ref, "rows": rows, "args": {
-            k: v for k, v in vars(args).items() if k != "json"}}, indent=1, default=str))
-    return 0
+    return rows
 
 
 def _diag_at(diags: list, lock: threading.Lock, t_us: int, timeout: float = 3.0
@@ -366,12 +442,14 @@ def _diag_at(diags: list, lock: threading.Lock, t_us: int, timeout: float = 3.0
 
 
 def measure(rate: float, sensors: Sensors, preds: list, diags: list, lock: threading.Lock,
-            args: argparse.Namespace) -> dict[str, Any]:
+            args: argparse.Namespace, pid: int) -> dict[str, Any]:
     hop_us = round(args.hop * 1e6)
+    cpu0 = cpu_seconds(pid)
     t0 = sensors.now_us()
     (s0, d0), pub0, lag0 = _diag_at(diags, lock, t0), sensors.published, len(sensors.lag_ms)
     time.sleep(args.seconds)
     t1 = sensors.now_us()
+    cpu1 = cpu_seconds(pid)
     pub1 = sensors.published
     s1, d1 = _diag_at(diags, lock, t1 + hop_us + 300_000)  # after the last window was cut
     first, last = -(-t0 // hop_us) * hop_us, (t1 // hop_us) * hop_us  # window ends in range
@@ -405,7 +483,9 @@ def measure(rate: float, sensors: Sensors, preds: list, diags: list, lock: threa
         if got else 0.0,
         "publisher_lag_ms_p99": percentiles(lag)[1],
         "publisher_build_ms_p50": percentiles(sensors.build_ms[lag0:])[0],
+        "node_cpu_cores": (cpu1 - cpu0) / ((t1 - t0) / 1e6),
     }
+    row["node_cpu_s_per_M_events"] = (cpu1 - cpu0) / max(1e-9, (pub1 - pub0) / 1e6)
     row["sustained"] = (row["dropped"] == 0 and row["late"] == 0 and row["stale"] == 0
                         and row["degraded"] == 0 and row["received_frac"] >= 0.99
                         and row["predictions"] >= row["windows_expected"] - 1)
@@ -421,37 +501,51 @@ def print_row(r: dict[str, Any]) -> None:
           f"{r['receipt_latency_ms'][0]:.1f}/{r['receipt_latency_ms'][1]:.1f}); node inference "
           f"p50/p99 {r['inference_ms'][0]:.1f}/{r['inference_ms'][1]:.1f} ms; "
           f"{r['events_per_window']:.0f} events/window; publisher lag p99 "
-          f"{r['publisher_lag_ms_p99']:.1f} ms; load average {r['load_average']:.1f} -> "
+          f"{r['publisher_lag_ms_p99']:.1f} ms; node CPU {r['node_cpu_cores']:.2f} cores "
+          f"({r['node_cpu_s_per_M_events']:.3f} s per M events); load average "
+          f"{r['load_average']:.1f} -> "
           + ("sustained" if r["sustained"] else "NOT sustained"), flush=True)
 
 
-def summary(rows: list[dict[str, Any]], ref: dict[str, Any], args: argparse.Namespace) -> None:
-    print("\n| M ev/s | windows | dropped | inputs late + stale | degraded | latency p50 / p99 "
-          "(ms) | node inference p50 (ms) | reference front end + network (ms) | ratio e2e p50 "
-          "/ ref |")
+def summary(front_end: str, rows: list[dict[str, Any]], ref: dict[str, Any],
+            args: argparse.Namespace) -> None:
+    print(f"\nevent_front_end:={front_end} ({rows[0]['front_end'] if rows else '?'})")
+    print("| M ev/s | windows | dropped | inputs late + stale | degraded | latency p50 / p99 "
+          "(ms) | node inference p50 / p99 (ms) | node CPU (cores) | CPU s per M events |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        fe = ref["frontend_network_ms"][r["rate_M"]]
         print(f"| {r['rate_M']:g} | {r['predictions']}/{r['windows_expected']} | {r['dropped']} "
               f"| {r['late'] + r['stale']} | {r['degraded']} | {r['latency_ms'][0]:.1f} / "
-              f"{r['latency_ms'][1]:.1f} | {r['inference_ms'][0]:.1f} | {fe:.1f} | "
-              f"{r['latency_ms'][0] / fe:.1f}x |")
-    ok = [r["rate_M"] for r in rows if r["sustained"]]
+              f"{r['latency_ms'][1]:.1f} | {r['inference_ms'][0]:.1f} / "
+              f"{r['inference_ms'][1]:.1f} | {r['node_cpu_cores']:.2f} | "
+              f"{r['node_cpu_s_per_M_events']:.3f} |")
     below = []
     for r in rows:  # the highest rate with every rate up to it sustained
         if not r["sustained"]:
             break
         below.append(r["rate_M"])
-    print(f"\nnetwork alone (reference): {ref['network_ms']:.1f} ms per window")
     if below:
-        print(f"highest event rate sustained without dropped windows: {max(below):g} M events/s "
-              f"(hop {args.hop} s, {args.width}x{args.height}, CPU)")
+        print(f"highest event rate sustained (every rate up to it without a dropped, late or "
+              f"degraded window): {max(below):g} M events/s (hop {args.hop} s, "
+              f"{args.width}x{args.height}, CPU)")
     else:
-        print("no rate was sustained: windows were dropped, late or degraded already at "
-              f"{rows[0]['rate_M']:g} M events/s (see the rows above)")
-    if ok and below and max(ok) > max(below):
-        print(f"(also sustained at {max(ok):g} M events/s after a failing lower rate: noise "
-              f"from other load on the machine)")
+        print(f"no rate was sustained: already at {rows[0]['rate_M']:g} M events/s windows "
+              "were dropped, late or degraded (rows above)" if rows else "no rows")
+
+
+def compare(results: dict[str, list[dict[str, Any]]], ref: dict[str, Any]) -> None:
+    """Reference figures of this process and the goals' ratios, per rate."""
+    print(f"\nnetwork alone (this process, no ROS): {ref['network_ms']:.2f} ms per window")
+    print("| M ev/s | event front end per window: per-window / streaming (ms) | ratio | "
+          "streaming node: inference p50 / network alone | latency p99 / inference p99 |")
+    print("|---|---|---|---|---|")
+    stream_rows = {r["rate_M"]: r for r in results.get("auto", [])}
+    for rate, cost in ref["event_front_end_ms"].items():
+        pw, st = cost["per_window"], cost.get("streaming", float("nan"))
+        r = stream_rows.get(rate)
+        inf = (f"{r['inference_ms'][0] / ref['network_ms']:.2f}x" if r else "-")
+        lat = (f"{r['latency_ms'][1] / r['inference_ms'][1]:.2f}x" if r else "-")
+        print(f"| {rate:g} | {pw:.2f} / {st:.3f} | {pw / st:.0f}x | {inf} | {lat} |")
 
 
 if __name__ == "__main__":

@@ -30,3 +30,12 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def fsdd_wav(data_root: Path) -> Path:
     return data_root / "fsdd" / "recordings" / "3_jackson_7.wav"
+
+
+@pytest.fixture(scope="session")
+def event_bags(data_root: Path) -> Path:
+    """The real event-camera bags (../shared/data/event_bags, see its README)."""
+    root = data_root / "event_bags"
+    if not root.is_dir():
+        pytest.skip(f"no event bags at {root}")
+    return root

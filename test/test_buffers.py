@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from taaf_ros.buffers import AudioRingBuffer, EventRingBuffer
 from taaf_ros.events.types import make_events
+from taaf_ros.stream.buffers import AudioRingBuffer, EventRingBuffer
 
 
 def events_at(t, x=None):

@@ -326,3 +326,26 @@ def test_truncated_valid_payload_decodes_a_prefix(encoding):
     for cut in (1, 7, len(raw) // 3, len(raw) - 1):
         out = EventDecoder(encoding, W, H).decode(raw[:cut])
         np.testing.assert_array_equal(out, ev[: out.size])
+
+
+def test_libcaer_cmp_allocates_only_what_it_decodes():
+    """A hostile packet of VECT_8 words (8 events a 2-byte word) outside the sensor, and one
+    of time words only: the decoder's peak memory stays near the payload, not 52x it."""
+    import tracemalloc
+
+    from taaf_ros.events.libcaer import CMP_ADDR_X, CMP_TIME_LOW, CMP_VECT_8
+
+    n = 50_000
+    outside = np.empty(n, "<u2")
+    outside[0] = (CMP_ADDR_X << 12) | 2000  # x beyond a 346-wide sensor
+    outside[1:] = (CMP_VECT_8 << 12) | 0xFF
+    times = np.full(n, (CMP_TIME_LOW << 12) | 5, "<u2")
+    dec = EventDecoder("libcaer_cmp", 346, 260)
+    dec.decode(times.tobytes())  # compile outside the measurement
+    for payload in (outside, times):
+        tracemalloc.start()
+        ev = dec.decode(payload.tobytes())
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(ev) == 0 and peak < 3 * payload.nbytes, peak
+    assert dec.stats.dropped_out_of_range == 8 * (n - 1)

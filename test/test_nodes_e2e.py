@@ -32,11 +32,11 @@ from std_msgs.msg import Int16MultiArray, String  # noqa: E402
 
 from taaf_ros.data.readers import EadDataset  # noqa: E402
 from taaf_ros.events import events_to_pointcloud2, make_events  # noqa: E402
-from taaf_ros.nodes.classifier import WindowResult  # noqa: E402
+from taaf_ros.inference.pipeline import DEFAULT_MODEL, WindowResult  # noqa: E402
+from taaf_ros.inference.prediction import parse_prediction  # noqa: E402
+from taaf_ros.inference.scoring import GroundTruth, Scoreboard  # noqa: E402
 from taaf_ros.nodes.perception_node import PerceptionNode, StartupError  # noqa: E402
-from taaf_ros.nodes.prediction import parse_prediction  # noqa: E402
 from taaf_ros.nodes.replay_node import GT_QOS, ReplayNode  # noqa: E402
-from taaf_ros.nodes.scoring import GroundTruth, Scoreboard  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
@@ -148,9 +148,9 @@ def model_checkpoint(checkpoint) -> Path:
     """The model the live-vs-offline test runs: the bundled one (models/*.pt), else
     TAAF_TEST_CHECKPOINT, else the untrained one (then the equality checks still hold, only
     the accuracy figures are chance level)."""
-    bundled = sorted((REPO / "models").glob("*.pt"))
-    if bundled:
-        return bundled[0]
+    bundled = REPO / "models" / DEFAULT_MODEL
+    if bundled.is_file():
+        return bundled
     env = os.environ.get("TAAF_TEST_CHECKPOINT")
     return Path(env) if env else checkpoint
 
@@ -178,13 +178,15 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
                                 modality_timeout_s=2.0))
         clf = node.classifier
         seen: dict[int, WindowResult] = {}  # window start (µs) -> what the network saw
-        classify = clf.classify
+        classify, live_classify = clf.classify, node.live.classify
 
-        def spy(events, sensor_size, pcm, rate, start_us):
-            seen[start_us] = res = classify(events, sensor_size, pcm, rate, start_us)
-            return res
+        def spy(w):
+            out = live_classify(w)
+            if out is not None:
+                seen[w.start_us] = out.result
+            return out
 
-        clf.classify = spy
+        node.live.classify = spy
         replay = g.add(ReplayNode(context=context, parameter_overrides=_overrides({
             "data_root": str(avdigits), "split": "test", "samples": n, "start_delay_s": 1.5,
             "gap_s": 0.2, "hop_s": 0.2, "window_s": clf.window_us / 1e6,
@@ -195,14 +197,15 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
             lambda m: g.truths.append(GroundTruth.from_json(m.data)), GT_QOS)
         g.start()
         assert g.wait_for(lambda: replay.finished, 60), "replay did not finish"
-        last_end = max(t.end_ns for t in replay.truths)
+        last_end = replay.last_truth.end_ns
         assert g.wait_for(lambda: any(p["window"]["end_ns"] >= last_end
                                       for p in g.predictions), 10)
     finally:
         g.close()
     assert len(g.truths) == n and len({t.class_id for t in g.truths}) == 10
     # Every audio chunk carried the replay's layout stamp: nothing was stamped at receipt.
-    assert node.audio_stamps["layout"] > 0 and node.audio_stamps["receipt"] == 0
+    stamped = node.audio_in.stamped_by
+    assert stamped["layout"] > 0 and stamped["receipt"] == 0
     board = Scoreboard()
     for t in g.truths:
         board.add_truth(t)
@@ -303,8 +306,12 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
     g = Graph(context, "live")
     src = Source(context, "live")
     try:
+        # The per-window event front end (ring buffer + subsampling) runs here; the replay
+        # test runs the streaming one.
         node = g.add(perception(context, checkpoint, "live", modality_timeout_s=0.3,
-                                max_events_per_window=3000, event_buffer_capacity=20000))
+                                event_front_end="per_window", max_events_per_window=3000,
+                                event_buffer_capacity=20000))
+        assert node.live.mode == "per-window"
         g.add(src.node)
         g.start()
         assert g.wait_for(lambda: any(not p["degraded"] for p in g.predictions), 20)
@@ -324,15 +331,16 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         # 2. Audio resumes: full predictions and OK again. The source's chunks carry no time:
         # stamped at receipt, the clock restarted after the pause (a resync) and never went
         # back over audio it had placed (no overlap in the buffer).
-        resyncs = node.audio_clock.resyncs
+        resyncs = node.audio_in.clock.resyncs
         src.audio_on = True
         assert g.wait_for(lambda: not g.predictions[-1]["degraded"], 5)
         assert g.wait_for(lambda: g.last_status().level == b"\x00", 3)
-        assert node.audio_stamps["receipt"] > 0 and node.audio_stamps["layout"] == 0
-        assert node.audio_clock.resyncs > resyncs and node.audio_buf.stats.overlaps == 0
+        stamped = node.audio_in.stamped_by
+        assert stamped["receipt"] > 0 and stamped["layout"] == 0
+        assert node.audio_in.clock.resyncs > resyncs and node.live.audio_buf.stats.overlaps == 0
         kv = {v.key: v.value for v in g.last_status().values}
-        assert int(kv["buffer.audio.stamp_resyncs"]) >= 1
-        assert int(kv["buffer.audio.stamped_by_receipt"]) > 0
+        assert int(kv["audio.stamp_resyncs"]) >= 1
+        assert int(kv["audio.stamped_by_receipt"]) > 0
 
         # 3. Garbage and wrong fields: counted, the node keeps predicting.
         src.garbage()
@@ -346,8 +354,8 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         cut = node.scheduler.stats.cut
         assert g.wait_for(lambda: node.scheduler.stats.cut > cut + 10, 10)
         src.events_per_packet = 200
-        stats = node.event_buf.stats
-        assert len(node.event_buf) <= node.event_buf.capacity == 20000
+        stats = node.live.event_buf.stats
+        assert len(node.live.event_buf) <= node.live.event_buf.capacity == 20000
         assert stats.overwritten > 0 and stats.subsampled > 0
         assert max(p["inputs"]["events"] for p in g.predictions) <= 3000
         # Bounded latency, by counters: at most 2 ready windows are ever served at once,
@@ -396,3 +404,48 @@ def test_demo_console_command_prints_predictions_and_live_accuracy(avdigits, mod
     assert re.search(r"live accuracy: [0-9.]+ on \d+ sample-aligned windows \(4 samples\)",
                      r.stdout), r.stdout[-1000:]
     assert "window-end-to-publish latency: p50" in r.stdout
+
+
+# ----------------------------------------------------------------------------- rosbag2 replay
+def test_bag_played_into_perception_gives_windows_with_the_bags_events(context, checkpoint,
+                                                                       event_bags):
+    """taaf_bag_play (its own process) plays the real evt3 bag; the event packets' package is
+    not installed here, so they arrive as PointCloud2 with the sensor's time continued. Every
+    window the node cuts holds exactly the bag's events of that span (inside the crop)."""
+    from taaf_ros.data.bags import events_from_bag
+    from taaf_ros.events import fit_events
+
+    bag = event_bags / "test_data_evt3_trigger"
+    name = topic("bag", "events")
+    g = Graph(context, "bag")
+    try:
+        node = g.add(perception(context, checkpoint, "bag", sensor_width=1280,
+                                sensor_height=720, modality_timeout_s=0.3))
+        assert node.live.mode == "streaming"
+        g.start()
+        exe = shutil.which("taaf_bag_play")
+        cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.bag_play"]
+        # Header pacing: this bag's receive times are bunched (1.24 s of stamps in 0.84 s).
+        r = subprocess.run([*cmd, str(bag), "--start-delay", "2", "--pace", "header", "--remap",
+                            f"/event_camera/events:={name}"],
+                           capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+                           check=False)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "105 messages played" in r.stdout and "sensor_width:=1280" in r.stdout
+        offset = int(re.search(r"sensor time \+ (-?\d+) µs", r.stdout).group(1))
+        assert g.wait_for(lambda: node.inputs["events"].decoded == 82469, 10)
+        time.sleep(1.0)  # the windows still waiting for max_wait_s
+    finally:
+        g.close()
+    ev, size = events_from_bag(bag)
+    assert size == (1280, 720)
+    ev["t"] += offset
+    inside, _ = fit_events(ev, (1280, 720, 2), (34, 34))
+    windows = [p for p in g.predictions if p["inputs"]["events"] > 0]
+    assert node.events_in.clock.implausible == 0
+    assert len(windows) >= 4
+    for p in windows:
+        a, b = p["window"]["start_ns"] // 1000, p["window"]["end_ns"] // 1000
+        want = int(np.count_nonzero((inside["t"] >= a) & (inside["t"] < b)))
+        assert p["inputs"]["events"] == want, (a, b)
+        assert p["present"] == ["events"]  # no audio in this bag: masked

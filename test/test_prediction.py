@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from taaf_ros.nodes.prediction import SCHEMA_VERSION, make_prediction, parse_prediction
-from taaf_ros.nodes.windowing import WindowCut
+from taaf_ros.inference.prediction import SCHEMA_VERSION, make_prediction, parse_prediction
+from taaf_ros.stream.scheduler import WindowCut
 
 MS = 1000  # µs per ms
 

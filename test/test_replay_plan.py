@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from taaf_ros.nodes import replay_plan
-from taaf_ros.nodes.replay_plan import ReplayPlan, replay_order
+from taaf_ros.stream import replay_plan
+from taaf_ros.stream.replay_plan import ReplayPlan, replay_order
 
 MS = 1000  # µs per ms
 

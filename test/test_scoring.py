@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from taaf_ros.nodes.prediction import make_prediction
-from taaf_ros.nodes.scoring import GroundTruth, Scoreboard
-from taaf_ros.nodes.windowing import WindowCut
+from taaf_ros.inference.prediction import make_prediction
+from taaf_ros.inference.scoring import GroundTruth, Scoreboard
+from taaf_ros.stream.scheduler import WindowCut
 
 MS = 1000  # µs per ms
 

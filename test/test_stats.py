@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from taaf_ros.nodes.stats import InputCounters, diagnostic_values
-from taaf_ros.nodes.windowing import WARN, SchedulerStats
+from taaf_ros.inference.stats import InputCounters, diagnostic_values
+from taaf_ros.stream.scheduler import WARN, SchedulerStats
 
 
 def test_diagnostic_values_are_strings():

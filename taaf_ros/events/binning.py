@@ -245,7 +245,7 @@ def fit_events(
     if min(W, H, w, h) < 1:
         raise ValueError(f"sizes must be positive, got {sensor_size} -> {input_size}")
     ev = _as_event_dtype(events)
-    lut_x, lut_y = _fit_tables(W, H, w, h, mode)
+    lut_x, lut_y = fit_tables(W, H, w, h, mode)
     # Per-pixel tables (the integer formulas of the docstring, evaluated once per column and
     # row): two lookups instead of int64 arithmetic on every event. With compress below, 200 k
     # events from 640 x 480 took ~6 ms instead of ~12 ms here.
@@ -260,7 +260,7 @@ def fit_events(
 
 
 @functools.lru_cache(maxsize=16)
-def _fit_tables(W: int, H: int, w: int, h: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def fit_tables(W: int, H: int, w: int, h: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Source column/row -> target column/row, -1 where dropped; index W (H) stands for any
     coordinate outside the sensor. Read-only arrays (cached)."""
     x = np.arange(W + 1, dtype=np.int64)

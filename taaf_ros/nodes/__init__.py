@@ -1,8 +1,6 @@
-"""ROS 2 nodes: live perception, dataset replay, and the pip-only demo.
-
-One node per module (``perception_node``, ``replay_node``); the logic they share and that can
-be tested without a ROS graph lives in one module per concept (``timing``,
-``multiarray_stamp``, ``windowing``, ``prediction``, ``scoring``, ``stats``, ``classifier``,
-``replay_plan``); ``params`` is the single table of every parameter. Importing this package
-imports no ROS module.
+"""ROS 2 nodes and their wiring: ``perception_node``, ``replay_node``, ``bag_play`` and the
+pip-only ``demo``; ``params`` is the single table of every parameter, ``msg_imports`` the lazy
+imports of optional message packages, ``outputs`` and ``multiarray_stamp`` the message
+conversions. The logic they wire lives in :mod:`taaf_ros.stream` and :mod:`taaf_ros.inference`.
+Importing this package imports no ROS module.
 """

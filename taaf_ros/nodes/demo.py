@@ -112,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     from std_msgs.msg import String
 
     from taaf_ros.data.readers import EadDataset
+    from taaf_ros.inference.prediction import parse_prediction
+    from taaf_ros.inference.scoring import GroundTruth, Scoreboard
     from taaf_ros.nodes.perception_node import PerceptionNode, StartupError
-    from taaf_ros.nodes.prediction import parse_prediction
     from taaf_ros.nodes.replay_node import GT_QOS, ReplayNode
-    from taaf_ros.nodes.scoring import GroundTruth, Scoreboard
 
     ds = EadDataset(root, args.split)
     rate = int(ds.meta.get("audio_rate", 0)) or ds[0].sample_rate

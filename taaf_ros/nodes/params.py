@@ -95,6 +95,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       "0 = the model's input width", low=0, high=65535),
     P("sensor_height", 0, "event sensor height (px) when the message does not carry it; "
       "0 = the model's input height", low=0, high=65535),
+    P("max_stamp_offset_s", 5.0, "header stamps further than this (s) from the ROS clock are "
+      "implausible (a bag with recorded stamps, a driver on sensor or boot time): that data is "
+      "placed at receipt time and /diagnostics names the offset", low=0.1, high=1e9),
     P("window_s", 0.0, "window length (s); 0 = from the model card (what it was trained on)",
       low=0.0, high=10.0),
     P("hop_s", 0.05, "a window ends every hop_s (s), on multiples of hop_s of the ROS clock",
@@ -104,10 +107,16 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     P("modality_timeout_s", 0.5, "a modality with no message for this long (s) is missing: "
       "masked (degraded); both missing: no prediction, STALE", low=0.01, high=60.0,
       runtime=True),
-    P("max_events_per_window", 200000, "events per window beyond this are uniformly "
-      "subsampled (counted)", low=1, high=100_000_000, runtime=True),
-    P("event_buffer_capacity", 2000000, "events held in the ring buffer (oldest overwritten, "
-      "counted); 21 bytes each", low=1000, high=200_000_000),
+    P("event_front_end", "auto", "auto: bin each event once on arrival into sub-bins shared by "
+      "all windows (where window_s / T and hop_s share a step of at least window_s / 480); "
+      "per_window: bin every window from an event ring buffer (the reference path)",
+      choices=("auto", "per_window")),
+    P("max_events_per_window", 200000, "per-window event front end only (window_s / T and "
+      "hop_s share no common step): events per window beyond this are uniformly subsampled "
+      "(counted); the streaming front end counts every event", low=1, high=100_000_000,
+      runtime=True),
+    P("event_buffer_capacity", 2000000, "per-window event front end only: events held in the "
+      "ring buffer (oldest overwritten, counted); 21 bytes each", low=1000, high=200_000_000),
     P("audio_buffer_s", 5.0, "audio held in the ring buffer (s)", low=0.5, high=600.0),
     P("top_k", 3, "number of best classes listed in each prediction", low=1, high=1000,
       runtime=True),

@@ -27,12 +27,12 @@ from std_msgs.msg import Int16MultiArray, MultiArrayDimension, String
 
 from taaf_ros.data.readers import EadDataset, EadSample
 from taaf_ros.events import encode_evt3, events_to_pointcloud2
+from taaf_ros.inference.scoring import GroundTruth
 from taaf_ros.nodes.msg_imports import MissingMessagePackageError, import_msg
 from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
 from taaf_ros.nodes.params import REPLAY_NODE, REPLAY_PARAMS, declare_all
 from taaf_ros.nodes.perception_node import StartupError
-from taaf_ros.nodes.replay_plan import ReplayPlan, replay_order
-from taaf_ros.nodes.scoring import GroundTruth
+from taaf_ros.stream.replay_plan import ReplayPlan, replay_order
 
 # Ground truth must not be lost to discovery races: reliable, and kept for late joiners.
 GT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -78,7 +78,9 @@ class ReplayNode(Node):
                                now + round(self.p["start_delay_s"] * 1e6))
         self.audio_rate = int(self.dataset.meta.get("audio_rate", 0)) or self[0].sample_rate
         self.finished = False
-        self.truths: list[GroundTruth] = []
+        # Bounded whatever loop:=true plays: a count and the latest sample only.
+        self.played = 0
+        self.last_truth: GroundTruth | None = None
         self._packet = 0
         self._loaded: tuple[int, EadSample, np.ndarray] | None = None
         self._seq = 0
@@ -125,7 +127,7 @@ class ReplayNode(Node):
                 return
             if slot >= len(self.indices) and not self.p["loop"]:
                 self.finished = True
-                self.get_logger().info(f"replay finished: {len(self.truths)} samples")
+                self.get_logger().info(f"replay finished: {self.played} samples")
                 return
             self._publish_packet(slot, a, b)
             self._packet += 1
@@ -141,7 +143,8 @@ class ReplayNode(Node):
             start = self.plan.slot_start(slot)
             g = GroundTruth(s.id, self.classes[s.label], int(s.label), start * 1000,
                             (start + self.plan.window_us) * 1000)
-            self.truths.append(g)
+            self.played += 1
+            self.last_truth = g
             self.pub_gt.publish(String(data=g.to_json()))
             if self._audio_type is not None and slot == 0:
                 self._publish_info(s.sample_rate)

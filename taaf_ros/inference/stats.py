@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from taaf_ros.nodes.windowing import LEVEL_NAMES, SchedulerStats
+from taaf_ros.stream.scheduler import ERROR, LEVEL_NAMES, OK, STALE, WARN, SchedulerStats
 
 
 class RateMeter:
@@ -67,6 +67,64 @@ class InputCounters:
     last_error: str = ""
 
 
+class WorkerHealth:
+    """Heartbeat and failures of the inference worker thread, for /diagnostics.
+
+    The worker calls :meth:`beat` every loop and :meth:`failed` with the traceback of an
+    exception it caught (it then carries on with the next poll: one bad window or a bug hit
+    by one input must not stop every later prediction). :meth:`level` is ERROR while the
+    last failure is recent or when no beat came for ``stall_s`` (a hung worker).
+    """
+
+    def __init__(self, stall_s: float = 2.0, recent_s: float = 10.0) -> None:
+        self.stall_s, self.recent_s = float(stall_s), float(recent_s)
+        self.errors = 0
+        self.last_error = ""
+        self._beat: float | None = None
+        self._error_at: float | None = None
+
+    def beat(self, now_s: float) -> None:
+        self._beat = float(now_s)
+
+    def failed(self, text: str, now_s: float) -> None:
+        self.errors += 1
+        self.last_error = text[-500:]
+        self._error_at = float(now_s)
+
+    def heartbeat_age_s(self, now_s: float) -> float:
+        return float("nan") if self._beat is None else float(now_s) - self._beat
+
+    def level(self, now_s: float) -> tuple[int, str]:
+        age = self.heartbeat_age_s(now_s)
+        if age > self.stall_s:
+            return ERROR, f"inference worker stalled: no heartbeat for {age:.1f} s"
+        if self._error_at is not None and now_s - self._error_at < self.recent_s:
+            last = self.last_error.strip().splitlines()[-1] if self.last_error else ""
+            return ERROR, f"inference worker failed {self.errors} times, last: {last}"
+        return OK, "inference worker running"
+
+
+def stamp_advice(stream: str, offset_us: int) -> str:
+    """What to tell a user whose header stamps are far from the ROS clock."""
+    where = "ahead of" if offset_us > 0 else "behind"
+    return (f"{stream} header stamps are {abs(offset_us) / 1e6:.1f} s {where} the ROS clock; "
+            "their data is placed at receipt time. Replaying a bag: play it with --clock and "
+            "set use_sim_time:=true; a driver: make it stamp with ROS time")
+
+
+def combine_levels(scheduler: tuple[int, str], worker: tuple[int, str],
+                   stamps: list[str]) -> tuple[int, str]:
+    """The node's one level: a failing worker first, then the scheduler's, and implausible
+    stamps raise OK to WARN."""
+    if worker[0] == ERROR:
+        return worker
+    level, message = scheduler
+    if stamps:
+        level = level if level == STALE else max(level, WARN)
+        message = "; ".join([message, *stamps])
+    return level, message
+
+
 def diagnostic_values(*, level: int, message: str, device: str,
                       inputs: dict[str, InputCounters], rates: dict[str, float],
                       buffers: dict[str, Any], scheduler: SchedulerStats,
@@ -83,7 +141,8 @@ def diagnostic_values(*, level: int, message: str, device: str,
     kv += [(f"{k}.rate_hz", f"{v:.1f}") for k, v in rates.items()]
     kv += [(f"buffer.{k}", v) for k, v in buffers.items()]
     kv += [("windows.cut", scheduler.cut), ("windows.degraded", scheduler.degraded),
-           ("windows.stale", scheduler.stale), ("windows.dropped", scheduler.dropped)]
+           ("windows.stale", scheduler.stale), ("windows.dropped", scheduler.dropped),
+           ("windows.backlog_jumps", scheduler.jumps)]
     kv += [(f"windows.late.{m}", n) for m, n in scheduler.late.items()]
     kv += [(f"window_latency_ms.{k}", f"{v:.2f}") for k, v in window_latency.items()]
     kv += [(f"inference_ms.{k}", f"{v:.2f}") for k, v in inference_latency.items()]

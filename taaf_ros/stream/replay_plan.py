@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from taaf_ros.nodes.timing import grid_ceil
+from taaf_ros.stream.clock import grid_ceil
 
 
 class ReplayPlan:
@@ -14,7 +14,7 @@ class ReplayPlan:
     ``window`` of events and audio, then silence (audio zeros, empty event packets). Slots start
     on multiples of ``hop`` of the ROS clock, which is also the perception node's window grid,
     so the window ending at ``slot_start + window`` covers exactly one sample (the window offline
-    evaluation classifies) and is matched to it by :func:`taaf_ros.nodes.scoring.best_match`;
+    evaluation classifies) and is matched to it by :func:`taaf_ros.inference.scoring.best_match`;
     sliding windows in between are matched to the sample covering most of them. Packets (events)
     and chunks (audio) of ``packet_us`` tile the timeline from the first slot; packet_us is
     shrunk to divide hop so that no packet straddles two slots.

@@ -4,17 +4,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from taaf_ros.nodes import timing
-from taaf_ros.nodes.timing import SeqTracker, StamplessClock, event_times_to_ros
+from taaf_ros.stream import clock
+from taaf_ros.stream.clock import SensorClock, SeqTracker, StamplessClock, check_stamp
 
 MS = 1000  # µs per ms
 
 
-def test_event_times_follow_the_header_stamp():
-    t = np.array([5_000_000, 5_000_010, 5_000_500], np.int64)  # sensor clock
-    assert event_times_to_ros(t, 1_700_000_000_000_000).tolist() == [
-        1_700_000_000_000_000, 1_700_000_000_000_010, 1_700_000_000_000_500]
-    assert event_times_to_ros(t[:0], 7).size == 0
+def test_sensor_clock_keeps_sensor_spacing_under_host_jitter():
+    """Packets every 10 ms of sensor time, host stamps late by 0-8 ms at random: the mapped
+    times follow the sensor clock to within the smallest delay, not each packet's jitter."""
+    rng = np.random.default_rng(0)
+    clk = SensorClock()
+    truth = 1_700_000_000_000_000 - 5_000_000  # ROS time of sensor t = 0
+    errors = []
+    for k in range(500):
+        t_first = 5_000_000 + k * 10_000
+        stamp = truth + t_first + int(rng.integers(0, 8_000))
+        errors.append(t_first + clk.offset(t_first, stamp) - (truth + t_first))
+    late = np.array(errors[100:])
+    # Re-anchoring to each stamp would be off by up to 8 ms; the filter stays within 2 ms.
+    assert late.min() >= 0 and late.max() < 2_000
+    assert clk.resyncs == 0
+
+
+def test_sensor_clock_follows_drift_and_resyncs_on_jumps():
+    clk = SensorClock(gain=0.05)
+    for k in range(400):  # host clock runs 100 ppm fast against the sensor
+        t = k * 10_000
+        off = clk.offset(t, 1_000_000 + t + t // 10_000)
+    assert abs(off - (1_000_000 + 399)) < 50
+    clk.offset(4_000_000, 10_000_000_000)  # the camera restarted on another time base
+    assert clk.resyncs == 1 and clk.current == 10_000_000_000 - 4_000_000
+
+
+def test_check_stamp_names_the_offset():
+    day = 86_400_000_000
+    now = 1_700_000_000_000_000
+    assert check_stamp(now - 20_000, now, 5_000_000) is None
+    assert check_stamp(now - day, now, 5_000_000) == -day
+    assert check_stamp(now + day, now, 5_000_000) == day
 
 
 def test_stampless_clock_continues_by_sample_count_and_resyncs():
@@ -97,4 +125,4 @@ def test_seq_gaps_count_lost_packets():
 def test_doctests():
     import doctest
 
-    assert doctest.testmod(timing).failed == 0
+    assert doctest.testmod(clock).failed == 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from taaf_ros.nodes.windowing import MODALITIES, WindowCut
+from taaf_ros.stream.scheduler import MODALITIES, WindowCut
 
 SCHEMA = "taaf_ros/prediction"
 SCHEMA_VERSION = 1

@@ -1,5 +1,5 @@
-"""The network side of the perception node: find and load a checkpoint, and classify one
-window of raw events and audio."""
+"""Window -> scores: find and load a checkpoint, turn one window's data into spike tensors
+with the front end the model was trained with, run the network."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from taaf_ros.nodes.windowing import MODALITIES
+from taaf_ros.stream.scheduler import MODALITIES
+
+DEFAULT_MODEL = "taaf_avdigits.pt"
+"""The bundled checkpoint's file name (installed to share/taaf_ros/models by setup.py)."""
 
 
 def find_bundled_model(share_dirs: Iterable[str | os.PathLike[str]] | None = None) -> Path:
-    """The default checkpoint: ``share/taaf_ros/models/*.pt``, else the source tree's models/.
+    """The default checkpoint: ``share/taaf_ros/models/taaf_avdigits.pt`` (:data:`DEFAULT_MODEL`),
+    else the source tree's models/. Only that file name: another ``*.pt`` put beside it is
+    never picked by accident (name it in ``model_path``).
 
     Looked up in order: the ament index (``AMENT_PREFIX_PATH``, a ROS workspace or install),
     ``<sys.prefix>/share/taaf_ros/models`` (a plain ``pip install`` puts data_files there and
@@ -35,23 +40,25 @@ def find_bundled_model(share_dirs: Iterable[str | os.PathLike[str]] | None = Non
     else:
         dirs = [Path(d) for d in share_dirs]
     for d in dirs:
-        found = sorted(d.glob("*.pt")) if d.is_dir() else []
-        if found:
-            return found[0]
-    raise FileNotFoundError("no bundled model (*.pt) in " + ", ".join(map(str, dirs))
+        if (d / DEFAULT_MODEL).is_file():
+            return d / DEFAULT_MODEL
+    raise FileNotFoundError(f"no bundled model ({DEFAULT_MODEL}) in " + ", ".join(map(str, dirs))
                             + "; set model_path to a checkpoint")
 
 
 def frontend_from_card(card: dict[str, Any]) -> Any:
-    """The FrontEndConfig the model was trained with, from its model card."""
+    """The FrontEndConfig the model was trained with, from its model card.
+
+    Raises ValueError where the card has none: guessing the window, bins or cochlea settings
+    would feed the network tensors unlike the ones it learned from, silently.
+    """
     from taaf_ros.frontend import FrontEndConfig
 
-    fe = dict(card.get("frontend") or {})
-    if fe:
-        return FrontEndConfig.from_dict(fe)
-    _, h, w = card["event_shape"]
-    return FrontEndConfig(window_s=float(card["window_s"]), n_time_bins=int(card["T"]),
-                          input_size=(int(w), int(h)))
+    fe = card.get("frontend")
+    if not isinstance(fe, dict) or not fe:
+        raise ValueError("the model card has no front-end settings ('frontend'): re-save the "
+                         "checkpoint with train_ead.py, which records them")
+    return FrontEndConfig.from_dict(dict(fe))
 
 
 class WindowResult(NamedTuple):
@@ -121,14 +128,23 @@ class Classifier:
                  pcm: np.ndarray | None, sample_rate: int, start_us: int) -> WindowResult:
         """Events (ROS-time µs) and PCM of the window starting at start_us; None = masked."""
         from taaf_ros.frontend import audio_tensor, event_tensor
-        from taaf_ros.model.device import inference_context
 
-        torch = self._torch
         ev = au = None
         if events is not None and "events" in self.modalities:
             ev = event_tensor(events, sensor_size, start_us, self.frontend)
         if pcm is not None and "audio" in self.modalities:
             au = audio_tensor(pcm, sample_rate, self.frontend)
+        return self.classify_tensors(ev, au)
+
+    def classify_tensors(self, ev: np.ndarray | None, au: np.ndarray | None) -> WindowResult:
+        """The network on ready spike tensors (T, 2, h, w) and (T, 2, C); None = masked."""
+        from taaf_ros.model.device import inference_context
+
+        torch = self._torch
+        if "events" not in self.modalities:
+            ev = None
+        if "audio" not in self.modalities:
+            au = None
         if ev is None and au is None:
             raise ValueError("no modality present")
         present = torch.tensor([[ev is not None, au is not None]], device=self.device)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from taaf_ros.nodes.windowing import OK, STALE, WARN, WindowScheduler
+import pytest
+
+from taaf_ros.stream.clock import SensorClock
+from taaf_ros.stream.scheduler import OK, STALE, WARN, WindowScheduler
 
 MS = 1000  # µs per ms
 
@@ -77,3 +80,39 @@ def test_configure_changes_waiting():
     s.note("events", 1_000 * MS, 1_700 * MS, 1_700 * MS)
     s.note("audio", 1_000 * MS, 1_100 * MS, 1_100 * MS)
     assert s.poll(1_600 * MS)[-1].present == (True, False)
+
+
+DAY = 86_400_000 * MS
+
+
+def test_far_behind_data_is_skipped_in_one_step():
+    """Data one day behind the ROS clock (a bag with its recorded stamps): one poll jumps to
+    the newest windows instead of building 1.7 million of them."""
+    now = 1_700_000_000_000 * MS
+    s = _sched(now_us=now - DAY)
+    s.note("events", now - DAY, now - DAY + 700 * MS, now)
+    s.note("audio", now - DAY, now - DAY + 700 * MS, now)
+    got = s.poll(now)
+    assert len(got) <= s.max_backlog and s.stats.jumps == 1
+    assert s.stats.dropped >= DAY // (50 * MS) - 20
+    # Nothing is cut in the future; the grid now sits just behind now.
+    assert all(w.end_us <= now for w in got) and s._next_end <= now + 50 * MS
+
+
+@pytest.mark.parametrize("offset", [-DAY, DAY])
+def test_day_offset_stamps_are_mapped_to_receipt_time(offset):
+    """Stamps a day in the past or the future: the sensor clock names the offset and maps the
+    data to receipt time, so windows keep being cut near now."""
+    now0 = 1_700_000_000_000 * MS
+    clk = SensorClock()
+    s = _sched(now_us=now0)
+    cut = []
+    for k in range(100):  # 1 s of 10 ms packets, sensor time from 0
+        now = now0 + k * 10 * MS
+        off = clk.offset(k * 10 * MS, now + offset, now)
+        s.note("events", k * 10 * MS + off, k * 10 * MS + off + 9 * MS, now)
+        s.note("audio", now - 10 * MS, now, now)
+        cut += s.poll(now)
+    assert clk.implausible == 100 and clk.last_stamp_offset_us == offset
+    assert cut and all(abs(w.end_us - now) < 1_000 * MS for w in cut)
+    assert s.stats.jumps == 0

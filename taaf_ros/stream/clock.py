@@ -1,11 +1,10 @@
-"""Mapping input times onto the ROS clock (µs): header stamps, per-event times, the window
-grid, audio chunks without stamps, and packet loss from sequence numbers."""
+"""Mapping input times onto the ROS clock (µs): header stamps and their plausibility, the
+filtered sensor-to-ROS offset of an event stream, the window grid, audio chunks without
+stamps, and packet loss from sequence numbers."""
 
 from __future__ import annotations
 
 from collections import deque
-
-import numpy as np
 
 
 def stamp_to_us(sec: int, nanosec: int) -> int:
@@ -18,15 +17,76 @@ def grid_ceil(t_us: int, hop_us: int) -> int:
     return -(-int(t_us) // hop_us) * hop_us
 
 
-def event_times_to_ros(t: np.ndarray, stamp_us: int) -> np.ndarray:
-    """Per-event times (any clock, µs) -> ROS time: the header stamp is the first event's time.
+def check_stamp(stamp_us: int, now_us: int, max_offset_us: int) -> int | None:
+    """The offset ``stamp - now`` (µs) if it is beyond ``max_offset_us``, else None.
 
-    This is the convention of event_camera_msgs (stamp = ROS time of the first event, times
-    relative to time_base), and holds whatever clock a PointCloud2 ``t`` field uses.
+    A stamp far from the ROS clock is a driver on sensor or boot time, a bag replayed with its
+    recorded stamps, or a machine whose clock is off: windows on the ROS clock would never see
+    that data (or would wait a day for it).
     """
-    if t.size == 0:
-        return t.astype(np.int64)
-    return t.astype(np.int64) - np.int64(t[0]) + np.int64(stamp_us)
+    off = int(stamp_us) - int(now_us)
+    return off if abs(off) > max_offset_us else None
+
+
+class SensorClock:
+    """Sensor time (µs) of one event stream -> ROS time (µs), through a filtered offset.
+
+    Each packet gives a sample ``offset = stamp - t_first`` (header stamp = ROS time of the
+    packet's first event, the event_camera_msgs convention). Host stamps only ever come late
+    (a driver stamps when it reads the USB buffer), so the filter follows the lower envelope:
+    a sample below the estimate replaces it at once (it proves the estimate late), a sample
+    above it moves the estimate up by ``gain`` of the difference (sensor and host clocks drift
+    apart slowly). A sample more than ``resync_us`` away restarts the filter (a camera reset or
+    a clock jump; counted in ``resyncs``). Event times within the stream therefore keep the
+    sensor's own spacing instead of taking on each packet's host jitter.
+
+    Plausibility: given ``now_us``, a stamp more than ``max_offset_us`` from it (see
+    :func:`check_stamp`) is not followed: the receipt time ``now_us`` stands in for it, and
+    ``implausible`` / ``last_stamp_offset_us`` say so for the diagnostics.
+
+    >>> clk = SensorClock()
+    >>> clk.offset(5_000_000, 1_700_000_000_000_000)   # first packet fixes the offset
+    1699999995000000
+    >>> clk.offset(5_010_000, 1_700_000_000_013_000)   # stamped 3 ms late: barely moves
+    1699999995000030
+    >>> clk.offset(5_020_000, 1_699_999_999_990_000) - 1699999995000000  # earlier: follows
+    -30000
+    """
+
+    def __init__(self, gain: float = 0.01, resync_us: int = 1_000_000,
+                 max_offset_us: int = 5_000_000) -> None:
+        self.gain, self.resync_us = float(gain), int(resync_us)
+        self.max_offset_us = int(max_offset_us)
+        self.resyncs = 0
+        self.implausible = 0
+        self.last_stamp_offset_us: int | None = None
+        self._offset: float | None = None
+
+    @property
+    def current(self) -> int | None:
+        """The offset in use (µs), None before the first packet."""
+        return None if self._offset is None else round(self._offset)
+
+    def offset(self, first_sensor_us: int, stamp_us: int, now_us: int | None = None) -> int:
+        """Update with one packet (first event's sensor time, header stamp, and the ROS time
+        of receipt if known); -> offset (µs) to add to the packet's sensor times."""
+        if now_us is not None:
+            bad = check_stamp(stamp_us, now_us, self.max_offset_us)
+            if bad is not None:
+                self.implausible += 1
+                self.last_stamp_offset_us = bad
+                stamp_us = now_us
+        sample = float(int(stamp_us) - int(first_sensor_us))
+        est = self._offset
+        if est is None or abs(sample - est) > self.resync_us:
+            self.resyncs += int(est is not None)
+            est = sample
+        elif sample < est:
+            est = sample
+        else:
+            est += self.gain * (sample - est)
+        self._offset = est
+        return round(est)
 
 
 class StamplessClock:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from taaf_ros.nodes.timing import grid_ceil
+from taaf_ros.stream.clock import grid_ceil
 
 MODALITIES = ("events", "audio")
 
@@ -52,6 +52,8 @@ class SchedulerStats:
     """Windows with no modality present (no prediction)."""
     dropped: int = 0
     """Windows ready but skipped because inference fell behind (backlog beyond the limit)."""
+    jumps: int = 0
+    """Polls that skipped a long backlog in one step (data far behind now, e.g. old stamps)."""
 
 
 class WindowScheduler:
@@ -143,6 +145,7 @@ class WindowScheduler:
                     self.stats.stale += (target - self._next_end) // self.hop_us
                     self._next_end = target
                 return out
+            self._skip_backlog(now_us, timed_out)
             while True:
                 end = self._next_end
                 ready = tuple((self._progress[m] or -1) >= end for m in self.modalities)
@@ -169,6 +172,25 @@ class WindowScheduler:
                     self.stats.degraded += int(w.degraded)
                     kept.append(w)
             return kept
+
+    def _newest_ready_end(self, now_us: int, timed_out: tuple[bool, ...]) -> int:
+        """The latest grid end that poll could cut now (caller holds the lock)."""
+        hop = self.hop_us
+        waited = (now_us - self.max_wait_us) // hop * hop
+        reach = [p if p is not None else -1 for p, t in
+                 zip(self._progress.values(), timed_out, strict=True) if not t]
+        ready = (min(min(reach), now_us) // hop * hop) if reach else now_us // hop * hop
+        return max(waited, ready)
+
+    def _skip_backlog(self, now_us: int, timed_out: tuple[bool, ...]) -> None:
+        """Jump over windows that could only be dropped: O(1) however far behind we are."""
+        assert self._next_end is not None
+        newest = self._newest_ready_end(now_us, timed_out)
+        keep_from = newest - (self.max_backlog - 1) * self.hop_us
+        if keep_from > self._next_end:
+            self.stats.dropped += (keep_from - self._next_end) // self.hop_us
+            self.stats.jumps += 1
+            self._next_end = keep_from
 
     def health(self, now_us: int) -> tuple[int, str]:
         """(level, message): OK, WARN (a modality missing: degraded) or STALE (all missing)."""

@@ -9,16 +9,32 @@ import torch
 from taaf_ros.audio.wav import read_wav
 from taaf_ros.events.types import make_events
 from taaf_ros.frontend import audio_tensor, event_tensor
+from taaf_ros.inference.pipeline import (
+    DEFAULT_MODEL,
+    Classifier,
+    find_bundled_model,
+    frontend_from_card,
+)
 from taaf_ros.model import load_checkpoint
-from taaf_ros.nodes.classifier import Classifier, find_bundled_model
 
 
-def test_find_bundled_model(tmp_path):
+def test_find_bundled_model_is_the_named_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no bundled model"):
         find_bundled_model([tmp_path / "a"])
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "m.pt").write_bytes(b"x")
-    assert find_bundled_model([tmp_path / "a", tmp_path / "b"]).name == "m.pt"
+    # Another checkpoint that sorts first is never picked by accident.
+    (tmp_path / "b" / "a_other.pt").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match=DEFAULT_MODEL):
+        find_bundled_model([tmp_path / "b"])
+    (tmp_path / "b" / DEFAULT_MODEL).write_bytes(b"x")
+    assert find_bundled_model([tmp_path / "a", tmp_path / "b"]).name == DEFAULT_MODEL
+    assert find_bundled_model().name == DEFAULT_MODEL
+
+
+def test_card_without_frontend_is_refused():
+    card = {"event_shape": [2, 34, 34], "window_s": 0.6, "T": 8}
+    with pytest.raises(ValueError, match="no front-end settings"):
+        frontend_from_card(card)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,138 @@
+"""The live pipeline: decoded streams in, one classified window out (no ROS import).
+
+Events go into the streaming front end (:class:`~taaf_ros.stream.event_frames.
+StreamingEventFrames`: binned once on arrival) wherever the window, its T bins and the hop share
+a useful common step; otherwise (:func:`~taaf_ros.stream.event_frames.streaming_step` is None)
+into an event ring buffer, and each window is binned from it, subsampled to
+``max_events_per_window``. Audio goes into a ring buffer and each window is run through the
+cochlea as a whole, as in training: the cochlea's STFT padding, envelope smoothing and level
+crossings all start at the window's own first sample, so its output cannot be shared between
+overlapping windows without changing what the network sees (about 1 ms a window here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from taaf_ros.frontend import audio_tensor, event_tensor
+from taaf_ros.inference.pipeline import Classifier, WindowResult
+from taaf_ros.stream.buffers import AudioRingBuffer, EventRingBuffer
+from taaf_ros.stream.event_frames import StreamingEventFrames, streaming_step
+from taaf_ros.stream.scheduler import WindowCut
+
+
+@dataclass
+class LiveSettings:
+    """hop_us: window hop. history_us: how far back event counts are kept (window + waiting).
+    event_front_end: "auto" (streaming where :func:`streaming_step` allows) or "per_window".
+    event_buffer_capacity: events held where windows are binned per window.
+    max_events_per_window: subsampling cap of that path. audio_buffer_s: audio held (s)."""
+
+    hop_us: int
+    history_us: int
+    event_front_end: str = "auto"
+    event_buffer_capacity: int = 2_000_000
+    max_events_per_window: int = 200_000
+    audio_buffer_s: float = 5.0
+
+
+@dataclass
+class LiveWindow:
+    """A classified window: the network output, events counted, audio coverage (0-1)."""
+
+    window: WindowCut
+    result: WindowResult
+    n_events: int
+    audio_coverage: float
+
+
+class LivePipeline:
+    """Holds the front-end state between messages and classifies windows on demand.
+
+    ``push_*`` run on the decode thread, :meth:`classify` on the inference thread; the front
+    ends take their own locks.
+    """
+
+    def __init__(self, classifier: Classifier, sensor_size: tuple[int, int],
+                 settings: LiveSettings) -> None:
+        self.classifier = classifier
+        self.settings = settings
+        fe = classifier.frontend
+        step = (streaming_step(fe.window_us, fe.n_time_bins, settings.hop_us)
+                if settings.event_front_end == "auto" else None)
+        self.streaming = step is not None
+        self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
+        self.frames = (StreamingEventFrames(self.sensor_size, fe.input_size, fe.fit_mode,
+                                            fe.window_us, fe.n_time_bins, step,
+                                            settings.history_us) if step else None)
+        self.event_buf = None if step else EventRingBuffer(settings.event_buffer_capacity)
+        self.audio_buf: AudioRingBuffer | None = None  # made at the first chunk (its rate)
+
+    @property
+    def mode(self) -> str:
+        return "streaming" if self.streaming else "per-window"
+
+    def push_events(self, events: np.ndarray, sensor_size: tuple[int, int]) -> None:
+        if self.frames is not None:
+            self.frames.set_sensor_size(sensor_size)
+            self.frames.push(events)
+        else:
+            self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
+            self.event_buf.push(events)
+
+    def push_audio(self, samples: np.ndarray, start_us: int, sample_rate: int) -> None:
+        buf = self.audio_buf
+        if buf is None or buf.sample_rate != sample_rate:
+            buf = AudioRingBuffer(max(1, round(self.settings.audio_buffer_s * sample_rate)),
+                                  sample_rate)
+            self.audio_buf = buf  # one reference swap: the inference thread sees old or new
+        if len(samples):
+            buf.push(samples, start_us)
+
+    def _event_input(self, w: WindowCut) -> tuple[np.ndarray, int]:
+        fe = self.classifier.frontend
+        if self.frames is not None:
+            return self.frames.window_tensor(w.start_us, fe.max_count)
+        ev = self.event_buf.window(w.start_us, w.end_us, self.settings.max_events_per_window)
+        return event_tensor(ev, self.sensor_size, w.start_us, fe), len(ev)
+
+    def classify(self, w: WindowCut) -> LiveWindow | None:
+        """The window's tensors through the network; None where no modality has data."""
+        ev_present, au_present = w.present
+        ev = au = None
+        n_events, coverage = 0, 0.0
+        if ev_present:
+            ev, n_events = self._event_input(w)
+        buf = self.audio_buf
+        if au_present and buf is not None:
+            pcm, coverage = buf.window_with_coverage(w.start_us, w.end_us)
+            au = audio_tensor(pcm, buf.sample_rate, self.classifier.frontend)
+        if ev is None and au is None:
+            return None
+        res = self.classifier.classify_tensors(ev, au)
+        present = WindowCut(w.start_us, w.end_us, (ev is not None, au is not None), w.timed_out)
+        return LiveWindow(present, res, n_events, coverage)
+
+    def stats(self) -> dict[str, Any]:
+        """Buffer and front-end counters for /diagnostics."""
+        out: dict[str, Any] = {"events.front_end": self.mode}
+        if self.frames is not None:
+            st = self.frames.stats
+            out |= {"events.binned": st.binned, "events.outside_sensor": st.outside_sensor,
+                    "events.too_late": st.too_late, "events.sensor_resets": st.resets}
+        else:
+            b = self.event_buf
+            st = b.stats
+            out |= {"events.size": len(b), "events.capacity": b.capacity,
+                    "events.overwritten": st.overwritten, "events.late_dropped": st.late_dropped,
+                    "events.subsampled": st.subsampled}
+        buf = self.audio_buf
+        if buf is not None:
+            au = buf.stats
+            out |= {"audio.size": len(buf), "audio.capacity": buf.capacity,
+                    "audio.overwritten": au.overwritten, "audio.gaps": au.gaps,
+                    "audio.overlap_dropped": au.overlap_dropped}
+        return out
