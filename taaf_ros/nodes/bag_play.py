@@ -87,6 +87,24 @@ def to_rclpy(src: Any, cls: Any) -> Any:
     return msg
 
 
+def output_type(msgtype: str, force_pointcloud2: bool) -> Any | None:
+    """The rclpy class a bag type is published as (None: not published, e.g. AudioInfo)."""
+    cls = None if (force_pointcloud2 and msgtype in EVENT_TYPES) else ros_type(msgtype)
+    if cls is not None:
+        return cls
+    if msgtype in EVENT_TYPES:
+        from sensor_msgs.msg import PointCloud2
+
+        return PointCloud2
+    if msgtype == "audio_common_msgs/msg/AudioDataStamped":
+        from std_msgs.msg import Int16MultiArray
+
+        return Int16MultiArray
+    if msgtype == "audio_common_msgs/msg/AudioInfo":
+        return None
+    raise BagError(f"{msgtype} cannot be published here: install its message package")
+
+
 class Converter:
     """Bag messages -> (rclpy message, topic) to publish, restamped by ``shift_ns``."""
 
@@ -178,10 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         from rosgraph_msgs.msg import Clock
 
         clock_pub = node.create_publisher(Clock, "/clock", 10)
-    pubs: dict[str, Any] = {}
     conv = Converter(args.pointcloud2)
     played = 0
+    announced: set[str] = set()
     try:
+        # Publishers first, then the delay: discovery must match them before the first message.
+        pubs: dict[str, Any] = {}
+        for name, msgtype in topics.items():
+            cls = output_type(msgtype, args.pointcloud2)
+            if cls is not None and (args.topics is None or name in args.topics):
+                pubs[name] = node.create_publisher(cls, args.remap.get(name, name),
+                                                   qos_profile_sensor_data)
         time.sleep(args.start_delay)
         while True:
             t_wall0, log0, stamp0 = time.time_ns(), None, None
@@ -203,10 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 msg = conv.convert(item, shift)
                 if msg is None:
                     continue
-                if item.topic not in pubs:
-                    out = args.remap.get(item.topic, item.topic)
-                    pubs[item.topic] = node.create_publisher(type(msg), out,
-                                                             qos_profile_sensor_data)
+                if item.topic not in announced:
+                    announced.add(item.topic)
                     print(f"taaf_bag_play: {item.topic} ({topics[item.topic]}) as "
                           f"{type(msg).__module__.split('.')[0]}/{type(msg).__name__}"
                           + _size_hint(conv, item), flush=True)
