@@ -50,11 +50,7 @@ class EventInput:
             ev["t"] += self.clock.offset(int(ev["t"][0]), stamp, now_us)
             return ev, int(ev["t"][-1])
         # An empty packet says "nothing until its stamp": the stream is alive and moving.
-        if check_stamp(stamp, now_us, self.clock.max_offset_us) is not None:
-            self.clock.implausible += 1
-            self.clock.last_stamp_offset_us = stamp - now_us
-            stamp = now_us
-        return ev, stamp
+        return ev, self.clock.checked_stamp(stamp, now_us)
 
     def _events(self, msg: Any) -> np.ndarray:
         if self.kind == "pointcloud2":

@@ -94,6 +94,7 @@ class PerceptionNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", qos)
         self.pub_image = self.create_publisher(Image, "/taaf/debug_image", qos)
         self._cls_type = try_import_msg("vision_msgs", "Classification")
+        self._hyp_type = try_import_msg("vision_msgs", "ObjectHypothesis")
         self.pub_cls = (self.create_publisher(self._cls_type, "/taaf/classification", qos)
                         if self._cls_type is not None else None)
         self.create_timer(self.p["diagnostics_period_s"], self._on_diagnostics, diag_group)
@@ -299,9 +300,8 @@ class PerceptionNode(Node):
         self.pub_pred.publish(String(data=json.dumps(pred)))
         self.pub_att.publish(outputs.attention_msg(res.attention_map))
         if self.pub_cls is not None:
-            hyp = import_msg("vision_msgs", "ObjectHypothesis")
-            self.pub_cls.publish(outputs.classification_msg(self._cls_type, hyp, pred,
-                                                            out.window.end_us))
+            self.pub_cls.publish(outputs.classification_msg(self._cls_type, self._hyp_type,
+                                                            pred, out.window.end_us))
         if self.p["publish_debug_image"]:
             self.pub_image.publish(outputs.image_msg(render_window(res), out.window.end_us))
 

@@ -67,15 +67,20 @@ class SensorClock:
         """The offset in use (µs), None before the first packet."""
         return None if self._offset is None else round(self._offset)
 
+    def checked_stamp(self, stamp_us: int, now_us: int) -> int:
+        """stamp_us, or now_us (counted, offset kept) where the stamp is implausible."""
+        bad = check_stamp(stamp_us, now_us, self.max_offset_us)
+        if bad is None:
+            return int(stamp_us)
+        self.implausible += 1
+        self.last_stamp_offset_us = bad
+        return int(now_us)
+
     def offset(self, first_sensor_us: int, stamp_us: int, now_us: int | None = None) -> int:
         """Update with one packet (first event's sensor time, header stamp, and the ROS time
         of receipt if known); -> offset (µs) to add to the packet's sensor times."""
         if now_us is not None:
-            bad = check_stamp(stamp_us, now_us, self.max_offset_us)
-            if bad is not None:
-                self.implausible += 1
-                self.last_stamp_offset_us = bad
-                stamp_us = now_us
+            stamp_us = self.checked_stamp(stamp_us, now_us)
         sample = float(int(stamp_us) - int(first_sensor_us))
         est = self._offset
         if est is None or abs(sample - est) > self.resync_us:
