@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= $(or $(TAAF_DATA_ROOT),../shared/data)
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -31,13 +31,22 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/taaf_demo --data-root $(DATA_ROOT) $(if $(wildcard $(DATA_ROOT)),,--download)
 
-bench: $(STAMP)
+# Peers that cannot share the project's environment (evlib imports torchvision when torch is
+# installed, and fails on the project's pair) get one of their own.
+PEERS := .venv-peers
+bench-peers: $(PEERS)/.installed
+$(PEERS)/.installed:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet evlib
+	touch $@
+
+bench: $(STAMP) bench-peers
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench_decode.py --data-root $(DATA_ROOT)
-	$(BIN)/python benchmarks/bench_binning.py
+	$(BIN)/python benchmarks/bench_binning.py --data-root $(DATA_ROOT) --peer-python $(PEERS)/bin/python
 	$(BIN)/python benchmarks/bench_cochlea.py --data-root $(DATA_ROOT)
 	$(BIN)/python benchmarks/bench_network.py --data-root $(DATA_ROOT)
 	$(BIN)/python benchmarks/bench_live.py
 
 clean:
-	rm -rf $(VENV) build install log *.egg-info
+	rm -rf $(VENV) $(PEERS) build install log *.egg-info

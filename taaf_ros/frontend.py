@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from taaf_ros.audio.cochlea import CochleaConfig, encode_audio
+from taaf_ros.audio.cochlea import CochleaConfig, encode_audio, power_to_events
 from taaf_ros.events.binning import bin_audio_events, bin_events, fit_events
 
 
@@ -96,6 +96,18 @@ def audio_tensor(pcm: np.ndarray, sample_rate: int, config: FrontEndConfig) -> n
     if pcm.shape[0] < n:
         pcm = np.pad(pcm, (0, n - pcm.shape[0]))
     events = encode_audio(pcm, sample_rate, config.cochlea, start_time_us=0)
+    return _audio_frames(events, config)
+
+
+def audio_tensor_from_power(power: np.ndarray, config: FrontEndConfig) -> np.ndarray:
+    """The (K, C) mel band power of one window at the model rate -> float32 ``(T, 2, C)``.
+
+    Equal to :func:`audio_tensor` of that window's PCM when ``power`` is its ``band_power``.
+    """
+    return _audio_frames(power_to_events(power, config.cochlea, 0), config)
+
+
+def _audio_frames(events: np.ndarray, config: FrontEndConfig) -> np.ndarray:
     frames = bin_audio_events(
         events, config.cochlea.n_channels, config.n_time_bins, 0, config.window_us,
         max_count=config.max_count,

@@ -178,7 +178,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
                                 modality_timeout_s=2.0))
         clf = node.classifier
         seen: dict[int, WindowResult] = {}  # window start (µs) -> what the network saw
-        classify, live_classify = clf.classify, node.live.classify
+        classify, live_classify = clf.classify, node.session.live.classify
 
         def spy(w):
             out = live_classify(w)
@@ -186,7 +186,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
                 seen[w.start_us] = out.result
             return out
 
-        node.live.classify = spy
+        node.session.live.classify = spy
         replay = g.add(ReplayNode(context=context, parameter_overrides=_overrides({
             "data_root": str(avdigits), "split": "test", "samples": n, "start_delay_s": 1.5,
             "gap_s": 0.2, "hop_s": 0.2, "window_s": clf.window_us / 1e6,
@@ -247,7 +247,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
             assert e["score"] == pytest.approx(float(off.probs[e["class_id"]]), abs=1e-5), t.id
     # Timing (a stall of more than max_wait on two shared cores) may spoil one sample, and
     # then the node's counters must say so; with the stamps nothing else can.
-    stats = node.scheduler.stats
+    stats = node.session.scheduler.stats
     spoiled = stats.dropped + stats.stale + stats.degraded + sum(stats.late.values())
     assert len(incomplete) <= 1 and (spoiled > 0 or not incomplete), (incomplete, stats)
     live_acc = board.summary()["aligned_accuracy"]
@@ -311,7 +311,7 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         node = g.add(perception(context, checkpoint, "live", modality_timeout_s=0.3,
                                 event_front_end="per_window", max_events_per_window=3000,
                                 event_buffer_capacity=20000))
-        assert node.live.mode == "per-window"
+        assert node.session.live.mode == "per-window"
         g.add(src.node)
         g.start()
         assert g.wait_for(lambda: any(not p["degraded"] for p in g.predictions), 20)
@@ -337,30 +337,31 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         assert g.wait_for(lambda: g.last_status().level == b"\x00", 3)
         stamped = node.audio_in.stamped_by
         assert stamped["receipt"] > 0 and stamped["layout"] == 0
-        assert node.audio_in.clock.resyncs > resyncs and node.live.audio_buf.stats.overlaps == 0
+        assert node.audio_in.clock.resyncs > resyncs
+        assert node.session.live.audio.buffer.stats.overlaps == 0
         kv = {v.key: v.value for v in g.last_status().values}
         assert int(kv["audio.stamp_resyncs"]) >= 1
         assert int(kv["audio.stamped_by_receipt"]) > 0
 
         # 3. Garbage and wrong fields: counted, the node keeps predicting.
         src.garbage()
-        assert g.wait_for(lambda: node.inputs["events"].bad >= 2, 5)
-        assert node.inputs["events"].last_error
+        assert g.wait_for(lambda: node.session.inputs["events"].bad >= 2, 5)
+        assert node.session.inputs["events"].last_error
         n = len(g.predictions)
         assert g.wait_for(lambda: len(g.predictions) > n + 3, 5)
 
         # 4. A 10x burst (and more): buffers stay bounded, windows are capped, no backlog.
         src.events_per_packet = 2000  # 200 k events/s vs 20 k before
-        cut = node.scheduler.stats.cut
-        assert g.wait_for(lambda: node.scheduler.stats.cut > cut + 10, 10)
+        cut = node.session.scheduler.stats.cut
+        assert g.wait_for(lambda: node.session.scheduler.stats.cut > cut + 10, 10)
         src.events_per_packet = 200
-        stats = node.live.event_buf.stats
-        assert len(node.live.event_buf) <= node.live.event_buf.capacity == 20000
+        stats = node.session.live.event_buf.stats
+        assert len(node.session.live.event_buf) <= node.session.live.event_buf.capacity == 20000
         assert stats.overwritten > 0 and stats.subsampled > 0
         assert max(p["inputs"]["events"] for p in g.predictions) <= 3000
         # Bounded latency, by counters: at most 2 ready windows are ever served at once,
         # the others are counted, and the windows kept coming during the burst.
-        s = node.scheduler.stats
+        s = node.session.scheduler.stats
         assert s.cut + s.dropped + s.stale >= cut + 10
     finally:
         g.close()
@@ -421,7 +422,7 @@ def test_bag_played_into_perception_gives_windows_with_the_bags_events(context, 
     try:
         node = g.add(perception(context, checkpoint, "bag", sensor_width=1280,
                                 sensor_height=720, modality_timeout_s=0.3))
-        assert node.live.mode == "streaming"
+        assert node.session.live.mode == "streaming"
         g.start()
         exe = shutil.which("taaf_bag_play")
         cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.bag_play"]
@@ -433,7 +434,7 @@ def test_bag_played_into_perception_gives_windows_with_the_bags_events(context, 
         assert r.returncode == 0, r.stderr[-2000:]
         assert "105 messages played" in r.stdout and "sensor_width:=1280" in r.stdout
         offset = int(re.search(r"sensor time \+ (-?\d+) µs", r.stdout).group(1))
-        assert g.wait_for(lambda: node.inputs["events"].decoded == 82469, 10)
+        assert g.wait_for(lambda: node.session.inputs["events"].decoded == 82469, 10)
         time.sleep(1.0)  # the windows still waiting for max_wait_s
     finally:
         g.close()

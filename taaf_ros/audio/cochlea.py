@@ -186,7 +186,16 @@ def band_power(samples: np.ndarray, config: CochleaConfig) -> np.ndarray:
     padded = np.zeros(n + win, dtype=np.float32)
     padded[win // 2 : win // 2 + n] = x
     frames = np.lib.stride_tricks.sliding_window_view(padded, win)[::hop][:n_frames]
-    window = _hann(win)
+    return frame_power(frames, config)
+
+
+def frame_power(frames: np.ndarray, config: CochleaConfig) -> np.ndarray:
+    """Mel band power of analysis frames: (K, window_samples) -> (K, n_channels) float32.
+
+    Each row is computed on its own (the result of a row does not depend on the others), so
+    a streaming caller may compute a window's frames in pieces and get the same bits.
+    """
+    window = _hann(config.window_samples)
     spec = sp_fft.rfft(frames * window, n=config.n_fft, axis=1)
     power = spec.real**2 + spec.imag**2
     power *= np.float32((2.0 / window.sum()) ** 2)
@@ -287,7 +296,16 @@ def encode_audio(
     """
     x = resample(np.nan_to_num(np.asarray(samples, dtype=np.float32)), sample_rate,
                  config.sample_rate)
-    env = log_envelope(band_power(x, config), config)
+    return power_to_events(band_power(x, config), config, start_time_us)
+
+
+def power_to_events(power: np.ndarray, config: CochleaConfig, start_time_us: int = 0) -> np.ndarray:
+    """The cochlea after the filter bank: (K, C) band power of one window -> audio events.
+
+    ``encode_audio`` is ``power_to_events(band_power(resample(samples)))``; the live node's
+    streaming front end assembles the band power from frames it has already computed.
+    """
+    env = log_envelope(power, config)
     counts, _ = send_on_delta(
         env, config.threshold_db, config.floor_db, config.max_events_per_step
     )

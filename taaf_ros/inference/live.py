@@ -4,10 +4,11 @@ Events go into the streaming front end (:class:`~taaf_ros.stream.event_frames.
 StreamingEventFrames`: binned once on arrival) wherever the window, its T bins and the hop share
 a useful common step; otherwise (:func:`~taaf_ros.stream.event_frames.streaming_step` is None)
 into an event ring buffer, and each window is binned from it, subsampled to
-``max_events_per_window``. Audio goes into a ring buffer and each window is run through the
-cochlea as a whole, as in training: the cochlea's STFT padding, envelope smoothing and level
-crossings all start at the window's own first sample, so its output cannot be shared between
-overlapping windows without changing what the network sees (about 1 ms a window here).
+``max_events_per_window``. Audio goes into the streaming cochlea
+(:class:`~taaf_ros.stream.audio_frames.StreamingCochlea`: resampled once on arrival, each
+analysis frame computed once); what it cannot share between windows without changing what the
+network sees (the frames at a window's edges, the envelope and level crossings, which start at
+each window's first sample as in training) it computes per window.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from taaf_ros.frontend import audio_tensor, event_tensor
+from taaf_ros.frontend import event_tensor
 from taaf_ros.inference.pipeline import Classifier, WindowResult
-from taaf_ros.stream.buffers import AudioRingBuffer, EventRingBuffer
+from taaf_ros.stream.audio_frames import StreamingCochlea
+from taaf_ros.stream.buffers import EventRingBuffer
 from taaf_ros.stream.event_frames import StreamingEventFrames, streaming_step
 from taaf_ros.stream.scheduler import WindowCut
 
@@ -29,7 +31,8 @@ class LiveSettings:
     """hop_us: window hop. history_us: how far back event counts are kept (window + waiting).
     event_front_end: "auto" (streaming where :func:`streaming_step` allows) or "per_window".
     event_buffer_capacity: events held where windows are binned per window.
-    max_events_per_window: subsampling cap of that path. audio_buffer_s: audio held (s)."""
+    max_events_per_window: subsampling cap of that path.
+    audio_buffer_s: audio held (s, at the model's sample rate)."""
 
     hop_us: int
     history_us: int
@@ -69,7 +72,7 @@ class LivePipeline:
                                             fe.window_us, fe.n_time_bins, step,
                                             settings.history_us) if step else None)
         self.event_buf = None if step else EventRingBuffer(settings.event_buffer_capacity)
-        self.audio_buf: AudioRingBuffer | None = None  # made at the first chunk (its rate)
+        self.audio = StreamingCochlea(fe, settings.audio_buffer_s)
 
     @property
     def mode(self) -> str:
@@ -83,14 +86,10 @@ class LivePipeline:
             self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
             self.event_buf.push(events)
 
-    def push_audio(self, samples: np.ndarray, start_us: int, sample_rate: int) -> None:
-        buf = self.audio_buf
-        if buf is None or buf.sample_rate != sample_rate:
-            buf = AudioRingBuffer(max(1, round(self.settings.audio_buffer_s * sample_rate)),
-                                  sample_rate)
-            self.audio_buf = buf  # one reference swap: the inference thread sees old or new
-        if len(samples):
-            buf.push(samples, start_us)
+    def push_audio(self, samples: np.ndarray, start_us: int, sample_rate: int) -> int | None:
+        """Append a chunk; return the time (µs) up to which audio is now ready, or None."""
+        self.audio.push(samples, start_us, sample_rate)
+        return self.audio.latest_time
 
     def _event_input(self, w: WindowCut) -> tuple[np.ndarray, int]:
         fe = self.classifier.frontend
@@ -106,10 +105,8 @@ class LivePipeline:
         n_events, coverage = 0, 0.0
         if ev_present:
             ev, n_events = self._event_input(w)
-        buf = self.audio_buf
-        if au_present and buf is not None:
-            pcm, coverage = buf.window_with_coverage(w.start_us, w.end_us)
-            au = audio_tensor(pcm, buf.sample_rate, self.classifier.frontend)
+        if au_present and self.audio.latest_time is not None:
+            au, coverage = self.audio.window_tensor(w.start_us, w.end_us)
         if ev is None and au is None:
             return None
         res = self.classifier.classify_tensors(ev, au)
@@ -129,10 +126,11 @@ class LivePipeline:
             out |= {"events.size": len(b), "events.capacity": b.capacity,
                     "events.overwritten": st.overwritten, "events.late_dropped": st.late_dropped,
                     "events.subsampled": st.subsampled}
-        buf = self.audio_buf
-        if buf is not None:
-            au = buf.stats
-            out |= {"audio.size": len(buf), "audio.capacity": buf.capacity,
-                    "audio.overwritten": au.overwritten, "audio.gaps": au.gaps,
-                    "audio.overlap_dropped": au.overlap_dropped}
+        buf, au, fr = self.audio.buffer, self.audio.buffer_stats, self.audio.stats
+        out |= {"audio.size": len(buf), "audio.capacity": buf.capacity,
+                "audio.overwritten": au.overwritten, "audio.gaps": au.gaps,
+                "audio.overlap_dropped": au.overlap_dropped,
+                "audio.frames_computed": fr.frames_computed,
+                "audio.frames_reused": fr.frames_reused,
+                "audio.resampler_restarts": fr.resampler_restarts}
         return out

@@ -91,6 +91,7 @@ class Classifier:
 
         from taaf_ros.model import load_checkpoint, prepare_model, resolve_dtype, select_device
 
+        self.path = str(path)
         self.device = select_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         loaded = load_checkpoint(path, map_location="cpu")

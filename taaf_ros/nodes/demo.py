@@ -184,11 +184,11 @@ def main(argv: list[str] | None = None) -> int:
                 done_at, snap_at = time.monotonic() + drain, time.monotonic() + max_wait
             if snap_at is not None and stats is None and time.monotonic() > snap_at:
                 # Counters of the replay itself: later windows hold no data (stale anyway).
-                stats = copy.deepcopy(perception.scheduler.stats)
+                stats = copy.deepcopy(perception.session.scheduler.stats)
             if done_at is not None and time.monotonic() > done_at:
                 break
         s = board.summary()
-        stats = stats or perception.scheduler.stats
+        stats = stats or perception.session.scheduler.stats
         late = sum(stats.late.values())
         print(f"\nlive accuracy: {s['aligned_accuracy']:.3f} on {s['aligned_windows']} "
               f"sample-aligned windows ({s['samples']} samples); {s['majority_accuracy']:.3f} "

@@ -20,6 +20,18 @@ from taaf_ros.nodes.multiarray_stamp import multiarray_stamp_ns
 from taaf_ros.stream.clock import SensorClock, SeqTracker, StamplessClock, check_stamp, stamp_to_us
 
 
+def sent_time_us(info: Any, now_us: int, sim_time: bool) -> int:
+    """When a message was sent (µs, ROS clock): the DDS source timestamp of the message info,
+    which no executor or GIL delay in the node inflates; ``now_us`` (the callback time) where
+    there is none, where the ROS clock is simulated (source timestamps are system time) or
+    where it is implausible (a publisher on a machine whose clock is far off)."""
+    src = (info or {}).get("source_timestamp") or 0
+    if src <= 0 or sim_time:
+        return now_us
+    src_us = int(src) // 1000
+    return src_us if now_us - 5_000_000 <= src_us <= now_us + 100_000 else now_us
+
+
 class EventInput:
     """Event messages of one topic -> events with ROS-clock times (µs).
 

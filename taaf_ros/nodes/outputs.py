@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
@@ -45,3 +46,14 @@ def classification_msg(cls_type: Any, hyp_type: Any, pred: dict[str, Any], end_u
         h.class_id, h.score = item["label"], float(item["score"])
         msg.results.append(h)
     return msg
+
+
+def diagnostics_msg(name: str, hardware_id: str, level: int, message: str,
+                    values: list[tuple[str, str]], stamp_us: int) -> DiagnosticArray:
+    """One DiagnosticStatus in a DiagnosticArray stamped at stamp_us."""
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message,
+                              hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=v) for k, v in values])
+    arr = DiagnosticArray(status=[status])
+    set_stamp(arr.header, stamp_us)
+    return arr

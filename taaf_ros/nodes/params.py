@@ -117,7 +117,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       runtime=True),
     P("event_buffer_capacity", 2000000, "per-window event front end only: events held in the "
       "ring buffer (oldest overwritten, counted); 21 bytes each", low=1000, high=200_000_000),
-    P("audio_buffer_s", 5.0, "audio held in the ring buffer (s)", low=0.5, high=600.0),
+    P("audio_buffer_s", 5.0, "audio held in the ring buffer (s, at the model's rate)",
+      low=0.5, high=600.0),
     P("top_k", 3, "number of best classes listed in each prediction", low=1, high=1000,
       runtime=True),
     P("publish_debug_image", False, "publish /taaf/debug_image (event frame, audio raster, "
@@ -192,6 +193,26 @@ def validate(table: Iterable[ParamSpec], values: Mapping[str, Any]) -> list[str]
         if w and h > w:
             errors.append(f"hop_s ({h}) must not exceed window_s ({w})")
     return errors
+
+
+def runtime_update(table: Iterable[ParamSpec], current: Mapping[str, Any],
+                   changes: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """A set-parameters request: (all values after it, "") or (None, why it is refused).
+
+    Refused: an unknown name, a parameter read only at start-up, a value out of its range,
+    or a rule between parameters broken by the change (window_s and hop_s are re-checked).
+    """
+    table = tuple(table)
+    for name in changes:
+        try:
+            if not spec(table, name).runtime:
+                return None, f"{name} is read at start-up: restart the node"
+        except KeyError:
+            return None, f"unknown parameter {name}"
+    merged = {**current, **changes}
+    errors = validate(table, {k: merged[k] for k in changes} |
+                      {k: merged[k] for k in ("window_s", "hop_s") if k in merged})
+    return (None, "; ".join(errors)) if errors else (merged, "")
 
 
 def describe(s: ParamSpec) -> str:

@@ -243,10 +243,18 @@ class AudioBufferStats:
 
 
 class AudioWindow(NamedTuple):
-    """Samples of a window and the fraction of them that are real audio (not zero padding)."""
+    """Samples of a window and the fraction of them that are real audio (not zero padding).
+
+    ``first`` is the buffer's absolute sample index of ``samples[0]``, and ``held`` the
+    absolute range ``[a, b)`` that was read from the buffer. Those samples are final: later
+    pushes only append. Samples outside it are zeros that may still change (audio not yet
+    arrived) or are gone (overwritten).
+    """
 
     samples: np.ndarray
     coverage: float
+    first: int = 0
+    held: tuple[int, int] = (0, 0)
 
 
 class AudioRingBuffer:
@@ -366,11 +374,11 @@ class AudioRingBuffer:
             a = max(k0, self._end - self._size)
             b = min(k0 + n, self._end)
             if b <= a:
-                return AudioWindow(out, 0.0)
+                return AudioWindow(out, 0.0, k0, (k0, k0))
             idx = np.arange(a, b) % self.capacity
             valid = self._valid[idx]
             out[a - k0 : b - k0] = np.where(valid, self._pcm[idx], np.float32(0.0))
-            return AudioWindow(out, float(np.count_nonzero(valid)) / n)
+            return AudioWindow(out, float(np.count_nonzero(valid)) / n, k0, (a, b))
 
     def window(self, t0: int, t1: int) -> np.ndarray:
         """Samples for ``[t0, t1)`` (µs), zero-padded; see :meth:`window_with_coverage`."""

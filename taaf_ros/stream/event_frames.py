@@ -75,29 +75,36 @@ def _push_kernel(x, y, t, p, lut_x, lut_y, width_in, plane, step, ring, totals, 
     head = state[0]
     n_w = lut_x.shape[0] - 1
     n_h = lut_y.shape[0] - 1
+    # Events come time-sorted, so most share the sub-bin of the one before: the division and
+    # modulo are only done when an event leaves [lo, hi), the current sub-bin's time span.
+    lo, hi, r = np.int64(1), np.int64(0), 0
+    binned = outside = 0
     for i in range(t.shape[0]):
         xi = lut_x[min(np.int64(x[i]), n_w)]
         yi = lut_y[min(np.int64(y[i]), n_h)]
         if xi < 0 or yi < 0:
-            state[2] += 1
+            outside += 1
             continue
-        s = t[i] // step
-        if s > head:
-            # Newer sub-bins: clear the slots they reuse (at most the whole ring).
-            first = max(head + 1, s - n_sub + 1)
-            for k in range(first, s + 1):
-                r = k % n_sub
-                ring[r, :] = 0
-                totals[r] = 0
-            head = s
-        elif s <= head - n_sub:
-            state[3] += 1
-            continue
-        r = s % n_sub
+        ti = t[i]
+        if ti < lo or ti >= hi:
+            s = ti // step
+            if s > head:
+                # Newer sub-bins: clear the slots they reuse (at most the whole ring).
+                first = max(head + 1, s - n_sub + 1)
+                for k in range(first, s + 1):
+                    ring[k % n_sub, :] = 0
+                    totals[k % n_sub] = 0
+                head = s
+            elif s <= head - n_sub:
+                state[3] += 1
+                continue
+            lo, hi, r = s * step, s * step + step, s % n_sub
         ring[r, (1 if p[i] != 0 else 0) * plane + yi * width_in + xi] += 1
         totals[r] += 1
-        state[1] += 1
+        binned += 1
     state[0] = head
+    state[1] += binned
+    state[2] += outside
 
 
 class StreamingEventFrames:

@@ -1,0 +1,201 @@
+"""Everything a live perception node does between its subscriptions and its publishers, with
+no ROS import: decoded data in, windows cut and classified, predictions out, diagnostics.
+
+The node (``taaf_ros.nodes.perception_node``) owns the ROS side (parameters, subscriptions,
+message decoding, publishers, the worker thread) and calls :class:`LiveSession` from two
+threads: :meth:`~LiveSession.events`, :meth:`~LiveSession.audio` and :meth:`~LiveSession.bad`
+from the decode thread, :meth:`~LiveSession.run_once` from the inference thread. The pipeline
+and the scheduler take their own locks; the counters are plain ints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from taaf_ros.inference.live import LivePipeline, LiveSettings, LiveWindow
+from taaf_ros.inference.pipeline import Classifier, find_bundled_model
+from taaf_ros.inference.prediction import make_prediction
+from taaf_ros.inference.stats import (
+    InputCounters,
+    LatencyStats,
+    RateMeter,
+    WorkerHealth,
+    combine_levels,
+    diagnostic_values,
+    stamp_advice,
+)
+from taaf_ros.stream.scheduler import WindowScheduler
+
+Publish = Callable[[LiveWindow, dict[str, Any]], None]
+"""Called with each classified window and its /taaf/prediction object."""
+
+
+class LiveSession:
+    """The live core of the perception node.
+
+    Args:
+        classifier: the loaded, warmed-up model.
+        sensor_size: event sensor (width, height) until a message says otherwise.
+        hop_us, max_wait_us, timeout_us: the scheduler's hop, wait for late data and modality
+            timeout. now_us: the ROS clock at start.
+        settings: the rest of the pipeline's settings (front end, buffers); its hop and
+            history are set here.
+        top_k: classes listed in each prediction.
+    """
+
+    def __init__(self, classifier: Classifier, sensor_size: tuple[int, int], *, hop_us: int,
+                 max_wait_us: int, timeout_us: int, now_us: int,
+                 settings: LiveSettings | None = None, top_k: int = 3) -> None:
+        self.classifier = classifier
+        # Event counts are kept for a window, the wait for late data and a second of slack
+        # (max_wait_s raised at run time beyond that slack masks the late events' windows).
+        history = classifier.window_us + max_wait_us + 1_000_000
+        settings = dataclasses.replace(settings or LiveSettings(0, 0), hop_us=hop_us,
+                                       history_us=history)
+        self._sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
+        self.live = LivePipeline(classifier, self._sensor_size, settings)
+        self.scheduler = WindowScheduler(classifier.window_us, hop_us, max_wait_us, timeout_us,
+                                         now_us)
+        self.top_k = int(top_k)
+        self.inputs = {"events": InputCounters(), "audio": InputCounters()}
+        self.rates = {k: RateMeter() for k in ("events.msgs", "events.events", "audio.msgs",
+                                               "audio.samples")}
+        self.window_latency, self.inference_latency = LatencyStats(), LatencyStats()
+        self.health = WorkerHealth()
+        self.seq = 0
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any], now_us: int) -> LiveSession:
+        """Load and warm up the model and build the session from the perception node's
+        parameter values (names and meaning: ``taaf_ros.nodes.params``). Raises what
+        :class:`Classifier` raises for a missing or bad model."""
+        import torch
+
+        if p["torch_threads"]:
+            # Before the first inference. On a batch-1 network, more intra-op threads than free
+            # cores make inference many times slower (threads spin-wait on busy cores).
+            torch.set_num_threads(p["torch_threads"])
+        classifier = Classifier(p["model_path"] or str(find_bundled_model()), p["device"],
+                                p["window_s"], p["dtype"])
+        classifier.warm_up()
+        w, h = classifier.input_size
+        settings = LiveSettings(0, 0, event_front_end=p["event_front_end"],
+                                event_buffer_capacity=p["event_buffer_capacity"],
+                                max_events_per_window=p["max_events_per_window"],
+                                audio_buffer_s=p["audio_buffer_s"])
+        us = lambda s: round(s * 1e6)  # noqa: E731
+        return cls(classifier, (p["sensor_width"] or w, p["sensor_height"] or h),
+                   hop_us=us(p["hop_s"]), max_wait_us=us(p["max_wait_s"]),
+                   timeout_us=us(p["modality_timeout_s"]), now_us=now_us, settings=settings,
+                   top_k=p["top_k"])
+
+    @property
+    def sensor_size(self) -> tuple[int, int]:
+        """The event sensor (width, height) the session started with."""
+        return self._sensor_size
+
+    # ------------------------------------------------------------------ decode thread
+    def events(self, ev: np.ndarray, reach: int, sensor_size: tuple[int, int],
+               now_us: int) -> None:
+        """One decoded event message: its events (ROS-time µs) and how far the stream reaches."""
+        self.live.push_events(ev, sensor_size)
+        self._count("events", len(ev), now_us)
+        self.scheduler.note("events", int(ev["t"][0]) if len(ev) else reach, reach, now_us)
+
+    def audio(self, samples: np.ndarray, start_us: int, sample_rate: int, now_us: int) -> None:
+        """One decoded audio chunk, its first sample at start_us (ROS-time µs)."""
+        ready = self.live.push_audio(samples, start_us, sample_rate)
+        self._count("audio", len(samples), now_us)
+        # Audio is ready up to `ready`, which lags the chunk end by the resampler's delay.
+        self.scheduler.note("audio", start_us, ready, now_us)
+
+    def bad(self, name: str, exc: BaseException) -> str:
+        """Count a message that could not be decoded; returns the line to log."""
+        c = self.inputs[name]
+        c.messages += 1
+        c.bad += 1
+        c.last_error = f"{type(exc).__name__}: {exc}"[:200]
+        return f"bad {name} message dropped ({c.bad} so far): {c.last_error}"
+
+    def _count(self, name: str, n: int, now_us: int) -> None:
+        c = self.inputs[name]
+        c.messages += 1
+        c.decoded += n
+        unit = "events" if name == "events" else "samples"
+        self.rates[f"{name}.msgs"].add(now_us / 1e6)
+        self.rates[f"{name}.{unit}"].add(now_us / 1e6, n)
+
+    # ------------------------------------------------------------------ inference thread
+    def run_once(self, now_us: Callable[[], int], publish: Publish) -> str | None:
+        """Cut every window that is ready, classify and publish each.
+
+        Returns None, or the traceback of an exception, which is counted and shown as ERROR
+        in diagnostics; the caller logs it and goes on (one bad window must not stop every
+        later prediction; a hang shows as a stale heartbeat).
+        """
+        self.health.beat(time.monotonic())
+        try:
+            for w in self.scheduler.poll(now_us()):
+                t0 = time.perf_counter()
+                out = self.live.classify(w)
+                if out is None:
+                    continue
+                inference_ms = (time.perf_counter() - t0) * 1e3
+                latency_ms = (now_us() - w.end_us) / 1e3
+                res = out.result
+                pred = make_prediction(
+                    seq=self.seq, window=out.window, probs=res.probs,
+                    classes=self.classifier.classes, modality_attention=res.modality_attention,
+                    attention_map=res.attention_map, k=self.top_k, n_events=out.n_events,
+                    audio_coverage=out.audio_coverage, inference_ms=inference_ms,
+                    latency_ms=latency_ms)
+                self.seq += 1
+                publish(out, pred)
+                self.window_latency.add(latency_ms)
+                self.inference_latency.add(inference_ms)
+        except Exception:  # noqa: BLE001 - reported to the caller, then the next poll goes on
+            text = traceback.format_exc()
+            self.health.failed(text, time.monotonic())
+            return text
+        return None
+
+    def reconfigure(self, *, max_events_per_window: int, max_wait_us: int, timeout_us: int,
+                    top_k: int) -> None:
+        """Apply the parameters that may change at run time."""
+        self.top_k = int(top_k)
+        self.live.settings.max_events_per_window = int(max_events_per_window)
+        self.scheduler.configure(max_wait_us=max_wait_us, timeout_us=timeout_us)
+
+    # ------------------------------------------------------------------ diagnostics
+    def diagnostics(self, now_us: int, *, device: str, event_stats: dict[str, int],
+                    audio_stats: dict[str, int],
+                    stamp_offsets: dict[str, int | None]) -> tuple[int, str, list[tuple[str, str]]]:
+        """(level, message, key/value pairs) of the node's DiagnosticStatus.
+
+        event_stats / audio_stats: the decoders' counters; stamp_offsets: per stream ("event",
+        "audio") the offset of the last implausible header stamp (µs), or None.
+        """
+        mono = time.monotonic()
+        self.inputs["events"].lost_packets = event_stats.get("lost_packets", 0)
+        stamps = [stamp_advice(name, off) for name, off in stamp_offsets.items()
+                  if off is not None]
+        level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
+                                        stamps)
+        extra = {f"events.{k}": v for k, v in event_stats.items() if k != "lost_packets"}
+        extra |= {f"audio.{k}": v for k, v in audio_stats.items()}
+        extra |= {"worker.heartbeat_age_s": f"{self.health.heartbeat_age_s(mono):.2f}",
+                  "worker.errors": self.health.errors}
+        values = diagnostic_values(
+            level=level, message=message, device=device, inputs=self.inputs,
+            rates={k: r.rate(now_us / 1e6) for k, r in self.rates.items()},
+            buffers=self.live.stats(), scheduler=self.scheduler.stats,
+            window_latency=self.window_latency.percentiles(),
+            inference_latency=self.inference_latency.percentiles(), predictions=self.seq,
+            extra=extra)
+        return level, message, values
