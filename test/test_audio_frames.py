@@ -133,3 +133,13 @@ def test_rate_change_restarts_the_resampler():
     cochlea.push(tone[:24000:3][:4000], T0 + 500_000, 48000)  # the driver switched rates
     assert cochlea.stats.resampler_restarts == 1
     assert cochlea.latest_time is not None and cochlea.latest_time > T0 + 500_000
+
+
+def test_overlapping_chunk_at_another_rate_is_trimmed_not_restarted():
+    cochlea = StreamingCochlea(FE)
+    x = np.random.default_rng(3).standard_normal(16000).astype(np.float32)
+    cochlea.push(x[:8000], T0, 16000)
+    # The next chunk claims to start 10 ms early: its first 160 samples are already placed.
+    cochlea.push(x[7840:], T0 + 490_000, 16000)
+    st = cochlea.stats
+    assert st.resampler_restarts == 0 and st.overlap_dropped == 160

@@ -132,5 +132,6 @@ class LivePipeline:
                 "audio.overlap_dropped": au.overlap_dropped,
                 "audio.frames_computed": fr.frames_computed,
                 "audio.frames_reused": fr.frames_reused,
-                "audio.resampler_restarts": fr.resampler_restarts}
+                "audio.resampler_restarts": fr.resampler_restarts,
+                "audio.input_overlap_dropped": fr.overlap_dropped}
         return out

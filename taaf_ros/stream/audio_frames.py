@@ -20,6 +20,10 @@ PCM (tests). For audio at another rate it is ``audio_tensor`` of the window cut 
 resampled as a whole, which differs from resampling each window on its own only within the
 filter's half length (1.25 ms) of the window's edges.
 
+Stamps: a chunk within ``max_jitter_us`` of where the stream should go on continues it; one
+stamped earlier has its overlap trimmed (counted); one stamped later (a gap) or at a new rate
+restarts the resampler (counted), and the buffer marks the gap as missing audio.
+
 Threads: ``push`` runs on the decode thread and only touches the resampler and the buffer
 (which has its own lock); ``window_tensor`` runs on the inference thread and owns the cache.
 """
@@ -48,7 +52,9 @@ class AudioFrameStats:
     frames_reused: int = 0
     """Frames taken from the cache instead."""
     resampler_restarts: int = 0
-    """Times the input stream broke (a gap, an overlap, a new rate) and resampling restarted."""
+    """Times the input stream broke (a gap or a new rate) and resampling restarted."""
+    overlap_dropped: int = 0
+    """Input samples dropped because their time was already resampled (stamps going back)."""
 
 
 class StreamingCochlea:
@@ -101,8 +107,16 @@ class StreamingCochlea:
             return
         r = self._resampler
         if r is not None and r.from_rate == sample_rate:
-            expected = self._origin_us + r.samples_in * 1_000_000 // sample_rate
-            if abs(int(start_us) - expected) > self.max_jitter_us:
+            late_us = int(start_us) - (self._origin_us + r.samples_in * 1_000_000 // sample_rate)
+            if late_us < -self.max_jitter_us:
+                # Audio already resampled (a stamp going back): drop what overlaps, as the
+                # ring buffer does, and go on without a seam.
+                dup = min(len(x), (-late_us * sample_rate + 500_000) // 1_000_000)
+                self._stats.overlap_dropped += dup
+                x = x[dup:]
+                if not len(x):
+                    return
+            elif late_us > self.max_jitter_us:  # a gap: the stream starts again after it
                 r = None
                 self._stats.resampler_restarts += 1
         elif r is not None:
