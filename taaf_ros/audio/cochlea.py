@@ -178,15 +178,20 @@ def band_power(samples: np.ndarray, config: CochleaConfig) -> np.ndarray:
     is treated as surrounded by silence). Power is scaled so that a full-scale sine gives
     1.0 (0 dB) in the FFT bin of its frequency.
     """
+    frames = analysis_frames(samples, config)
+    if len(frames) == 0:
+        return np.zeros((0, config.n_channels), dtype=np.float32)
+    return frame_power(frames, config)
+
+
+def analysis_frames(samples: np.ndarray, config: CochleaConfig) -> np.ndarray:
+    """The (K, window_samples) analysis frames of :func:`band_power` (a read-only view of a
+    zero-padded copy): frame k starts half a window before sample ``k * hop_samples``."""
     x = np.asarray(samples, dtype=np.float32)
     n, hop, win = x.shape[0], config.hop_samples, config.window_samples
-    n_frames = -(-n // hop)
-    if n_frames == 0:
-        return np.zeros((0, config.n_channels), dtype=np.float32)
     padded = np.zeros(n + win, dtype=np.float32)
     padded[win // 2 : win // 2 + n] = x
-    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[::hop][:n_frames]
-    return frame_power(frames, config)
+    return np.lib.stride_tricks.sliding_window_view(padded, win)[::hop][: -(-n // hop)]
 
 
 def frame_power(frames: np.ndarray, config: CochleaConfig) -> np.ndarray:

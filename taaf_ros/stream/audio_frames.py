@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taaf_ros.audio.cochlea import frame_power
+from taaf_ros.audio.cochlea import analysis_frames, frame_power
 from taaf_ros.audio.stream_resample import StreamResampler
 from taaf_ros.frontend import FrontEndConfig, audio_tensor_from_power
 from taaf_ros.stream.buffers import AudioBufferStats, AudioRingBuffer
@@ -145,9 +145,7 @@ class StreamingCochlea:
         hop, win, n = self._hop, self._win, len(pcm)
         k = np.arange(-(-n // hop))
         lo = k * hop - win // 2  # first sample of frame k in the window
-        padded = np.zeros(n + win, dtype=np.float32)
-        padded[win // 2 : win // 2 + n] = pcm
-        view = np.lib.stride_tricks.sliding_window_view(padded, win)[::hop][: len(k)]
+        view = analysis_frames(pcm, self.frontend.cochlea)
         key = first + lo
         shareable = (lo >= 0) & (lo + win <= n) & (key >= held[0]) & (key + win <= held[1])
         slot = (key // hop) % self._n_slots
