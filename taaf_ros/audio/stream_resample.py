@@ -59,18 +59,17 @@ class StreamResampler:
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Append input samples; return the float32 output samples they complete."""
         x = np.asarray(samples, dtype=np.float32).ravel()
+        self._n_in += len(x)
         if self.up == self.down:
-            self._n_in += len(x)
             self._next += len(x)
             return x.copy()
-        self._n_in += len(x)
         seg = np.concatenate([self._tail, x]) if len(self._tail) else x
         up, down = self.up, self.down
         # Output j reads up-sampled input j*down - len(h) + 1 .. j*down; every one of those
         # must be pushed already (the stream's own start counts as zeros, as in resample_poly).
         last = (self._n_in * up - 1) // down
         if last < self._next or not len(seg):
-            self._tail, self._tail_start = seg, self._tail_start
+            self._tail = seg
             return np.zeros(0, dtype=np.float32)
         y = signal.upfirdn(self._h, seg, up, down)
         base = self._tail_start * up // down  # segment output 0 in stream output indices
