@@ -6,6 +6,15 @@ from setuptools import find_packages, setup
 
 PACKAGE = "taaf_ros"
 
+# One list per purpose; the distribution decides the wheels' name prefix.
+ROS_RUNTIME = ["rclpy[fastrtps]", "std-msgs", "sensor-msgs", "diagnostic-msgs", "lifecycle-msgs"]
+INTERFACE_TOOLS = ["ament-cmake", "ament-package", "ament-cmake-include-directories",
+                   "rosidl-default-generators", "rosidl-core-generators"]
+# What each distribution's generator wheels need but do not declare (found by building).
+INTERFACE_TOOLS_KILTED = ["ament-cmake-ros-core"]
+INTERFACE_TOOLS_JAZZY = ["ament-cmake-ros", "ament-cmake-gmock", "ament-cmake-gtest",
+                         "ament-cmake-pytest", "python-cmake-module"]
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -20,7 +29,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/models", ["models/taaf_avdigits.pt"]),  # DEFAULT_MODEL
     ],
-    package_data={PACKAGE: ["py.typed"]},
+    package_data={PACKAGE: ["py.typed", "interfaces/*/msg/*.msg"]},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
@@ -31,18 +40,21 @@ setup(
         "numba>=0.58",
         "pyyaml>=6",
         "rosbags>=0.10",
-        "tqdm>=4.60",
-        "matplotlib>=3.7",
+        "av>=12",  # MP3 (audio_capture's default) and other compressed audio
         "setuptools",
     ],
     extras_require={
-        # ROS 2 Kilted builds from PyPI, for machines without a ROS install.
-        "ros": [
-            "ros-rclpy[fastrtps]",
-            "ros-std-msgs",
-            "ros-sensor-msgs",
-            "ros-diagnostic-msgs",
-        ],
+        # ROS 2 from PyPI, for machines without a ROS install: Kilted (the unprefixed wheels)
+        # or Jazzy (LTS). Install one of the two into a venv, never both.
+        "ros": [f"ros-{p}" for p in ROS_RUNTIME],
+        "ros-jazzy": [f"ros-jazzy-{p}" for p in ROS_RUNTIME],
+        # The rosidl build tools that taaf_build_interfaces needs to build the driver messages.
+        "interfaces": [f"ros-{p}" for p in INTERFACE_TOOLS + INTERFACE_TOOLS_KILTED]
+        + ["catkin_pkg"],
+        "interfaces-jazzy": [f"ros-jazzy-{p}" for p in INTERFACE_TOOLS + INTERFACE_TOOLS_JAZZY]
+        + ["catkin_pkg"],
+        # Offline work: building datasets, training, reports.
+        "train": ["tqdm>=4.60", "matplotlib>=3.7"],
         # Peers timed by the benchmarks (not needed to run or test the package).
         "bench": ["expelliarmus"],
         "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "colcon-common-extensions"],
@@ -55,6 +67,7 @@ setup(
             "taaf_demo = taaf_ros.nodes.demo:main",
             "taaf_build_avdigits = taaf_ros.data.avdigits:main",
             "taaf_train = taaf_ros.training.cli:main",
+            "taaf_build_interfaces = taaf_ros.interfaces.build:main",
         ],
     },
 )

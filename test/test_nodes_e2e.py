@@ -137,7 +137,8 @@ def perception(context, ckpt, prefix: str, **extra) -> PerceptionNode:
          "audio_topic": topic(prefix, "audio"), "audio_sample_rate": 8000,
          "diagnostics_period_s": 0.2} | extra
     remap = ["--ros-args"]
-    for out in ("/taaf/prediction", "/taaf/attention", "/taaf/debug_image", "/diagnostics"):
+    for out in ("/taaf/prediction", "/taaf/attention", "/taaf/debug_image", "/diagnostics",
+                "/taaf/classification"):
         remap += ["-r", f"{out}:={topic(prefix, out.rsplit('/', 1)[1])}"]
     return PerceptionNode(context=context, parameter_overrides=_overrides(p), cli_args=remap)
 
@@ -164,18 +165,39 @@ def avdigits(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                               limit_per_class=2, progress=False)
 
 
-def test_replay_through_perception_matches_offline(context, model_checkpoint, avdigits):
+WIRES = {  # the stock messages, and the drivers' own (built by the driver_msgs fixture)
+    "stock": {"events_type": "pointcloud2", "audio_type": "int16_multiarray"},
+    "drivers": {"events_type": "event_packet", "audio_type": "audio_data_stamped"},
+}
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+def test_replay_through_perception_matches_offline(context, model_checkpoint, avdigits, wire,
+                                                   request):
     """Replayed test samples give, in their aligned windows, exactly the offline tensors and
-    predictions, so live aligned accuracy equals offline accuracy on the same samples."""
+    predictions, so live aligned accuracy equals offline accuracy on the same samples. With
+    the drivers' messages (EventPacket evt3, AudioDataStamped + AudioInfo) the node also
+    publishes vision_msgs/Classification, which must say what the JSON prediction says."""
     n = 20  # interleaved order: two samples of each class
-    g = Graph(context, "rp")
+    types = WIRES[wire]
+    classifications: list = []
+    if wire == "drivers":
+        request.getfixturevalue("driver_msgs")
+    rp = f"rp_{wire}"
+    g = Graph(context, rp)
+    if wire == "drivers":
+        from vision_msgs.msg import Classification
+
+        g.listener.create_subscription(Classification, topic(rp, "classification"),
+                                       classifications.append, QoSProfile(depth=200))
     try:
         # hop 0.2 s: fewer windows, so that two shared CPU cores never drop the aligned one.
         # max_wait 0.5 s and timeout 2 s: on a loaded machine a stream can stall for a while;
         # this test is about alignment, not latency: no window should be cut with a modality
         # masked, nor skipped as stale.
-        node = g.add(perception(context, model_checkpoint, "rp", hop_s=0.2, max_wait_s=0.5,
-                                modality_timeout_s=2.0))
+        node = g.add(perception(context, model_checkpoint, rp, hop_s=0.2, max_wait_s=0.5,
+                                modality_timeout_s=2.0, **types,
+                                audio_info_topic=topic(rp, "audio_info")))
         clf = node.classifier
         seen: dict[int, WindowResult] = {}  # window start (µs) -> what the network saw
         classify, live_classify = clf.classify, node.session.live.classify
@@ -190,10 +212,11 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
         replay = g.add(ReplayNode(context=context, parameter_overrides=_overrides({
             "data_root": str(avdigits), "split": "test", "samples": n, "start_delay_s": 1.5,
             "gap_s": 0.2, "hop_s": 0.2, "window_s": clf.window_us / 1e6,
-            "events_topic": topic("rp", "events"), "audio_topic": topic("rp", "audio"),
-            "ground_truth_topic": topic("rp", "ground_truth")})))
+            "events_topic": topic(rp, "events"), "audio_topic": topic(rp, "audio"),
+            "audio_info_topic": topic(rp, "audio_info"), **types,
+            "ground_truth_topic": topic(rp, "ground_truth")})))
         g.listener.create_subscription(
-            String, topic("rp", "ground_truth"),
+            String, topic(rp, "ground_truth"),
             lambda m: g.truths.append(GroundTruth.from_json(m.data)), GT_QOS)
         g.start()
         assert g.wait_for(lambda: replay.finished, 60), "replay did not finish"
@@ -203,9 +226,21 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
     finally:
         g.close()
     assert len(g.truths) == n and len({t.class_id for t in g.truths}) == 10
-    # Every audio chunk carried the replay's layout stamp: nothing was stamped at receipt.
+    # Every audio chunk carried the replay's stamp (header or layout): none stamped at receipt.
     stamped = node.audio_in.stamped_by
-    assert stamped["layout"] > 0 and stamped["receipt"] == 0
+    assert stamped["header" if wire == "drivers" else "layout"] > 0
+    assert stamped["receipt"] == 0
+    if wire == "drivers":
+        assert node.audio_in.info is not None and node.audio_in.info.sample_rate == 8000
+        assert node.events_in.stats()["lost_packets"] == 0
+        # One Classification per prediction, same stamp, same ranking and scores.
+        by_end = {p["window"]["end_ns"]: p for p in g.predictions}
+        assert len(classifications) == len(g.predictions) > 0
+        for c in classifications:
+            p = by_end[c.header.stamp.sec * 10**9 + c.header.stamp.nanosec]
+            assert [h.class_id for h in c.results] == [e["label"] for e in p["top_k"]]
+            assert [h.score for h in c.results] == pytest.approx(
+                [e["score"] for e in p["top_k"]], abs=1e-6)
     board = Scoreboard()
     for t in g.truths:
         board.add_truth(t)
@@ -408,39 +443,53 @@ def test_demo_console_command_prints_predictions_and_live_accuracy(avdigits, mod
 
 
 # ----------------------------------------------------------------------------- rosbag2 replay
-def test_bag_played_into_perception_gives_windows_with_the_bags_events(context, checkpoint,
-                                                                       event_bags):
-    """taaf_bag_play (its own process) plays the real evt3 bag; the event packets' package is
-    not installed here, so they arrive as PointCloud2 with the sensor's time continued. Every
-    window the node cuts holds exactly the bag's events of that span (inside the crop)."""
+@pytest.mark.parametrize("wire", ["event_packet", "pointcloud2"])
+def test_bag_played_into_perception_gives_windows_with_the_bags_events(
+        context, checkpoint, event_bags, wire, request):
+    """taaf_bag_play (its own process) plays the real evt3 bag: as the camera sent it
+    (event_camera_msgs/EventPacket, evt3, decoded by the node) or converted to PointCloud2
+    with the sensor's time continued. Every window the node cuts holds the bag's events of
+    that span (inside the crop): exactly for PointCloud2, whose times bag_play fixes; within
+    the clock filter's jitter for EventPacket, whose sensor-to-ROS offset the node estimates."""
     from taaf_ros.data.bags import events_from_bag
     from taaf_ros.events import fit_events
 
+    if wire == "event_packet":
+        request.getfixturevalue("driver_msgs")
     bag = event_bags / "test_data_evt3_trigger"
-    name = topic("bag", "events")
-    g = Graph(context, "bag")
+    prefix = f"bag_{wire}"
+    name = topic(prefix, "events")
+    g = Graph(context, prefix)
     try:
-        node = g.add(perception(context, checkpoint, "bag", sensor_width=1280,
-                                sensor_height=720, modality_timeout_s=0.3))
+        node = g.add(perception(context, checkpoint, prefix, sensor_width=1280,
+                                sensor_height=720, modality_timeout_s=0.3, events_type=wire))
         assert node.session.live.mode == "streaming"
         g.start()
         exe = shutil.which("taaf_bag_play")
         cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.bag_play"]
         # Header pacing: this bag's receive times are bunched (1.24 s of stamps in 0.84 s).
         r = subprocess.run([*cmd, str(bag), "--start-delay", "2", "--pace", "header", "--remap",
-                            f"/event_camera/events:={name}"],
+                            f"/event_camera/events:={name}",
+                            *(["--pointcloud2"] if wire == "pointcloud2" else [])],
                            capture_output=True, text=True, timeout=120, env=os.environ.copy(),
                            check=False)
         assert r.returncode == 0, r.stderr[-2000:]
-        assert "105 messages played" in r.stdout and "sensor_width:=1280" in r.stdout
-        offset = int(re.search(r"sensor time \+ (-?\d+) µs", r.stdout).group(1))
+        assert "105 messages played" in r.stdout
+        shown = "event_camera_msgs/EventPacket" if wire == "event_packet" else "sensor_msgs/"
+        assert shown in r.stdout, r.stdout
         assert g.wait_for(lambda: node.session.inputs["events"].decoded == 82469, 10)
         time.sleep(1.0)  # the windows still waiting for max_wait_s
     finally:
         g.close()
     ev, size = events_from_bag(bag)
     assert size == (1280, 720)
-    ev["t"] += offset
+    if wire == "pointcloud2":
+        assert "sensor_width:=1280" in r.stdout
+        ev["t"] += int(re.search(r"sensor time \+ (-?\d+) µs", r.stdout).group(1))
+    else:
+        assert node.events_in.sensor_size == (1280, 720)  # from the packets themselves
+        assert node.events_in.stats()["lost_packets"] == 0
+        ev["t"] += node.events_in.clock.current
     inside, _ = fit_events(ev, (1280, 720, 2), (34, 34))
     windows = [p for p in g.predictions if p["inputs"]["events"] > 0]
     assert node.events_in.clock.implausible == 0
@@ -448,5 +497,8 @@ def test_bag_played_into_perception_gives_windows_with_the_bags_events(context, 
     for p in windows:
         a, b = p["window"]["start_ns"] // 1000, p["window"]["end_ns"] // 1000
         want = int(np.count_nonzero((inside["t"] >= a) & (inside["t"] < b)))
-        assert p["inputs"]["events"] == want, (a, b)
+        if wire == "pointcloud2":
+            assert p["inputs"]["events"] == want, (a, b)
+        else:
+            assert p["inputs"]["events"] == pytest.approx(want, rel=0.02, abs=20), (a, b)
         assert p["present"] == ["events"]  # no audio in this bag: masked

@@ -1,0 +1,245 @@
+"""Build the driver message packages with the ROS 2 build tools from PyPI, into a prefix.
+
+A pip-only install has rclpy but none of the drivers' message packages. This writes each
+package of :mod:`taaf_ros.interfaces` as an ordinary ament_cmake message package (package.xml,
+CMakeLists.txt, msg/) and runs CMake on it with the rosidl generators installed from PyPI (the
+``interfaces`` extra), installing into the virtual environment itself: the libraries land in
+``<venv>/lib`` and the Python modules in its site-packages, where rclpy and the dynamic loader
+already look, so nothing needs sourcing.
+
+A package is rebuilt only when its sources, the generator version or the Python version change
+(a digest kept beside its install). A lock file serialises concurrent builds into one prefix.
+
+    taaf_build_interfaces                    # all packages, into the running venv
+    taaf_build_interfaces event_camera_msgs  # one
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import importlib
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from taaf_ros.interfaces import DEPENDENCIES, PACKAGES, SOURCES, msg_files
+
+DIGEST_FILE = "taaf_ros_interfaces.sha256"
+
+PACKAGE_XML = """<?xml version="1.0"?>
+<package format="3">
+  <name>{name}</name>
+  <version>0.0.0</version>
+  <description>{name} built by taaf_ros from {source}</description>
+  <maintainer email="maintainers@taaf-ros.invalid">taaf_ros maintainers</maintainer>
+  <license>BSD-3-Clause</license>
+  <buildtool_depend>ament_cmake</buildtool_depend>
+  <buildtool_depend>rosidl_default_generators</buildtool_depend>
+{depends}
+  <exec_depend>rosidl_default_runtime</exec_depend>
+  <member_of_group>rosidl_interface_packages</member_of_group>
+  <export><build_type>ament_cmake</build_type></export>
+</package>
+"""
+
+# PyPI's rosidl wheels are built in manylinux containers, and their exported CMake targets list
+# that container's include folders (/opt/python/cp311-cp311/include/python3.11 and numpy's),
+# which exist on no other machine; CMake refuses to generate with a missing include folder.
+# Dropping the missing entries is enough: this build finds its own Python and numpy headers.
+CMAKE_LISTS = """cmake_minimum_required(VERSION 3.21)
+project({name})
+find_package(ament_cmake REQUIRED)
+find_package(rosidl_default_generators REQUIRED)
+{find_deps}
+rosidl_generate_interfaces(${{PROJECT_NAME}}
+{msgs}
+  DEPENDENCIES {deps})
+ament_export_dependencies(rosidl_default_runtime)
+ament_package()
+
+get_directory_property(_imported IMPORTED_TARGETS)
+foreach(_target IN LISTS _imported)
+  get_target_property(_dirs ${{_target}} INTERFACE_INCLUDE_DIRECTORIES)
+  if(_dirs)
+    set(_kept "")
+    foreach(_dir IN LISTS _dirs)
+      if(EXISTS "${{_dir}}" OR _dir MATCHES "^\\\\$<")
+        list(APPEND _kept "${{_dir}}")
+      else()
+        message(STATUS "${{_target}}: dropping missing include folder ${{_dir}}")
+      endif()
+    endforeach()
+    set_target_properties(${{_target}} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${{_kept}}")
+  endif()
+endforeach()
+"""
+
+
+class InterfaceBuildError(RuntimeError):
+    """A message package could not be built (a tool or a ROS CMake package is missing)."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    package: str
+    seconds: float
+    built: bool  # False: the installed build was current
+
+
+def package_sources(package: str) -> dict[str, str]:
+    """``{relative path: text}`` of the ament_cmake package for one interface package."""
+    msgs = msg_files(package)
+    deps = DEPENDENCIES[package]
+    return {
+        "package.xml": PACKAGE_XML.format(
+            name=package, source=SOURCES[package],
+            depends="\n".join(f"  <depend>{d}</depend>" for d in deps)),
+        "CMakeLists.txt": CMAKE_LISTS.format(
+            name=package,
+            find_deps="\n".join(f"find_package({d} REQUIRED)" for d in deps),
+            msgs="\n".join(f'  "msg/{m}.msg"' for m in msgs),
+            deps=" ".join(deps)),
+        **{f"msg/{m}.msg": text for m, text in msgs.items()},
+    }
+
+
+def _toolchain_version() -> str:
+    try:
+        generator = importlib.metadata.version("ros-rosidl-generator-py")
+    except importlib.metadata.PackageNotFoundError:
+        generator = "?"
+    return f"rosidl_generator_py {generator}; python {sys.version_info[:2]}"
+
+
+def source_digest(package: str) -> str:
+    """What a build of ``package`` depends on: its sources, the generator, the Python."""
+    h = hashlib.sha256(_toolchain_version().encode())
+    for path, text in sorted(package_sources(package).items()):
+        h.update(path.encode() + b"\0" + text.encode() + b"\0")
+    return h.hexdigest()
+
+
+def site_packages(prefix: Path) -> Path:
+    """The site-packages folder of ``prefix`` (where ament_cmake_python installs)."""
+    return Path(sysconfig.get_path("purelib", vars={"base": str(prefix),
+                                                    "platbase": str(prefix)}))
+
+
+def is_current(package: str, prefix: Path) -> bool:
+    """True when ``prefix`` holds a build of ``package`` made from today's sources."""
+    digest = prefix / "share" / package / DIGEST_FILE
+    return (digest.is_file() and digest.read_text().strip() == source_digest(package)
+            and (site_packages(prefix) / package / "msg" / "__init__.py").is_file())
+
+
+def distro_prefix() -> str:
+    """The PyPI name prefix of the installed distribution's wheels (``ros-`` or ``ros-jazzy-``)."""
+    try:
+        importlib.metadata.version("ros-jazzy-rclpy")
+        return "ros-jazzy-"
+    except importlib.metadata.PackageNotFoundError:
+        return "ros-"
+
+
+def _explain(log_text: str) -> str:
+    missing = sorted(set(re.findall(r'provided by\s+"(\w+)"', log_text)))
+    if missing:
+        wheels = " ".join(distro_prefix() + m.replace("_", "-") for m in missing)
+        return (f"CMake package(s) {', '.join(missing)} not found: pip install {wheels} "
+                f"(or: pip install 'taaf_ros[interfaces]')")
+    return "\n".join(log_text.strip().splitlines()[-25:])
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+    with log.open("a") as out:
+        out.write("$ " + " ".join(cmd) + "\n")
+        out.flush()
+        rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise InterfaceBuildError(f"{cmd[0]} failed (log: {log}): {_explain(log.read_text())}")
+
+
+def build_package(package: str, prefix: Path, work_dir: Path, jobs: int) -> float:
+    """Configure, build and install one package into ``prefix``; the seconds it took."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise InterfaceBuildError("cmake not found: install it (apt install cmake, or "
+                                  "pip install cmake) to build the message packages")
+    t0 = time.perf_counter()
+    src, build = work_dir / package / "src", work_dir / package / "build"
+    for path, text in package_sources(package).items():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_text(text)
+    build.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, ROS_VERSION="2",  # ament's message packages check it
+               PATH=f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+               AMENT_PREFIX_PATH=str(prefix), CMAKE_PREFIX_PATH=str(prefix))
+    log = work_dir / package / "build.log"
+    _run([cmake, "-S", str(src), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={prefix}",
+          f"-DCMAKE_PREFIX_PATH={prefix}", f"-DPython3_EXECUTABLE={sys.executable}",
+          "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release"], src, env, log)
+    _run([cmake, "--build", str(build), "--parallel", str(jobs)], src, env, log)
+    _run([cmake, "--install", str(build)], src, env, log)
+    (prefix / "share" / package / DIGEST_FILE).write_text(source_digest(package) + "\n")
+    return time.perf_counter() - t0
+
+
+def ensure_interfaces(packages: Iterable[str] = PACKAGES, prefix: Path | None = None,
+                      force: bool = False, jobs: int | None = None,
+                      log: Callable[[str], None] = print) -> list[BuildResult]:
+    """Build every package of ``packages`` into ``prefix`` (default: this venv) unless current."""
+    prefix = Path(prefix or sys.prefix).resolve()
+    jobs = jobs or os.cpu_count() or 1
+    (prefix / "share").mkdir(parents=True, exist_ok=True)
+    results = []
+    with open(prefix / "share" / "taaf_ros_interfaces.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another session may be building into this venv
+        with tempfile.TemporaryDirectory(prefix="taaf_interfaces_") as work:
+            for package in packages:
+                if not force and is_current(package, prefix):
+                    results.append(BuildResult(package, 0.0, built=False))
+                    continue
+                log(f"building {package} into {prefix} ...")
+                seconds = build_package(package, prefix, Path(work), jobs)
+                log(f"built {package} in {seconds:.1f} s")
+                results.append(BuildResult(package, seconds, built=True))
+    importlib.invalidate_caches()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="taaf_build_interfaces", description=__doc__.split("\n")[0])
+    ap.add_argument("packages", nargs="*", metavar="PACKAGE",
+                    help=f"packages to build (default: all of {', '.join(PACKAGES)})")
+    ap.add_argument("--prefix", type=Path, default=None,
+                    help="install prefix (default: this virtual environment, sys.prefix)")
+    ap.add_argument("--force", action="store_true", help="rebuild even if current")
+    ap.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPUs)")
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.packages) - set(PACKAGES))
+    if unknown:
+        ap.error(f"unknown package(s) {', '.join(unknown)}; choose from {', '.join(PACKAGES)}")
+    try:
+        results = ensure_interfaces(args.packages or PACKAGES, args.prefix, args.force, args.jobs)
+    except InterfaceBuildError as exc:
+        print(f"taaf_build_interfaces: {exc}", file=sys.stderr)
+        return 1
+    built = [r for r in results if r.built]
+    print(f"{len(built)} built in {sum(r.seconds for r in built):.1f} s, "
+          f"{len(results) - len(built)} already current: {', '.join(r.package for r in results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
