@@ -4,12 +4,22 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_DOMAIN_ID ?= 42
 
 PYTHON ?= python3
+# ROS 2 distribution of the PyPI wheels: kilted (default) or jazzy (LTS), one venv each.
+ROS_DISTRO ?= kilted
+ifeq ($(ROS_DISTRO),kilted)
 VENV := .venv
+EXTRAS := ros,interfaces,train,dev
+else ifeq ($(ROS_DISTRO),jazzy)
+VENV := .venv-jazzy
+EXTRAS := ros-jazzy,interfaces-jazzy,train,dev
+else
+$(error ROS_DISTRO=$(ROS_DISTRO): choose kilted or jazzy)
+endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= $(or $(TAAF_DATA_ROOT),../shared/data)
 
-.PHONY: setup test demo bench bench-peers lint clean
+.PHONY: setup test demo bench bench-peers lint clean interfaces
 
 setup: $(STAMP)
 
@@ -18,11 +28,15 @@ $(STAMP): setup.py constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: anything that depends on it must find it already there.
 	$(BIN)/pip install --quiet -c constraints.txt torch
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[ros,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q test
+
+# The drivers' message packages, built into the venv (the tests also do this on first use).
+interfaces: $(STAMP)
+	$(BIN)/taaf_build_interfaces
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -49,4 +63,4 @@ bench: $(STAMP) bench-peers
 	$(BIN)/python benchmarks/bench_live.py
 
 clean:
-	rm -rf $(VENV) $(PEERS) build install log *.egg-info
+	rm -rf .venv .venv-jazzy $(PEERS) build install log *.egg-info

@@ -136,7 +136,7 @@ def test_bare_audio_data_has_no_stamp():
 @pytest.mark.parametrize("coding", ["mp3", "MP3", "opus"])
 def test_compressed_payload_is_refused(coding):
     msg = AudioDataStamped(audio=AudioData(array.array("B", b"\xff\xfb\x90\x00" * 10)))
-    with pytest.raises(AudioFormatError, match="format:=wave"):
+    with pytest.raises(AudioFormatError, match="compressed"):
         decode_audio_data_stamped(msg, AudioInfo(coding_format=coding))
 
 

@@ -502,3 +502,55 @@ def test_bag_played_into_perception_gives_windows_with_the_bags_events(
         else:
             assert p["inputs"]["events"] == pytest.approx(want, rel=0.02, abs=20), (a, b)
         assert p["present"] == ["events"]  # no audio in this bag: masked
+
+
+# ----------------------------------------------------------------------------- MP3 microphone
+def test_audio_capture_mp3_stream_reaches_the_network(context, checkpoint, driver_msgs,
+                                                      data_root):
+    """audio_capture's default output over Fast DDS: AudioDataStamped MP3 frames (LAME,
+    16 kHz mono, 192 kbit/s, from real FSDD speech) published as captured, with the latched
+    AudioInfo saying mp3. The node decodes them incrementally and cuts audio windows."""
+    from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+    from scipy.signal import resample_poly
+    from test_audio_compressed import RATE, encode_mp3
+
+    from taaf_ros.audio.wav import read_wav
+
+    rec = [read_wav(data_root / "fsdd" / "recordings" / f"{d}_jackson_{d}.wav")
+           for d in range(6)]
+    pcm = np.concatenate([resample_poly(r.samples, RATE, r.sample_rate) for r in rec])
+    frames = encode_mp3(pcm.astype(np.float32))
+    g = Graph(context, "mp3")
+    try:
+        node = g.add(perception(context, checkpoint, "mp3", audio_type="audio_data_stamped",
+                                audio_info_topic=topic("mp3", "audio_info"),
+                                modality_timeout_s=0.3))
+        src = g.add(rclpy.create_node("mp3_source", context=context))
+        pub = src.create_publisher(AudioDataStamped, topic("mp3", "audio"),
+                                   qos_profile_sensor_data)
+        info_pub = src.create_publisher(AudioInfo, topic("mp3", "audio_info"), GT_QOS)
+        info_pub.publish(AudioInfo(channels=1, sample_rate=RATE, sample_format="S16LE",
+                                   bitrate=192, coding_format="mp3"))
+        g.start()
+        assert g.wait_for(lambda: node.audio_in.info is not None, 10)
+        t0 = src.get_clock().now().nanoseconds
+        for data, pts in frames:
+            # Published once captured (its last sample), stamped at its first, as the driver.
+            due = t0 + (max(pts, 0) + 576) * 10**9 // RATE
+            while (wait := (due - src.get_clock().now().nanoseconds) / 1e9) > 0:
+                time.sleep(min(wait, 0.01))
+            msg = AudioDataStamped()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(
+                t0 + max(pts, 0) * 10**9 // RATE, 10**9)
+            msg.audio.data = data
+            pub.publish(msg)
+        time.sleep(1.5)  # the last windows
+    finally:
+        g.close()
+    audio = node.session.inputs["audio"]
+    assert audio.bad == 0 and audio.messages == len(frames)
+    assert node.audio_in.compressed is not None and node.audio_in.compressed.resyncs == 0
+    assert audio.decoded >= len(pcm)  # all of it, plus the codec's delay
+    windows = [p for p in g.predictions if "audio" in p["present"]]
+    full = [p for p in windows if p["inputs"]["audio_coverage"] >= 0.99]
+    assert len(full) >= 3, [p["inputs"] for p in windows]

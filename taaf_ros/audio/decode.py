@@ -7,7 +7,8 @@ never imported here:
 * ``audio_common_msgs/AudioDataStamped`` + ``AudioInfo`` (ros-drivers/audio_common, ROS 2
   branch): ``header``, ``audio.data`` (uint8[], raw interleaved PCM); the info gives
   ``channels``, ``sample_rate``, ``sample_format`` (e.g. ``S16LE``) and ``coding_format``
-  (``wave`` or ``mp3``). Only uncompressed PCM is decoded; MP3 is refused.
+  (``wave`` or ``mp3``). Raw PCM is decoded here; MP3 (audio_capture's default) by
+  :mod:`taaf_ros.audio.compressed`, which keeps the stream's state.
 * ``audio_common_msgs/AudioStamped`` (mgonzs13/audio_common): ``header`` +
   ``audio{audio_data{float32_data, int32_data, int24_data, int16_data, int8_data, uint8_data},
   info{format, channels, rate, chunk}}``; ``format`` is a PortAudio sample-format constant.
@@ -225,20 +226,25 @@ def decode_pcm_bytes(
     return _to_mono(raw, channels, scale, offset, sample_rate, stamp_ns, truncated=partial)
 
 
+def is_compressed(info: Any) -> bool:
+    """True when an ``AudioInfo`` says its stream is not raw PCM (e.g. audio_capture's mp3)."""
+    return str(getattr(info, "coding_format", "wave")).strip().lower() not in _PCM_CODINGS
+
+
 def decode_audio_data_stamped(msg: Any, info: Any) -> AudioChunk:
     """Decode ros-drivers ``AudioDataStamped`` (or a bare ``AudioData``) using ``AudioInfo``.
 
     msg: has ``header`` and ``audio.data`` (uint8[]); a bare ``AudioData`` (``data`` only,
         no header) gives ``stamp_ns=None``.
     info: ``AudioInfo`` or :class:`PcmInfo`: channels, sample_rate (Hz), sample_format,
-        coding_format. ``coding_format`` other than wave/PCM (e.g. ``mp3``) is refused: this
-        package does not ship an MP3 decoder; run audio_capture with ``format:=wave``.
+        coding_format. Only raw PCM (``wave``) is decoded here: a compressed stream (``mp3``)
+        needs the state of :class:`taaf_ros.audio.compressed.CompressedAudioStream`.
     """
     coding = str(getattr(info, "coding_format", "wave")).strip().lower()
     if coding not in _PCM_CODINGS:
         raise AudioFormatError(
-            f"coding_format {coding!r} is not supported: only uncompressed PCM ('wave'); "
-            "start audio_capture with format:=wave"
+            f"coding_format {coding!r} is compressed: decode it with "
+            "taaf_ros.audio.compressed.CompressedAudioStream"
         )
     audio = getattr(msg, "audio", msg)
     header = getattr(msg, "header", None)

@@ -2,7 +2,8 @@
 
 ``rosbags`` reads both storage formats and deserialises CDR from message definitions; the event
 and audio driver types are not in its built-in type store, so their ``.msg`` definitions are
-registered here (:data:`MSG_DEFINITIONS`, copied from the drivers' published message files).
+registered here (:data:`MSG_DEFINITIONS`: the drivers' published message files, kept in
+:mod:`taaf_ros.interfaces`).
 The bag's own embedded definitions are not used: mcap files written by rosbag2 embed them as
 ROS IDL with ``@verbatim`` annotations, which rosbags does not parse.
 
@@ -26,34 +27,17 @@ import numpy as np
 
 from taaf_ros.events import EventDecoder, events_from_dvs_event_array, events_from_pointcloud2
 from taaf_ros.events.types import EVENT_DTYPE
+from taaf_ros.interfaces import msg_definitions
 
-_PACKET = """std_msgs/Header header
-uint32 height
-uint32 width
-uint64 seq
-uint64 time_base
-string encoding
-bool is_bigendian
-uint8[] events
-"""
 
-MSG_DEFINITIONS: dict[str, str] = {
-    # ros-event-camera/event_camera_msgs msg_ros2/EventPacket.msg; event_array_msgs is its
-    # older name with the same fields.
-    "event_camera_msgs/msg/EventPacket": _PACKET,
-    "event_array_msgs/msg/EventArray": _PACKET,
-    # uzh-rpg/rpg_dvs_ros (ROS 2 ports keep the fields).
-    "dvs_msgs/msg/Event": "uint16 x\nuint16 y\nbuiltin_interfaces/Time ts\nbool polarity\n",
-    "dvs_msgs/msg/EventArray": "std_msgs/Header header\nuint32 height\nuint32 width\n"
-                               "dvs_msgs/Event[] events\n",
-    # ros-drivers/audio_common, ROS 2 branch.
-    "audio_common_msgs/msg/AudioData": "uint8[] data\n",
-    "audio_common_msgs/msg/AudioDataStamped": "std_msgs/Header header\n"
-                                              "audio_common_msgs/AudioData audio\n",
-    "audio_common_msgs/msg/AudioInfo": "uint8 channels\nuint32 sample_rate\n"
-                                       "string sample_format\nuint32 bitrate\n"
-                                       "string coding_format\n",
-}
+def _msg_definitions() -> dict[str, str]:
+    defs = msg_definitions()
+    # event_array_msgs is event_camera_msgs' older name, with the same fields.
+    defs["event_array_msgs/msg/EventArray"] = defs["event_camera_msgs/msg/EventPacket"]
+    return defs
+
+
+MSG_DEFINITIONS: dict[str, str] = _msg_definitions()
 
 EVENT_PACKET_TYPES = ("event_camera_msgs/msg/EventPacket", "event_array_msgs/msg/EventArray")
 DVS_TYPE = "dvs_msgs/msg/EventArray"

@@ -110,6 +110,9 @@ class LiveSession:
 
     def audio(self, samples: np.ndarray, start_us: int, sample_rate: int, now_us: int) -> None:
         """One decoded audio chunk, its first sample at start_us (ROS-time µs)."""
+        if not len(samples):  # a compressed message that completed no frame yet
+            self._count("audio", 0, now_us)
+            return
         ready = self.live.push_audio(samples, start_us, sample_rate)
         self._count("audio", len(samples), now_us)
         # Audio is ready up to `ready`, which lags the chunk end by the resampler's delay.

@@ -14,7 +14,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from taaf_ros.audio import PcmInfo
-from taaf_ros.audio.decode import decode_audio_data_stamped, decode_audio_stamped, decode_multiarray
+from taaf_ros.audio.compressed import CompressedAudioStream
+from taaf_ros.audio.decode import (
+    AudioChunk,
+    decode_audio_data_stamped,
+    decode_audio_stamped,
+    decode_multiarray,
+    is_compressed,
+    stamp_to_ns,
+)
 from taaf_ros.events import EventDecoder, events_from_dvs_event_array, events_from_pointcloud2
 from taaf_ros.nodes.multiarray_stamp import multiarray_stamp_ns
 from taaf_ros.stream.clock import SensorClock, SeqTracker, StamplessClock, check_stamp, stamp_to_us
@@ -114,10 +122,18 @@ class AudioInput:
         self.stamped_by = {"header": 0, "layout": 0, "receipt": 0}
         self.implausible = 0
         self.last_stamp_offset_us: int | None = None
+        self.compressed: CompressedAudioStream | None = None  # MP3 (audio_capture's default)
 
     def decode(self, msg: Any, now_us: int, sent_us: int) -> AudioPiece:
-        if self.kind == "audio_data_stamped":
-            chunk = decode_audio_data_stamped(msg, self.info or self.fallback)
+        """The message's samples placed on the ROS clock; a compressed message may complete
+        no frame yet (an empty piece)."""
+        info = self.info or self.fallback
+        if self.kind == "audio_data_stamped" and is_compressed(info):
+            chunk = self._decode_compressed(msg, info)
+            if not len(chunk.samples):
+                return AudioPiece(chunk.samples, now_us, chunk.sample_rate or 1)
+        elif self.kind == "audio_data_stamped":
+            chunk = decode_audio_data_stamped(msg, info)
         elif self.kind == "audio_stamped":
             chunk = decode_audio_stamped(msg)
         else:
@@ -142,8 +158,19 @@ class AudioInput:
         self.stamped_by["receipt"] += 1
         return AudioPiece(samples[skip:], start, rate)
 
+    def _decode_compressed(self, msg: Any, info: Any) -> AudioChunk:
+        coding = str(info.coding_format).strip().lower()
+        if self.compressed is None or self.compressed.coding_format != coding:
+            self.compressed = CompressedAudioStream(coding)
+        header = getattr(msg, "header", None)
+        stamp = stamp_to_ns(header) if header is not None else None
+        return self.compressed.decode(getattr(msg, "audio", msg).data, stamp or None)
+
     def stats(self) -> dict[str, int]:
         c = self.clock
-        return {"stamp_resyncs": c.resyncs, "stamp_corrections": c.corrections,
+        extra = ({"compressed_resyncs": self.compressed.resyncs,
+                  "compressed_bad_packets": self.compressed.bad_packets}
+                 if self.compressed is not None else {})
+        return {**extra,"stamp_resyncs": c.resyncs, "stamp_corrections": c.corrections,
                 "stamp_dropped_samples": c.dropped_samples, "implausible_stamps": self.implausible,
                 **{f"stamped_by_{k}": v for k, v in self.stamped_by.items()}}
