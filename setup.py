@@ -62,6 +62,7 @@ setup(
     entry_points={
         "console_scripts": [
             "perception_node = taaf_ros.nodes.perception_node:main",
+            "managed_perception_node = taaf_ros.nodes.managed_perception_node:main",
             "replay_node = taaf_ros.nodes.replay_node:main",
             "taaf_bag_play = taaf_ros.nodes.bag_play:main",
             "taaf_demo = taaf_ros.nodes.demo:main",

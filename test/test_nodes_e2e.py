@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -554,3 +555,85 @@ def test_audio_capture_mp3_stream_reaches_the_network(context, checkpoint, drive
     windows = [p for p in g.predictions if "audio" in p["present"]]
     full = [p for p in windows if p["inputs"]["audio_coverage"] >= 0.99]
     assert len(full) >= 3, [p["inputs"] for p in windows]
+
+
+# ----------------------------------------------------------------------------- lifecycle
+def test_managed_node_transitions_over_the_lifecycle_services(context, checkpoint, tmp_path):
+    """The managed node driven the way a robot's lifecycle manager drives it: over its
+    ~/change_state and ~/get_state services. It subscribes and predicts only while active;
+    configure with a corrupt model fails and leaves it unconfigured."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    from taaf_ros.nodes.managed_perception_node import ManagedPerceptionNode
+
+    bad_model = tmp_path / "corrupt.pt"
+    bad_model.write_bytes(b"not a checkpoint")
+    g = Graph(context, "lc")
+    src = Source(context, "lc")
+    nodes = {}
+    try:
+        for name, model in (("good", checkpoint), ("bad", bad_model)):
+            p = {"model_path": str(model), "device": "cpu", "events_type": "pointcloud2",
+                 "audio_type": "int16_multiarray", "events_topic": topic("lc", "events"),
+                 "audio_topic": topic("lc", "audio"), "audio_sample_rate": 8000,
+                 "modality_timeout_s": 0.3}
+            remap = ["--ros-args", "-r", f"__ns:=/{UNIQUE}/lc/{name}",
+                     "-r", f"/taaf/prediction:={topic('lc', 'prediction')}"]
+            nodes[name] = g.add(ManagedPerceptionNode(
+                context=context, parameter_overrides=_overrides(p), cli_args=remap))
+        g.add(src.node)
+        g.start()
+
+        def service(name: str, kind: str, srv: Any) -> Any:
+            client = g.listener.create_client(srv, f"/{UNIQUE}/lc/{name}/taaf_perception/{kind}")
+            assert client.wait_for_service(timeout_sec=10)
+            return client
+
+        def call(client: Any, request: Any) -> Any:
+            future = client.call_async(request)
+            assert g.wait_for(future.done, 60)
+            return future.result()
+
+        change, get = (service("good", "change_state", ChangeState),
+                       service("good", "get_state", GetState))
+
+        def transition(tid: int) -> bool:
+            return call(change, ChangeState.Request(transition=Transition(id=tid))).success
+
+        def state() -> str:
+            return call(get, GetState.Request()).current_state.label
+
+        def subscribers() -> int:
+            return src.node.count_subscribers(topic("lc", "events"))
+
+        assert state() == "unconfigured" and subscribers() == 0
+        assert transition(Transition.TRANSITION_CONFIGURE)
+        assert state() == "inactive" and nodes["good"].classifier is not None
+        time.sleep(0.5)
+        assert subscribers() == 0 and not g.predictions  # configured is not running
+
+        assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+        assert g.wait_for(lambda: subscribers() == 1, 5)
+        assert g.wait_for(lambda: len(g.predictions) >= 3, 20)
+
+        assert transition(Transition.TRANSITION_DEACTIVATE) and state() == "inactive"
+        assert g.wait_for(lambda: subscribers() == 0, 5)
+        time.sleep(0.3)  # a window already being classified may still come out
+        n = len(g.predictions)
+        time.sleep(1.0)
+        assert len(g.predictions) == n  # nothing while inactive
+
+        assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+        assert g.wait_for(lambda: len(g.predictions) >= n + 3, 20)  # a fresh session runs
+        assert transition(Transition.TRANSITION_DEACTIVATE)
+        assert transition(Transition.TRANSITION_CLEANUP) and state() == "unconfigured"
+        assert nodes["good"].classifier is None
+
+        bad_change = service("bad", "change_state", ChangeState)
+        bad_get = service("bad", "get_state", GetState)
+        assert not call(bad_change, ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_CONFIGURE))).success
+        assert call(bad_get, GetState.Request()).current_state.label == "unconfigured"
+    finally:
+        g.close()

@@ -70,11 +70,11 @@ class LiveSession:
         self.health = WorkerHealth()
         self.seq = 0
 
-    @classmethod
-    def from_params(cls, p: Mapping[str, Any], now_us: int) -> LiveSession:
-        """Load and warm up the model and build the session from the perception node's
-        parameter values (names and meaning: ``taaf_ros.nodes.params``). Raises what
-        :class:`Classifier` raises for a missing or bad model."""
+    @staticmethod
+    def load_classifier(p: Mapping[str, Any]) -> Classifier:
+        """Load and warm up the model named by the perception node's parameter values (names
+        and meaning: ``taaf_ros.nodes.params``). Raises what :class:`Classifier` raises for a
+        missing or bad model."""
         import torch
 
         if p["torch_threads"]:
@@ -84,6 +84,14 @@ class LiveSession:
         classifier = Classifier(p["model_path"] or str(find_bundled_model()), p["device"],
                                 p["window_s"], p["dtype"])
         classifier.warm_up()
+        return classifier
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any], now_us: int,
+                    classifier: Classifier | None = None) -> LiveSession:
+        """A session with fresh stream state, on ``classifier`` (default: loaded from ``p``
+        by :meth:`load_classifier`)."""
+        classifier = classifier or cls.load_classifier(p)
         w, h = classifier.input_size
         settings = LiveSettings(0, 0, event_front_end=p["event_front_end"],
                                 event_buffer_capacity=p["event_buffer_capacity"],

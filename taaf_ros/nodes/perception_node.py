@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -57,25 +58,38 @@ class StartupError(RuntimeError):
     """The node cannot start: bad parameter, missing model, missing message package."""
 
 
-class PerceptionNode(Node):
-    """Subscribes to events and audio, publishes predictions, attention and diagnostics."""
+class PerceptionWiring:
+    """What both perception nodes do, cut into the steps of a managed node's transitions:
+    load (configure), publishers (configure), start/halt (activate/deactivate). The plain node
+    runs load, publishers and start in its constructor; the managed one on its transitions."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    p: dict[str, Any]
+
+    def _init_wiring(self) -> None:
         # First: destroy_node may run on a node whose construction failed (StartupError).
         self._wake, self._stop = threading.Event(), threading.Event()
         self._worker: threading.Thread | None = None
-        super().__init__(PERCEPTION_NODE, **kwargs)
+        self._subs: list[Any] = []
+        self._timer: Any = None
+        self._pubs: list[Any] = []
+        self.classifier: Any = None
+        self.session: Any = None
+
+    def _load(self) -> None:
+        """A session with fresh stream state, on the loaded model (loading it if needed)."""
+        from taaf_ros.model import CheckpointError
+
         try:
-            self.p = declare_all(self, PERCEPTION_PARAMS)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from exc
-        self._load_model()
-        # Groups matter where a MultiThreadedExecutor spins the node (several nodes in one
-        # process): decoders keep state from message to message, so decoding is never parallel.
-        try:
-            self._subscribe(MutuallyExclusiveCallbackGroup())
-        except MissingMessagePackageError as exc:
-            raise StartupError(str(exc)) from exc
+            self.session = LiveSession.from_params(self.p, self._now_us(), self.classifier)
+        except (FileNotFoundError, CheckpointError, RuntimeError, ValueError, KeyError) as exc:
+            raise StartupError(f"cannot load the model: {exc}") from exc
+        self.classifier = self.session.classifier
+        size, max_off = self.session.sensor_size, _us(self.p["max_stamp_offset_s"])
+        self.events_in = EventInput(self.p["events_type"], size, max_off)
+        self.audio_in = AudioInput(self.p["audio_type"], self.p["audio_sample_rate"],
+                                   self.p["audio_channels"], max_off)
+
+    def _make_publishers(self) -> None:
         qos = QoSProfile(depth=10)
         self.pub_pred = self.create_publisher(String, "/taaf/prediction", qos)
         self.pub_att = self.create_publisher(Float32MultiArray, "/taaf/attention", qos)
@@ -85,32 +99,50 @@ class PerceptionNode(Node):
         self._hyp_type = try_import_msg("vision_msgs", "ObjectHypothesis")
         self.pub_cls = (self.create_publisher(self._cls_type, "/taaf/classification", qos)
                         if self._cls_type is not None else None)
-        self.create_timer(self.p["diagnostics_period_s"], self._on_diagnostics,
-                          MutuallyExclusiveCallbackGroup())
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._pubs = [self.pub_pred, self.pub_att, self.pub_diag, self.pub_image, self.pub_cls]
+
+    def _drop_publishers(self) -> None:
+        for pub in self._pubs:
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self._pubs = []
+
+    def _start(self) -> None:
+        """Subscribe, start the diagnostics timer and the inference thread."""
+        # Groups matter where a MultiThreadedExecutor spins the node (several nodes in one
+        # process): decoders keep state from message to message, so decoding is never parallel.
+        try:
+            self._subscribe(MutuallyExclusiveCallbackGroup())
+        except MissingMessagePackageError as exc:
+            raise StartupError(str(exc)) from exc
+        self._timer = self.create_timer(self.p["diagnostics_period_s"], self._on_diagnostics,
+                                        MutuallyExclusiveCallbackGroup())
+        self._stop.clear()
         self._worker = threading.Thread(target=self._infer_loop, name="taaf_inference",
                                         daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f"model {self.classifier.path} on {self.classifier.device}; window "
-            f"{self.classifier.window_us / 1e6:.3f} s, hop {self.p['hop_s']} s, event front end "
-            f"{self.session.live.mode}; events {self.p['events_type']} on "
-            f"{self.p['events_topic']}, audio {self.p['audio_type']} on {self.p['audio_topic']}"
-            + ("" if self.pub_cls else "; vision_msgs absent: no /taaf/classification"))
 
-    # ---------------------------------------------------------------------------- set-up
-    def _load_model(self) -> None:
-        from taaf_ros.model import CheckpointError
+    def _halt(self) -> None:
+        """Stop the inference thread (after the window it is classifying), unsubscribe."""
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=10.0)
+        self._worker = None
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
 
-        try:
-            self.session = LiveSession.from_params(self.p, self._now_us())
-        except (FileNotFoundError, CheckpointError, RuntimeError, ValueError, KeyError) as exc:
-            raise StartupError(f"cannot load the model: {exc}") from exc
-        self.classifier = self.session.classifier
-        size, max_off = self.session.sensor_size, _us(self.p["max_stamp_offset_s"])
-        self.events_in = EventInput(self.p["events_type"], size, max_off)
-        self.audio_in = AudioInput(self.p["audio_type"], self.p["audio_sample_rate"],
-                                   self.p["audio_channels"], max_off)
+    def _started_line(self) -> str:
+        return (f"model {self.classifier.path} on {self.classifier.device}; window "
+                f"{self.classifier.window_us / 1e6:.3f} s, hop {self.p['hop_s']} s, event front "
+                f"end {self.session.live.mode}; events {self.p['events_type']} on "
+                f"{self.p['events_topic']}, audio {self.p['audio_type']} on "
+                f"{self.p['audio_topic']}"
+                + ("" if self.pub_cls else "; vision_msgs absent: no /taaf/classification"))
 
     def _subscribe(self, group: MutuallyExclusiveCallbackGroup) -> None:
         # Sensor-data QoS (best effort, volatile: drivers publish best effort) but a history of
@@ -118,18 +150,20 @@ class PerceptionNode(Node):
         # 50 ms; 100 is still bounded (about a second of packets).
         qos = QoSProfile(depth=100, reliability=qos_profile_sensor_data.reliability,
                          durability=qos_profile_sensor_data.durability)
-        self.create_subscription(event_msg_type(self.p["events_type"]), self.p["events_topic"],
-                                 self._on_events, qos, callback_group=group)
-        self.create_subscription(audio_msg_type(self.p["audio_type"]), self.p["audio_topic"],
-                                 self._on_audio, qos, callback_group=group)
+        self._subs.append(self.create_subscription(
+            event_msg_type(self.p["events_type"]), self.p["events_topic"], self._on_events, qos,
+            callback_group=group))
+        self._subs.append(self.create_subscription(
+            audio_msg_type(self.p["audio_type"]), self.p["audio_topic"], self._on_audio, qos,
+            callback_group=group))
         if self.p["audio_type"] == "audio_data_stamped":
             info_type = import_msg("audio_common_msgs", "AudioInfo", "audio_data_stamped")
             # AudioInfo is latched by audio_capture: reliable + transient local to get it.
             info_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self.create_subscription(info_type, self.p["audio_info_topic"],
-                                     lambda m: setattr(self.audio_in, "info", m), info_qos,
-                                     callback_group=group)
+            self._subs.append(self.create_subscription(
+                info_type, self.p["audio_info_topic"],
+                lambda m: setattr(self.audio_in, "info", m), info_qos, callback_group=group))
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         merged, reason = runtime_update(PERCEPTION_PARAMS, self.p, {p.name: p.value
@@ -137,10 +171,11 @@ class PerceptionNode(Node):
         if merged is None:
             return SetParametersResult(successful=False, reason=reason)
         self.p = merged
-        self.session.reconfigure(max_events_per_window=merged["max_events_per_window"],
-                                 max_wait_us=_us(merged["max_wait_s"]),
-                                 timeout_us=_us(merged["modality_timeout_s"]),
-                                 top_k=merged["top_k"])
+        if self.session is not None:
+            self.session.reconfigure(max_events_per_window=merged["max_events_per_window"],
+                                     max_wait_us=_us(merged["max_wait_s"]),
+                                     timeout_us=_us(merged["modality_timeout_s"]),
+                                     top_k=merged["top_k"])
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------------------- inputs
@@ -186,14 +221,6 @@ class PerceptionNode(Node):
                 self.get_logger().error(f"inference failed ({self.session.health.errors} so "
                                         f"far):\n{error}", throttle_duration_sec=5.0)
 
-    def destroy_node(self) -> None:
-        """Stop the inference thread (after the window it is classifying), then the node."""
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not None and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=10.0)
-        super().destroy_node()
-
     def _publish(self, out: LiveWindow, pred: dict[str, Any]) -> None:
         self.pub_pred.publish(String(data=json.dumps(pred)))
         self.pub_att.publish(outputs.attention_msg(out.result.attention_map))
@@ -217,13 +244,34 @@ class PerceptionNode(Node):
             values, self._now_us()))
 
 
-def main(args: list[str] | None = None) -> int:
-    """Console script ``perception_node``; non-zero exit when it cannot start."""
-    rclpy.init(args=args)
+class PerceptionNode(PerceptionWiring, Node):
+    """Subscribes to events and audio, publishes predictions, attention and diagnostics;
+    starts at construction (see ``managed_perception_node`` for the lifecycle one)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._init_wiring()
+        super().__init__(PERCEPTION_NODE, **kwargs)
+        try:
+            self.p = declare_all(self, PERCEPTION_PARAMS)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
+        self._load()
+        self._make_publishers()
+        self._start()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(self._started_line())
+
+    def destroy_node(self) -> None:
+        self._halt()
+        super().destroy_node()
+
+
+def spin_node(make: Callable[[], Node], name: str) -> int:
+    """Run one perception node until shutdown; exit code 2 when it cannot start."""
     try:
-        node = PerceptionNode()
+        node = make()
     except StartupError as exc:
-        print(f"[{PERCEPTION_NODE}] error: {exc}", file=sys.stderr)
+        print(f"[{name}] error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
     executor = SingleThreadedExecutor()  # inference has its own thread (see the module doc)
@@ -237,6 +285,12 @@ def main(args: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``perception_node``; non-zero exit when it cannot start."""
+    rclpy.init(args=args)
+    return spin_node(PerceptionNode, PERCEPTION_NODE)
 
 
 if __name__ == "__main__":

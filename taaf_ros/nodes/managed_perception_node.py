@@ -1,0 +1,89 @@
+"""The perception node as a managed (lifecycle) node: the robot decides when it runs.
+
+Transitions (``ros2 lifecycle set /taaf_perception configure`` etc., or the node's
+``~/change_state`` service):
+
+- configure: load and warm up the model, create the publishers. A missing or corrupt model
+  fails the transition (the node stays unconfigured and says why); nothing is subscribed.
+- activate: a fresh live session (empty buffers, clocks unset) on the loaded model; subscribe,
+  start the diagnostics timer and the inference thread.
+- deactivate: stop inference after the window in hand, unsubscribe. The model stays loaded.
+- cleanup: drop the publishers and the model. shutdown: all of it, from any state.
+
+The parameters are those of ``perception_node`` (declared at construction, so a bad value
+still refuses to start the process), and so are the topics and the messages published.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import rclpy
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from taaf_ros.nodes.params import PERCEPTION_NODE, PERCEPTION_PARAMS, declare_all
+from taaf_ros.nodes.perception_node import PerceptionWiring, StartupError, spin_node
+
+
+class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
+    """The perception node, doing its work only between activate and deactivate."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._init_wiring()
+        super().__init__(PERCEPTION_NODE, **kwargs)
+        try:
+            self.p = declare_all(self, PERCEPTION_PARAMS)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info("unconfigured: waiting for configure")
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._load()
+        except StartupError as exc:
+            self.get_logger().error(str(exc))
+            return TransitionCallbackReturn.FAILURE
+        self._make_publishers()
+        self.get_logger().info(f"configured: {self.classifier.path} loaded and warmed up")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._load()  # fresh stream state; the model is kept
+            self._start()
+        except StartupError as exc:
+            self.get_logger().error(str(exc))
+            self._halt()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"active: {self._started_line()}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._halt()
+        self.get_logger().info("inactive: unsubscribed, model kept")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._halt()
+        self._drop_publishers()
+        self.classifier = self.session = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self.on_cleanup(state)
+
+    def destroy_node(self) -> None:
+        self._halt()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``managed_perception_node``; non-zero exit when it cannot start."""
+    rclpy.init(args=args)
+    return spin_node(ManagedPerceptionNode, PERCEPTION_NODE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
