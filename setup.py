@@ -53,11 +53,15 @@ setup(
         + ["catkin_pkg"],
         "interfaces-jazzy": [f"ros-jazzy-{p}" for p in INTERFACE_TOOLS + INTERFACE_TOOLS_JAZZY]
         + ["catkin_pkg"],
+        # Event files beyond .npy and N-MNIST .bin: HDF5 and AEDAT4.
+        "files": ["h5py>=3", "aedat>=2"],
         # Offline work: building datasets, training, reports.
         "train": ["tqdm>=4.60", "matplotlib>=3.7"],
         # Peers timed by the benchmarks (not needed to run or test the package).
         "bench": ["expelliarmus"],
-        "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "colcon-common-extensions"],
+        # faery writes the AEDAT4 files the reader is tested on (another implementation).
+        "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "aedat>=2", "faery>=0.7",
+                "colcon-common-extensions"],
     },
     entry_points={
         "console_scripts": [

@@ -2,13 +2,16 @@
 
 Parameters come from config/perception.yaml (``config:=`` another file); the arguments below
 override the common ones. ``use_replay:=true`` adds the replay node (see demo.launch.py).
+``managed:=true`` starts the managed (lifecycle) perception node instead: it waits,
+unconfigured, for its lifecycle manager (or ``ros2 lifecycle set /taaf_perception configure``,
+then ``activate``).
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 ARGS = [
@@ -24,6 +27,7 @@ ARGS = [
      "audio_data_stamped, audio_stamped, int16_multiarray or float32_multiarray"),
     ("audio_info_topic", "/audio/audio_info", "AudioInfo topic (audio_data_stamped)"),
     ("audio_sample_rate", "16000", "input rate (Hz) for audio messages that do not carry it"),
+    ("managed", "false", "start the managed (lifecycle) perception node instead"),
     ("use_replay", "false", "also start the replay node (dataset as live streams)"),
     ("data_root", "", "replay: dataset root in the EAD layout"),
     ("split", "test", "replay: split to play"),
@@ -35,9 +39,8 @@ def generate_launch_description() -> LaunchDescription:
     args = [DeclareLaunchArgument(name, default_value=default, description=desc)
             for name, default, desc in ARGS]
     cfg = LaunchConfiguration
-    perception = Node(
+    common = dict(
         package="taaf_ros",
-        executable="perception_node",
         name="taaf_perception",
         output="screen",
         parameters=[cfg("config"), {
@@ -55,6 +58,10 @@ def generate_launch_description() -> LaunchDescription:
             ("/audio/audio_info", cfg("audio_info_topic")),
         ],
     )
+    perception = Node(executable="perception_node", condition=UnlessCondition(cfg("managed")),
+                      **common)
+    managed = LifecycleNode(executable="managed_perception_node", namespace="",
+                            condition=IfCondition(cfg("managed")), **common)
     replay = Node(
         package="taaf_ros",
         executable="replay_node",
@@ -68,4 +75,4 @@ def generate_launch_description() -> LaunchDescription:
             "audio_topic": cfg("audio_topic"),
         }],
     )
-    return LaunchDescription([*args, perception, replay])
+    return LaunchDescription([*args, perception, managed, replay])

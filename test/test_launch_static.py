@@ -33,10 +33,12 @@ def test_launch_files_exist():
 @pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
 def test_executables_are_console_scripts(path):
     tree = ast.parse(path.read_text())
-    for call in _calls(tree, "Node"):
+    common = {k.arg: k.value for c in _calls(tree, "dict") for k in c.keywords}
+    for call in _calls(tree, "Node") + _calls(tree, "LifecycleNode"):
         exe = _kw(call, "executable")
         assert isinstance(exe, ast.Constant) and exe.value in _console_scripts(), exe
-        assert _kw(call, "package").value == "taaf_ros"
+        package = _kw(call, "package") or common.get("package")
+        assert package.value == "taaf_ros"
 
 
 @pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)

@@ -144,3 +144,43 @@ def test_ead_dataset_errors(tmp_path):
     (tmp_path / "test" / "zzz").mkdir(parents=True)
     with pytest.raises(ValueError, match="zzz"):
         EadDataset(tmp_path, "test")
+
+
+# ---------------------------------------------------------------- AEDAT4
+def test_aedat4_written_by_faery_reads_back_exactly(tmp_path, event_bags):
+    """Real events (the evt3 bag's, 1280x720) written to AEDAT4 by faery, another
+    implementation of the format, and read back by read_aedat4 (the aedat library)."""
+    faery = pytest.importorskip("faery")
+    pytest.importorskip("aedat")
+    from taaf_ros.data.bags import events_from_bag
+    from taaf_ros.data.readers import read_aedat4
+
+    ev, size = events_from_bag(event_bags / "test_data_evt3_trigger")
+    ev = ev[:200_000]
+    ev["t"] += 1_700_000_000_000_000  # AEDAT4 stamps are µs since the Unix epoch
+    out = np.zeros(len(ev), dtype=faery.EVENTS_DTYPE)
+    out["t"], out["x"], out["y"], out["on"] = ev["t"], ev["x"], ev["y"], ev["p"] > 0
+    path = tmp_path / "bag.aedat4"
+    faery.events_stream_from_array(out, size).to_file(str(path))
+    got, got_size = read_aedat4(path)
+    assert got_size == size == (1280, 720)
+    np.testing.assert_array_equal(got, ev)
+    np.testing.assert_array_equal(read_events(path), ev)
+
+
+def test_aedat4_corrupt_or_missing_stream_is_a_clear_error(tmp_path):
+    faery = pytest.importorskip("faery")
+    pytest.importorskip("aedat")
+    from taaf_ros.data.readers import EventFileError, read_aedat4
+
+    ev = np.zeros(1000, dtype=faery.EVENTS_DTYPE)
+    ev["t"] = np.arange(1000) * 10
+    path = tmp_path / "a.aedat4"
+    faery.events_stream_from_array(ev, (34, 34)).to_file(str(path))
+    with pytest.raises(EventFileError, match="no event stream 7"):
+        read_aedat4(path, stream_id=7)
+    data = path.read_bytes()
+    for bad in (data[: len(data) // 2], b"#!AER-DAT4.0\r\n" + b"\xff" * 100, b"junk"):
+        (tmp_path / "bad.aedat4").write_bytes(bad)
+        with pytest.raises(EventFileError):
+            read_aedat4(tmp_path / "bad.aedat4")

@@ -156,8 +156,43 @@ def read_h5_events(path: str | Path, group: str | None = None) -> np.ndarray:
     raise EventFileError(f"{path}: no x, y, t, p datasets or compound 'events' dataset")
 
 
+# ---------------------------------------------------------------- AEDAT4
+def read_aedat4(path: str | Path, stream_id: int | None = None
+                ) -> tuple[np.ndarray, tuple[int, int]]:
+    """(events, (width, height)) of one event stream of an AEDAT4 file (iniVation's format),
+    read with the ``aedat`` library (Rust, LZ4/zstd packets). ``stream_id``: which event
+    stream (default: the first); frames, IMU and trigger streams are skipped. Times are the
+    file's, in µs (absolute: AEDAT4 stamps since the Unix epoch)."""
+    try:
+        import aedat  # optional dependency: only this reader needs it
+    except ImportError as exc:
+        raise EventFileError(f"{path}: reading AEDAT4 needs the 'aedat' package "
+                             "(pip install 'taaf_ros[files]')") from exc
+    try:
+        decoder = aedat.Decoder(str(path))
+        streams = {int(k): v for k, v in decoder.id_to_stream().items()
+                   if v.get("type") == "events"}
+        if not streams:
+            raise EventFileError(f"{path}: no event stream in this AEDAT4 file")
+        sid = next(iter(sorted(streams))) if stream_id is None else int(stream_id)
+        if sid not in streams:
+            raise EventFileError(f"{path}: no event stream {sid} (event streams: "
+                                 f"{sorted(streams)})")
+        parts = [pkt["events"] for pkt in decoder
+                 if pkt["stream_id"] == sid and "events" in pkt]
+    except EventFileError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        raise EventFileError(f"{path}: not a readable AEDAT4 file ({exc})") from exc
+    size = (int(streams[sid]["width"]), int(streams[sid]["height"]))
+    if not parts:
+        return empty_events(0), size
+    ev = np.concatenate(parts)
+    return _to_event_dtype(ev["x"], ev["y"], ev["t"], ev["on"], str(path)), size
+
+
 def read_events(path: str | Path) -> np.ndarray:
-    """Read an event file, choosing the reader by suffix (.bin, .npy, .h5/.hdf5)."""
+    """Read an event file, choosing the reader by suffix (.bin, .npy, .h5/.hdf5, .aedat4)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".bin":
@@ -166,6 +201,8 @@ def read_events(path: str | Path) -> np.ndarray:
         return read_npy_events(path)
     if suffix in (".h5", ".hdf5"):
         return read_h5_events(path)
+    if suffix == ".aedat4":
+        return read_aedat4(path)[0]
     raise EventFileError(f"{path}: unknown event file type {suffix!r}")
 
 
