@@ -1,12 +1,17 @@
-"""Benchmark the live path: PointCloud2 events + audio over DDS -> perception node -> prediction.
+"""Benchmark the live path: events + audio over DDS -> perception node -> prediction.
 
     python benchmarks/bench_live.py                          # CPU, bundled model, < 2 min
+    python benchmarks/bench_live.py --wire event_packet      # the camera driver's evt3 packets
     python benchmarks/bench_live.py --model run/model.pt --rates 0.5,1,2,4,8
 
 A perception node runs in its own process, as it does on a robot (``perception_node``), with
 the model on the CPU and a window ending every ``--hop`` seconds. This process plays the sensors
 on a wall-clock schedule: a synthetic event camera (``--width`` x ``--height``, uniformly random
-pixels) publishing ``sensor_msgs/PointCloud2`` packets every ``--packet-ms``, and a microphone
+pixels) publishing ``sensor_msgs/PointCloud2`` packets (16 bytes per event) every
+``--packet-ms`` or, with ``--wire event_packet``, ``event_camera_msgs/EventPacket`` packets in
+EVT 3.0 as metavision_driver sends them (built by ``taaf_build_interfaces``; the whole schedule
+is encoded before the node starts, so publishing costs a copy, as for PointCloud2; the bytes per
+event of this stream and of the real evt3 bag, ``--bag``, are printed), and a microphone
 publishing ``std_msgs/Int16MultiArray`` chunks of the same period at the model's audio rate,
 stamped with the taaf_ros ``t_ns=`` layout dim (docs/ros.md). Each event rate of ``--rates``
 (million events/s) is held for ``--seconds`` after ``--warmup`` seconds, and measured:
@@ -30,6 +35,8 @@ the same run, not across machines.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -66,10 +73,19 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--front-ends", default="auto,per_window",
                     help="the node's event_front_end values to run, one node each (default: "
                     "auto,per_window: the streaming front end, then the per-window reference)")
+    ap.add_argument("--wire", choices=["pointcloud2", "event_packet"], default="pointcloud2",
+                    help="event message type (default: pointcloud2)")
+    ap.add_argument("--bag", type=Path,
+                    default=Path(__file__).resolve().parents[2] / "shared" / "data"
+                    / "event_bags" / "test_data_evt3_trigger",
+                    help="a real evt3 bag whose bytes per event are printed beside the "
+                    "synthetic stream's (--wire event_packet)")
     ap.add_argument("--torch-threads", type=int, default=1,
                     help="the node's torch_threads, and this process's for the reference")
     ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (0-101)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--markdown", type=Path, default=None,
+                    help="also write the summary tables here (e.g. docs/bench/live_<wire>.md)")
     args = ap.parse_args()
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     args.front_ends = [f.strip() for f in args.front_ends.split(",") if f.strip()]
@@ -260,7 +276,14 @@ class Sensors:
         from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
 
         self.node, self.args = node, args
-        self.pub_ev = node.create_publisher(PointCloud2, events_topic, qos_profile_sensor_data)
+        self.wire = args.wire
+        if self.wire == "event_packet":
+            from taaf_ros.nodes.msg_imports import import_msg
+
+            self._Packet = import_msg("event_camera_msgs", "EventPacket", "--wire event_packet")
+        self.pub_ev = node.create_publisher(self._Packet if self.wire == "event_packet"
+                                            else PointCloud2, events_topic,
+                                            qos_profile_sensor_data)
         self.pub_au = node.create_publisher(Int16MultiArray, audio_topic, qos_profile_sensor_data)
         self.packet_us = round(args.packet_ms * 1000)
         self.audio_rate = audio_rate
@@ -287,8 +310,35 @@ class Sensors:
         self.history: list[tuple[int, int]] = []  # (time µs, events published before it)
         self.lag_ms: list[float] = []  # publish time - packet end
         self.build_ms: list[float] = []
+        self._schedule: list[tuple[float, bytes, int]] = []  # event_packet: (rate, evt3, n)
+        self.schedule_s = args.warmup + args.seconds + 1.5  # per rate, event_packet only
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def encode_schedule(self) -> float:
+        """EVT 3.0 packets for every rate in turn (``schedule_s`` each), the sensor clock
+        running on from packet to packet as a camera's does; -> bytes per event."""
+        from taaf_ros.events import encode_evt3, make_events
+
+        p, last, size, events = self.packet_us, 0, 0, 0
+        for rate in self.args.rates:
+            n = int(round(rate * 1e6 * p / 1e6))
+            rec = self._rec[:n]
+            for _ in range(int(self.schedule_s * 1e6 / p)):
+                a = len(self._schedule) * p
+                t = a + (np.arange(n, dtype=np.int64) * p) // max(n, 1)
+                data = encode_evt3(make_events(rec["x"], rec["y"], t, rec["p"]), last) \
+                    if n else b""
+                last = int(t[-1]) if n else last
+                self._schedule.append((rate, data, n))
+                size, events = size + len(data), events + n
+        return size / max(events, 1)
+
+    def wait_for_rate(self, rate: float, timeout: float = 60.0) -> None:
+        """event_packet: the schedule sets the rate; wait until it has reached this one."""
+        end = time.monotonic() + timeout
+        while self.rate != rate and time.monotonic() < end:
+            time.sleep(0.01)
 
     def now_us(self) -> int:
         return time.time_ns() // 1000  # the node's ROS clock is system time here
@@ -304,20 +354,28 @@ class Sensors:
         from sensor_msgs.msg import PointCloud2
 
         p = self.packet_us
-        k = self.now_us() // p + 1
+        k = k0 = self.now_us() // p + 1
         while not self._stop.is_set():
             a, b = k * p, (k + 1) * p
             wait = (b - self.now_us()) / 1e6
             if wait > 0:
                 time.sleep(wait)
             t0 = time.perf_counter()
-            n = int(round(self.rate * 1e6 * p / 1e6))
-            rec = self._rec[:n]
-            rec["t"] = a + (np.arange(n, dtype=np.int64) * p) // max(n, 1)  # sorted in [a, b)
-            msg = PointCloud2(height=1, width=n, fields=self._fields, is_bigendian=False,
-                              point_step=self._step, row_step=self._step * n, is_dense=True)
+            if self.wire == "event_packet":
+                if k - k0 >= len(self._schedule):
+                    break
+                self.rate, data, n = self._schedule[k - k0]
+                msg = self._Packet(height=self.args.height, width=self.args.width, seq=k - k0,
+                                   encoding="evt3")
+                msg.events = data  # sensor time (k - k0) * p at the packet's start
+            else:
+                n = int(round(self.rate * 1e6 * p / 1e6))
+                rec = self._rec[:n]
+                rec["t"] = a + (np.arange(n, dtype=np.int64) * p) // max(n, 1)  # in [a, b)
+                msg = PointCloud2(height=1, width=n, fields=self._fields, is_bigendian=False,
+                                  point_step=self._step, row_step=self._step * n, is_dense=True)
+                msg.data = rec.tobytes()  # bytes: an ndarray is converted element by element
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(a * 1000, 1_000_000_000)
-            msg.data = rec.tobytes()  # bytes: an ndarray would be converted element by element
             chunk = self._Audio()
             chunk.layout.dim = [self._Dim(label=lab, size=s, stride=st)
                                 for lab, s, st in self._dims(self._n_au, a * 1000)]
@@ -346,10 +404,14 @@ def main() -> int:
           f"average {os.getloadavg()[0]:.1f} before start); hop {args.hop} s; sensor "
           f"{args.width}x{args.height}; packets every {args.packet_ms} ms; torch threads "
           f"{args.torch_threads}", flush=True)
+    print(f"events as {args.wire}", flush=True)
+    bytes_per_event = 16.0
+    if args.wire == "event_packet":
+        bytes_per_event = encoded_bytes_per_event(args)
     for r in args.rates:
-        size = r * 1e6 * args.packet_ms / 1e3 * 16
+        size = r * 1e6 * args.packet_ms / 1e3 * bytes_per_event
         if size > SHM_SEGMENT:
-            print(f"note: at {r:g} M ev/s a {args.packet_ms:g} ms PointCloud2 packet is "
+            print(f"note: at {r:g} M ev/s a {args.packet_ms:g} ms {args.wire} packet is "
                   f"{size / 1024:.0f} KiB, more than Fast DDS's default shared-memory segment "
                   f"({SHM_SEGMENT // 1024} KiB): it goes over UDP fragments instead and best "
                   "effort loses most of them (use a smaller --packet-ms)", flush=True)
@@ -372,14 +434,52 @@ def main() -> int:
             results[front_end] = rows
     finally:
         rclpy.try_shutdown()
-    for front_end, rows in results.items():
-        summary(front_end, rows, ref, args)
-    compare(results, ref)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for front_end, rows in results.items():
+            summary(front_end, rows, ref, args)
+        compare(results, ref)
+    print(out.getvalue(), end="")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(
+            f"# Live benchmark: {args.wire} events\n\nWritten by `python "
+            f"{' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}` on "
+            f"{time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPU cores, no GPU; model {what}). "
+            f"Compare rows of one run, not across machines.\n{out.getvalue()}")
     shutil.rmtree(tmp, ignore_errors=True)  # the node's log (kept above when it fails)
     if args.json:
         args.json.write_text(json.dumps({"reference": ref, "rows": results, "args": {
             k: v for k, v in vars(args).items() if k != "json"}}, indent=1, default=str))
     return 0
+
+
+def encoded_bytes_per_event(args: argparse.Namespace) -> float:
+    """evt3 bytes per event of the synthetic stream, and of the real bag where there is one."""
+    from taaf_ros.events import encode_evt3, make_events
+
+    rng = np.random.default_rng(1)
+    n = int(max(args.rates) * 1e6 * args.packet_ms / 1e3)
+    t = (np.arange(n, dtype=np.int64) * round(args.packet_ms * 1000)) // n
+    synthetic = len(encode_evt3(make_events(rng.integers(0, args.width, n),
+                                            rng.integers(0, args.height, n), t,
+                                            rng.integers(0, 2, n)))) / n
+    line = f"evt3: {synthetic:.2f} bytes per event in this synthetic stream (uniform pixels)"
+    if args.bag.exists():
+        from taaf_ros.data.bags import read_bag
+        from taaf_ros.events import EventDecoder
+
+        size = events = 0
+        decoder = None  # one per stream: evt3 state carries across packets
+        for item in read_bag(args.bag):
+            if getattr(item.msg, "encoding", "") == "evt3":
+                decoder = decoder or EventDecoder("evt3", item.msg.width, item.msg.height)
+                size += len(item.msg.events)
+                events += len(decoder.decode(item.msg.events))
+        if events:
+            line += f"; {size / events:.2f} in the real bag {args.bag.name} ({events} events)"
+    print(line, flush=True)
+    return synthetic
 
 
 def run_node(front_end: str, model: Path, ref: dict[str, Any], args: argparse.Namespace,
@@ -396,7 +496,7 @@ def run_node(front_end: str, model: Path, ref: dict[str, Any], args: argparse.Na
     capacity = int(max(args.rates) * 1e6 * (window_s + 0.6)) + 100_000
     params = {
         "model_path": str(model), "device": "cpu", "torch_threads": args.torch_threads,
-        "events_type": "pointcloud2", "events_topic": f"{ns}/events",
+        "events_type": args.wire, "events_topic": f"{ns}/events",
         "audio_type": "int16_multiarray", "audio_topic": f"{ns}/audio",
         "audio_sample_rate": ref["audio_rate"], "sensor_width": args.width,
         "sensor_height": args.height, "hop_s": args.hop, "event_front_end": front_end,
@@ -433,6 +533,11 @@ def run_node(front_end: str, model: Path, ref: dict[str, Any], args: argparse.Na
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
     sensors = Sensors(node, f"{ns}/events", f"{ns}/audio", args, ref["audio_rate"])
+    if args.wire == "event_packet":
+        t_enc = time.perf_counter()
+        bpe = sensors.encode_schedule()
+        print(f"schedule: {len(sensors._schedule)} evt3 packets ({bpe:.2f} bytes per event) "
+              f"encoded in {time.perf_counter() - t_enc:.1f} s", flush=True)
     rows = []
     try:
         t_end = time.monotonic() + 120
@@ -444,7 +549,10 @@ def run_node(front_end: str, model: Path, ref: dict[str, Any], args: argparse.Na
             time.sleep(0.2)
         sensors.start()
         for rate in args.rates:
-            sensors.rate = rate
+            if args.wire == "event_packet":
+                sensors.wait_for_rate(rate)
+            else:
+                sensors.rate = rate
             time.sleep(args.warmup)
             rows.append(measure(rate, sensors, preds, diags, lock, args, proc.pid))
             rows[-1]["front_end"] = diags[-1][1].get("buffer.events.front_end", front_end)

@@ -158,6 +158,26 @@ def test_evt3_round_trip_property(items):
     np.testing.assert_array_equal(out, canonical(ev))
 
 
+def test_evt3_packets_of_a_long_stream_continue_the_clock():
+    """A live stream cut into 10 ms packets over 40 s (past two 24-bit wraps, 16.8 s each):
+    each packet encoded after the last time of the one before decodes, with one decoder, to
+    exactly the stream; restarting each packet at TIME_HIGH 0 instead counts false wraps."""
+    rng = np.random.default_rng(3)
+    ev = canonical(random_events(rng, 40_000, 64, 32, 40_000_000))
+    edges = np.searchsorted(ev["t"], np.arange(0, 40_000_001, 10_000))
+    packets = [ev[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    dec, fresh, last, got, wrong = (EventDecoder("evt3", 64, 32), EventDecoder("evt3", 64, 32),
+                                    0, [], [])
+    for pk in packets:
+        got.append(dec.decode(encode_evt3(pk, last)))
+        wrong.append(fresh.decode(encode_evt3(pk)))
+        last = int(pk["t"][-1])
+    np.testing.assert_array_equal(np.concatenate(got), ev)
+    assert not np.array_equal(np.concatenate(wrong)["t"], ev["t"])
+    with pytest.raises(ValueError, match="after_us"):
+        encode_evt3(packets[1], int(packets[1]["t"][0]) + 1)
+
+
 def test_evt3_encoder_rejects_what_it_cannot_write():
     with pytest.raises(ValueError, match="11 bits"):
         encode_evt3(make_events([2048], [0], [0], [1]))

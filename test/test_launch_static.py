@@ -78,4 +78,4 @@ def test_perception_args_cover_the_brief():
                 and getattr(n.targets[0], "id", "") == "ARGS")
     names = {e.elts[0].value for e in args.elts}
     assert {"model", "device", "config", "events_topic", "events_type", "audio_topic",
-            "audio_type", "use_replay", "data_root", "split"} <= names
+            "audio_type", "use_replay", "data_root", "split", "managed"} <= names

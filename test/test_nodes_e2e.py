@@ -422,6 +422,20 @@ def test_missing_corrupt_model_and_bad_parameter_exit_nonzero(tmp_path):
     assert r.returncode == 2 and "hop_s must be >= 0.005" in r.stderr, r.stderr
 
 
+def test_message_info_callbacks_degrade_for_an_rclpy_without_them():
+    """Humble's rclpy calls subscriptions with the message only: the node's callbacks then get
+    info None (receipt time instead of the DDS source timestamp). Jazzy and Kilted pass it."""
+    from taaf_ros.nodes.inputs import sent_time_us
+    from taaf_ros.nodes.perception_wiring import WITH_MESSAGE_INFO, with_message_info
+
+    assert WITH_MESSAGE_INFO  # this rclpy (Jazzy or Kilted) passes MessageInfo
+    calls = []
+    with_message_info(lambda m, i: calls.append((m, i)), supported=False)("msg")
+    with_message_info(lambda m, i: calls.append((m, i)), supported=True)("msg", {"x": 1})
+    assert calls == [("msg", None), ("msg", {"x": 1})]
+    assert sent_time_us(None, 123, False) == 123
+
+
 def test_startup_error_in_process(context):
     with pytest.raises(StartupError, match="events_type must be one of"):
         PerceptionNode(context=context, parameter_overrides=_overrides({"events_type": "x"}))
@@ -469,7 +483,10 @@ def test_bag_played_into_perception_gives_windows_with_the_bags_events(
         exe = shutil.which("taaf_bag_play")
         cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.bag_play"]
         # Header pacing: this bag's receive times are bunched (1.24 s of stamps in 0.84 s).
-        r = subprocess.run([*cmd, str(bag), "--start-delay", "2", "--pace", "header", "--remap",
+        # Discovery first: what best effort sends before the node's reader matched is lost.
+        # The player sees the reader before the reader sees the player: then 1.5 s more.
+        r = subprocess.run([*cmd, str(bag), "--wait-for-subscribers", "20", "--start-delay",
+                            "1.5", "--pace", "header", "--remap",
                             f"/event_camera/events:={name}",
                             *(["--pointcloud2"] if wire == "pointcloud2" else [])],
                            capture_output=True, text=True, timeout=120, env=os.environ.copy(),
@@ -478,7 +495,9 @@ def test_bag_played_into_perception_gives_windows_with_the_bags_events(
         assert "105 messages played" in r.stdout
         shown = "event_camera_msgs/EventPacket" if wire == "event_packet" else "sensor_msgs/"
         assert shown in r.stdout, r.stdout
-        assert g.wait_for(lambda: node.session.inputs["events"].decoded == 82469, 10)
+        events_in = node.session.inputs["events"]
+        assert g.wait_for(lambda: events_in.decoded == 82469, 10), (
+            events_in, node.events_in.stats())
         time.sleep(1.0)  # the windows still waiting for max_wait_s
     finally:
         g.close()

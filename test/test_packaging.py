@@ -29,10 +29,31 @@ def test_package_xml_is_format_3_with_ament_python():
     assert {"rclpy", "std_msgs", "sensor_msgs", "diagnostic_msgs"} <= exec_deps
 
 
+# ROS packages a stock ROS 2 install has though PyPI does not (launch is pure Python, not on PyPI)
+STOCK_NOT_ON_PYPI = {"launch", "launch_ros", "launch_testing", "launch_testing_ros"}
+SYSTEM_KEYS = {"python3-numpy", "python3-scipy", "python3-yaml", "python3-pytest"}
+
+
+def test_package_xml_declares_only_keys_rosdep_resolves():
+    """Every dependency is a ROS package of the stock install (the ones on PyPI found in this
+    venv's ament index, so installed here) or a rosdep system key; the optional driver messages
+    and the training-only libraries are not dependencies."""
+    from taaf_ros.interfaces import PACKAGES
+
+    root = ET.parse(REPO_ROOT / "package.xml").getroot()
+    keys = {e.text for tag in ("depend", "exec_depend", "build_depend", "test_depend")
+            for e in root.findall(tag)}
+    assert not keys & set(PACKAGES), "optional message packages must stay optional"
+    assert not keys & {"python3-tqdm", "python3-matplotlib", "python3-torch", "python3-numba"}
+    index = Path(sys.prefix) / "share" / "ament_index" / "resource_index" / "packages"
+    for key in keys - SYSTEM_KEYS - STOCK_NOT_ON_PYPI:
+        assert (index / key).is_file(), key
+
+
 def test_console_scripts_import():
     scripts = _console_scripts()
-    assert {"perception_node", "replay_node", "taaf_demo", "taaf_train",
-            "taaf_build_avdigits"} <= set(scripts)
+    assert {"perception_node", "managed_perception_node", "replay_node", "taaf_demo",
+            "taaf_train", "taaf_build_avdigits", "taaf_build_interfaces"} <= set(scripts)
     import importlib
 
     for name, target in scripts.items():

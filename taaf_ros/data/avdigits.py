@@ -40,10 +40,9 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from taaf_ros.audio.cochlea import resample
 from taaf_ros.audio.wav import read_wav
@@ -225,7 +224,7 @@ def build_avdigits(fsdd_dir: str | Path, mnist_dir: str | Path, out: str | Path,
     skipped: list[str] = []
     rows = []
     n_events = 0
-    for s in tqdm(samples, desc="AV-digits", unit="sample", disable=not progress):
+    for s in _progress(samples, progress):
         r = s.recording
         try:
             audio = read_wav(r.path)
@@ -385,6 +384,16 @@ def _resolve_sources(args: argparse.Namespace) -> tuple[Path, Path]:
         from taaf_ros.data.download import fetch_mnist
         mnist = fetch_mnist(args.download_dir / "mnist")
     return Path(fsdd), Path(mnist)
+
+
+def _progress(items: list, show: bool) -> Any:
+    """A tqdm bar where tqdm is installed (the ``train`` extra); plain iteration otherwise,
+    so the demo runs on a robot install without it."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc="AV-digits", unit="sample", disable=not show)
 
 
 def main(argv: list[str] | None = None) -> int:

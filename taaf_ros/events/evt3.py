@@ -230,10 +230,10 @@ def _is_sorted(x, y, p, t):
 
 
 @njit(cache=True, nogil=True)
-def _encode_kernel(x, y, p, t, out):
+def _encode_kernel(x, y, p, t, out, start_high):
     n = x.shape[0]
     m = 0
-    cur_high = -1  # absolute t >> 12, rollovers included
+    cur_high = -1  # absolute t >> 12, rollovers included; -1: nothing written yet
     cur_low = -1
     cur_y = -1
     max_step = ROLLOVER_THRESHOLD - 1
@@ -243,8 +243,8 @@ def _encode_kernel(x, y, p, t, out):
         hi = ti >> 12
         if hi != cur_high:
             if cur_high < 0:
-                cur_high = 0
-                out[m] = TIME_HIGH << 12
+                cur_high = start_high
+                out[m] = (TIME_HIGH << 12) | (start_high & 0xFFF)
                 m += 1
             # Forward jumps longer than half the TIME_HIGH range go in steps, otherwise the
             # decoder could not tell how many times the 24-bit clock wrapped.
@@ -301,13 +301,15 @@ def _encode_kernel(x, y, p, t, out):
     return m
 
 
-def encode_evt3(events: np.ndarray) -> bytes:
+def encode_evt3(events: np.ndarray, after_us: int = 0) -> bytes:
     """Encode events (EVENT_DTYPE, t in µs >= 0, x and y <= 2047) as an EVT 3.0 byte stream.
 
     Events are written in (t, y, p, x) order (sorted here if they are not), using vectors for
     runs of nearby pixels, so that decoding the result gives back the events in that order.
-    The stream starts with TIME_HIGH 0 and walks the clock forward, so a fresh decoder
-    recovers the absolute time, wraps included. Duplicate events are kept.
+    The stream starts at TIME_HIGH ``after_us >> 12`` and walks the clock forward, so a decoder
+    recovers the absolute time, wraps included: with ``after_us=0`` (a fresh decoder) or, for
+    the next packet of a live stream, ``after_us`` = the last time of the packets before (the
+    decoder that read them continues; a camera's stream does the same). Duplicates are kept.
     """
     events = np.asarray(events)
     if events.dtype != EVENT_DTYPE:
@@ -323,12 +325,15 @@ def encode_evt3(events: np.ndarray) -> bytes:
         raise ValueError(f"EVT 3.0 coordinates are 11 bits: x and y must be <= {MAX_COORD}")
     if t.min() < 0:
         raise ValueError("EVT 3.0 cannot encode negative times")
+    if not 0 <= after_us <= t.min():
+        raise ValueError(f"after_us must be in [0, first event time], got {after_us}")
     if not _is_sorted(x, y, p, t):
         order = np.lexsort((x, p, y, t))
         x, y, p, t = x[order], y[order], p[order], t[order]
-    cap = 4 * n + int(t[-1] >> 12) // (ROLLOVER_THRESHOLD - 1) + 8
+    start_high = int(after_us) >> 12
+    cap = 4 * n + (int(t[-1] >> 12) - start_high) // (ROLLOVER_THRESHOLD - 1) + 8
     out = np.empty(cap, dtype=np.uint16)
-    m = _encode_kernel(x, y, p, t, out)
+    m = _encode_kernel(x, y, p, t, out, start_high)
     return out[:m].astype("<u2").tobytes()
 
 

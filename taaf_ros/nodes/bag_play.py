@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "for bags whose receive times are bunched)")
     ap.add_argument("--start-delay", type=float, default=1.0,
                     help="wait before the first message (s), for discovery")
+    ap.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="SECONDS",
+                    help="before the start delay, wait up to this long until every topic has "
+                    "a subscriber (best effort drops what is sent before discovery completes)")
     ap.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
                     help="publish topic FROM under the name TO")
     ap.add_argument("--pointcloud2", action="store_true",
@@ -54,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.rate <= 0:
         ap.error("--rate must be > 0")
+    if args.wait_for_subscribers < 0:
+        ap.error("--wait-for-subscribers must be >= 0")
     try:
         args.remap = dict(r.split(":=", 1) for r in args.remap)
     except ValueError:
@@ -207,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             if cls is not None and (args.topics is None or name in args.topics):
                 pubs[name] = node.create_publisher(cls, args.remap.get(name, name),
                                                    qos_profile_sensor_data)
+        _wait_for_subscribers(node, pubs, args.wait_for_subscribers)
         time.sleep(args.start_delay)
         while True:
             t_wall0, log0, stamp0 = time.time_ns(), None, None
@@ -237,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                 played += 1
             if not args.loop:
                 break
+        # Publishing only queues a sample: a process that exits at once can take the last
+        # ones with it (best effort resends nothing). Give them time to leave.
+        time.sleep(0.5)
     except BagError as exc:
         print(f"taaf_bag_play: error: {exc}", file=sys.stderr)
         return 2
@@ -247,6 +256,18 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
     print(f"taaf_bag_play: {played} messages played", flush=True)
     return 0
+
+
+def _wait_for_subscribers(node: Any, pubs: dict[str, Any], timeout_s: float) -> None:
+    if timeout_s <= 0:
+        return
+    end = time.monotonic() + timeout_s
+    while (waiting := [name for name, pub in pubs.items() if pub.get_subscription_count() == 0]):
+        if time.monotonic() > end:
+            print(f"taaf_bag_play: no subscriber after {timeout_s:g} s on {', '.join(waiting)}; "
+                  "playing anyway", flush=True)
+            return
+        time.sleep(0.05)
 
 
 def _size_hint(conv: Converter, item: BagMessage) -> str:

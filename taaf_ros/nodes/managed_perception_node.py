@@ -3,8 +3,9 @@
 Transitions (``ros2 lifecycle set /taaf_perception configure`` etc., or the node's
 ``~/change_state`` service):
 
-- configure: load and warm up the model, create the publishers. A missing or corrupt model
-  fails the transition (the node stays unconfigured and says why); nothing is subscribed.
+- configure: load and warm up the model, create the publishers. A missing or corrupt model,
+  or a configured message type whose package is absent, fails the transition (the node stays
+  unconfigured and says why); nothing is subscribed.
 - activate: a fresh live session (empty buffers, clocks unset) on the loaded model; subscribe,
   start the diagnostics timer and the inference thread.
 - deactivate: stop inference after the window in hand, unsubscribe. The model stays loaded.
@@ -22,8 +23,9 @@ from typing import Any
 import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from taaf_ros.nodes.params import PERCEPTION_NODE, PERCEPTION_PARAMS, declare_all
-from taaf_ros.nodes.perception_node import PerceptionWiring, StartupError, spin_node
+from taaf_ros.nodes.params import PERCEPTION_NODE
+from taaf_ros.nodes.perception_node import spin_node
+from taaf_ros.nodes.perception_wiring import PerceptionWiring, StartupError
 
 
 class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
@@ -32,15 +34,12 @@ class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         self._init_wiring()
         super().__init__(PERCEPTION_NODE, **kwargs)
-        try:
-            self.p = declare_all(self, PERCEPTION_PARAMS)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from exc
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._declare_parameters()
         self.get_logger().info("unconfigured: waiting for configure")
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            self._check_message_types()
             self._load()
         except StartupError as exc:
             self.get_logger().error(str(exc))
@@ -73,10 +72,6 @@ class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         return self.on_cleanup(state)
-
-    def destroy_node(self) -> None:
-        self._halt()
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -84,6 +84,7 @@ class ReplayNode(Node):
         self._packet = 0
         self._loaded: tuple[int, EadSample, np.ndarray] | None = None
         self._seq = 0
+        self._evt3_clock_us = 0  # sensor time of the last event sent (evt3 continues it)
         self.create_timer(self.plan.packet_us / 1e6, self._on_tick)
         self.get_logger().info(
             f"replaying {n} samples ({self.p['order']}) of {self.p['data_root']}/"
@@ -180,7 +181,11 @@ class ReplayNode(Node):
             rel = ev.copy()
             rel["t"] -= self.plan.origin_us  # evt3 counts sensor time from 0
             msg.time_base = int(rel["t"][0]) * 1000 if len(rel) else 0
-            msg.events = encode_evt3(rel) if len(rel) else b""
+            # The stream goes on from the last packet's clock, as a camera's does: a packet
+            # that restarted at TIME_HIGH 0 would read as a 24-bit wrap after 16.8 s.
+            msg.events = encode_evt3(rel, self._evt3_clock_us) if len(rel) else b""
+            if len(rel):
+                self._evt3_clock_us = int(rel["t"][-1])
         self._seq += 1
         _stamp(msg.header, stamp_us)
         self.pub_events.publish(msg)
