@@ -215,3 +215,30 @@ def test_fast_lif_matches_norse_step_loop_values_and_gradients() -> None:
     torch.testing.assert_close(gf, gr, rtol=1e-4, atol=1e-5)
     with torch.no_grad():  # the inference path (plain comparison) gives the same spikes
         assert torch.equal(fast(x), zr)
+
+
+def test_lif_sequence_is_the_pure_function_the_layer_wraps() -> None:
+    """lif_sequence(x, params, dt) needs no module: the same spikes as LIFLayer, and as norse's
+    own step function run over the steps, for parameters other than the defaults."""
+    from norse.torch.functional.lif import (
+        LIFFeedForwardState,
+        LIFParameters,
+        lif_feed_forward_step,
+    )
+
+    from taaf_ros.model.encoders import lif_sequence
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 7, 3, generator=g) * 2
+    p = LIFParameters(tau_syn_inv=torch.tensor(300.0), tau_mem_inv=torch.tensor(150.0),
+                      v_leak=torch.tensor(0.0), v_th=torch.tensor(0.4),
+                      v_reset=torch.tensor(0.0))
+    z = lif_sequence(x, p, 1e-3)
+    state = LIFFeedForwardState(v=torch.zeros(7, 3), i=torch.zeros(7, 3))
+    ref = []
+    for t in range(5):
+        zt, state = lif_feed_forward_step(x[t], state, p, 1e-3)
+        ref.append(zt)
+    assert torch.equal(z, torch.stack(ref)) and 0 < float(z.mean()) < 1
+    layer = LIFLayer(T=5, tau_syn_inv=300.0, tau_mem_inv=150.0, v_th=0.4, dt=1e-3)
+    assert torch.equal(layer(x.reshape(35, 3)).reshape(5, 7, 3), z)

@@ -19,6 +19,42 @@ from torch import nn
 from .config import ModelConfig
 
 
+def lif_sequence(x: torch.Tensor, p: LIFParameters, dt: float) -> torch.Tensor:
+    """Spikes (T, B, ...) of LIF neurons driven by currents x (T, B, ...), from rest: a pure
+    function of its inputs (norse's ``lif_feed_forward_step`` semantics over all T steps);
+    :class:`LIFLayer` is the thin module that holds the parameters.
+
+    The same equations as ``lif_feed_forward_step``, rearranged so that little is left inside
+    the time loop (at batch 1 the loop's per-op overhead dominates the network). norse:
+    i_new = i + x[t]; v' = v + b (v_leak - v + i_new); z = H(v' - v_th);
+    v = (1 - z) v' + z v_reset; i = (1 - a) i_new, with a = dt tau_syn_inv, b = dt tau_mem_inv.
+    The synaptic current does not depend on spikes, so i_new[t] = sum_s (1-a)^(t-s) x[s] for
+    all t at once (one T x T matmul); the loop keeps the membrane update, norse's
+    surrogate-gradient ``threshold`` and the reset: 4 ops per step instead of ~15. Equal to the
+    step loop up to float rounding (tested).
+    """
+    T = x.shape[0]
+    a = dt * p.tau_syn_inv
+    b = dt * p.tau_mem_inv
+    steps = torch.arange(T, device=x.device)
+    lag = (steps.reshape(-1, 1) - steps.reshape(1, -1)).to(x.dtype)  # t - s
+    decay = torch.where(lag >= 0, (1 - a).to(x.dtype) ** lag.clamp(min=0), 0.0)  # (T, T)
+    i_new = torch.tensordot(decay, x, dims=1)  # (T, B, ...)
+    drive = b * (i_new + p.v_leak)  # b (v_leak + i_new): the input part of v'
+    keep = 1 - b  # the leak part of v': v' = (1 - b) v + drive
+    v = torch.zeros_like(x[0])
+    out = []
+    grad = torch.is_grad_enabled()
+    for t in range(T):
+        v = torch.addcmul(drive[t], v, keep)
+        # training: norse's SuperSpike surrogate (its alpha is unused in norse 1.1);
+        # inference: the same heaviside forward without the autograd.Function overhead
+        z = threshold(v - p.v_th, "super", 0.0) if grad else (v > p.v_th).to(v.dtype)
+        v = torch.addcmul(v, z, p.v_reset - v)  # (1 - z) v + z v_reset
+        out.append(z)
+    return torch.stack(out)
+
+
 class LIFLayer(nn.Module):
     """Leaky integrate-and-fire neurons over time, on folded input currents.
 
@@ -83,36 +119,7 @@ class LIFLayer(nn.Module):
         return torch.stack(out)
 
     def _fast(self, x: torch.Tensor) -> torch.Tensor:
-        """The same equations as ``lif_feed_forward_step``, rearranged so that little is left
-        inside the time loop (at batch 1 the loop's per-op overhead dominates the network).
-
-        norse: i_new = i + x[t]; v' = v + b (v_leak - v + i_new); z = H(v' - v_th);
-        v = (1 - z) v' + z v_reset; i = (1 - a) i_new, with a = dt tau_syn_inv, b = dt tau_mem_inv.
-        The synaptic current does not depend on spikes, so i_new[t] = sum_s (1-a)^(t-s) x[s] for
-        all t at once (one T x T matmul); the loop keeps the membrane update, norse's
-        surrogate-gradient ``threshold`` and the reset: 4 ops per step instead of ~15.
-        Equal to the reference up to float rounding (tested).
-        """
-        T = self.T
-        a = self.dt * self.tau_syn_inv
-        b = self.dt * self.tau_mem_inv
-        steps = torch.arange(T, device=x.device)
-        lag = (steps.reshape(-1, 1) - steps.reshape(1, -1)).to(x.dtype)  # t - s
-        decay = torch.where(lag >= 0, (1 - a).to(x.dtype) ** lag.clamp(min=0), 0.0)  # (T, T)
-        i_new = torch.tensordot(decay, x, dims=1)  # (T, B, ...)
-        drive = b * (i_new + self.v_leak)  # b (v_leak + i_new): the input part of v'
-        keep = 1 - b  # the leak part of v': v' = (1 - b) v + drive
-        v = torch.zeros_like(x[0])
-        out = []
-        grad = torch.is_grad_enabled()
-        for t in range(T):
-            v = torch.addcmul(drive[t], v, keep)
-            # training: norse's SuperSpike surrogate (its alpha is unused in norse 1.1);
-            # inference: the same heaviside forward without the autograd.Function overhead
-            z = threshold(v - self.v_th, "super", 0.0) if grad else (v > self.v_th).to(v.dtype)
-            v = torch.addcmul(v, z, self.v_reset - v)  # (1 - z) v + z v_reset
-            out.append(z)
-        return torch.stack(out)
+        return lif_sequence(x, self.params(), self.dt)
 
 
 class RMSBatchNorm(nn.Module):

@@ -147,7 +147,7 @@ def measure_energy(
     def taaf_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: object) -> None:
         # einsums that nn.Linear hooks do not see: warping (T x T per feature), the
         # beta-weighted sum and the alpha pooling of the readouts; always dense.
-        h, present = inp
+        h, present = inp[:2]  # (h, present, grad_scale)
         T, _, M, D = h.shape
         m_used = float(present.sum()) / B
         K = mod.read.out_features

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from .config import MODALITIES, ModelConfig
-from .taaf import TAAFOutput, time_first_output
+from .grad_scale import scale_grad
+from .output import TAAFOutput, time_first_output
 
 
 class ConcatHead(nn.Module):
@@ -25,9 +26,13 @@ class ConcatHead(nn.Module):
         nn.init.uniform_(self.weight, -(cfg.hidden**-0.5), cfg.hidden**-0.5)
         self._used = [m in cfg.modalities for m in MODALITIES]
 
-    def forward(self, h: torch.Tensor, present: torch.Tensor) -> TAAFOutput:
-        """h: (T, B, M, D) encoder spikes (zero for absent); present: (B, M) bool."""
+    def forward(self, h: torch.Tensor, present: torch.Tensor,
+                grad_scale: torch.Tensor | None = None) -> TAAFOutput:
+        """h: (T, B, M, D) encoder spikes (zero for absent); present: (B, M) bool; grad_scale:
+        (T, M) gradient factors per step and modality (no warping here: the encoder's steps)."""
         T, B, M, _ = h.shape
+        if grad_scale is not None:
+            h = torch.stack([scale_grad(h[:, :, m], grad_scale, m) for m in range(M)], dim=2)
         n_present = present.sum(dim=1).to(h.dtype)  # (B,)
         # step_m[t, b, m] = W_m h_m[t] + b / M_present
         step_m = torch.einsum("tbmd,kmd->tbmk", h, self.weight)

@@ -1,19 +1,30 @@
 """Temporal adaptive balanced fusion loss, OGM-GE, and the method factory.
 
-Gradient modulation design (one forward pass, current-batch coefficients):
-  The model applies ``_ScaleGrad`` to each encoder output h_m[:, t] (identity forward). That
-  function reads its (T, M) scale tensor when *backward* runs. So a training step is::
+Modulation design (one forward pass, current-batch coefficients). A coefficient k[t, m] < 1
+slows modality m's learning at step t. It is split in two, so that it survives an adaptive
+optimiser (Adam divides each parameter's step by the RMS of its own gradient, which removes
+any gradient scale that is constant over a few steps):
+
+- its *magnitude*, lr_scale[m] = mean_t k[t, m], multiplies the learning rate of encoder m's
+  parameter groups for this step (``taaf_ros.training.optim.scale_encoder_lr``): "modulates
+  learning rates per modality", whatever the optimiser;
+- its *shape over time*, k[t, m] / lr_scale[m] (mean 1), scales the gradient flowing back from
+  modality m's features at step t, inside the head, at the warped step the coefficient was
+  measured at (``grad_scale.py``; read when backward runs).
+
+A training step is::
 
       k = loss_fn.new_grad_scale()                     # ones (T, M), or None
       out = model(events, audio, grad_scale=k)
       loss, info = loss_fn(out, y, grad_scale=k)       # fills k in place from this batch
-      optimizer.zero_grad(); loss.backward()           # encoder m, step t gets grad * k[t, m]
-      loss_fn.after_backward(model, info)              # OGM-GE scaling / Gaussian enhancement
-      optimizer.step()
+      optimizer.zero_grad(); loss.backward()           # step t of modality m: grad * shape
+      loss_fn.after_backward(model, info)              # OGM-GE's Gaussian enhancement
+      scale_encoder_lr(optimizer, info["lr_scale"])    # the magnitude, for this step
+      optimizer.step(); scheduler.step()               # the scheduler resets the lr
 
-  This costs no second (detached) pass and has no one-batch lag; the coefficients use detached
-  probabilities, so they steer the gradient without being part of the objective. Passing the
-  previous batch's coefficients instead also works (fill nothing, pass the old tensor).
+OGM-GE's coefficient is a magnitude only (one per modality): it goes to ``lr_scale``. This
+costs no second (detached) pass and has no one-batch lag; the coefficients use detached
+probabilities, so they steer learning without being part of the objective.
 
 Methods: taaf-balanced, taaf (no balancing), concat, concat-ogmge, events-only, audio-only.
 """
@@ -28,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MODALITIES, ModelConfig
-from .taaf import TAAFOutput
+from .output import TAAFOutput
 
 METHODS: tuple[str, ...] = (
     "taaf-balanced",
@@ -84,8 +95,9 @@ class BalancedFusionLoss:
     """L = CE(logits, y) + lambda * sum_m w_m CE(logits_m, y) (DESIGN 3.4), plus the modulation.
 
     Calling returns ``(loss, info)``; info holds floats for logging (``k_events``, ``w_audio``,
-    ``rho_events``, ...) and tensors ``k`` (T, M), ``rho`` (T, M), ``s`` (T, M), ``w`` (M,),
-    ``ogm_k`` (M,).
+    ``rho_events``, ``lr_scale_events``, ...) and tensors ``k`` (T, M), ``rho`` (T, M), ``s``
+    (T, M), ``w`` (M,), ``ogm_k`` (M,) and ``lr_scale`` (M,), the learning-rate factor of each
+    encoder for this step.
     """
 
     def __init__(self, cfg: LossConfig, model_cfg: ModelConfig) -> None:
@@ -138,8 +150,10 @@ class BalancedFusionLoss:
                 ratio = _ratio_to_others(score, used)
                 ogm_k = 1.0 - torch.tanh(c.ogm_alpha * F.relu(ratio - 1.0))
                 info.update({f"ogm_ratio_{m}": float(ratio[i]) for i, m in enumerate(MODALITIES)})
+        lr_scale = k.mean(dim=0) * ogm_k  # (M,): the magnitude (one of the two is all ones)
         if grad_scale is not None:
-            grad_scale.copy_(k.to(grad_scale))  # read by the model's backward (see module doc)
+            # the shape over time, mean 1 (read by the model's backward, see module doc)
+            grad_scale.copy_((k / k.mean(dim=0, keepdim=True).clamp(min=_EPS)).to(grad_scale))
 
         ce = F.cross_entropy(out.logits, y)
         loss = ce
@@ -150,35 +164,31 @@ class BalancedFusionLoss:
             loss = loss + c.aux_weight * w[i] * aux
             info[f"aux_{m}"] = float(aux.detach())
         info.update(loss=float(loss.detach()), ce=float(ce.detach()), k=k, rho=rho, s=s, w=w)
-        info["ogm_k"] = ogm_k
+        info["ogm_k"], info["lr_scale"] = ogm_k, lr_scale
         for i, m in enumerate(MODALITIES):
+            info[f"lr_scale_{m}"] = float(lr_scale[i])
             info[f"k_{m}"] = float(k[:, i].mean())
             info[f"rho_{m}"] = float(rho[:, i].mean())
             info[f"w_{m}"] = float(w[i])
         return loss, info
 
     def after_backward(self, model: nn.Module, info: dict[str, Any]) -> None:
-        """OGM-GE on parameter gradients; call between ``loss.backward()`` and ``step()``.
+        """OGM-GE's Gaussian enhancement; call between ``loss.backward()`` and ``step()``.
 
-        With ``ogm``: encoder m's gradients are multiplied by ogm_k[m] (< 1 for the dominant
-        one). With ``gaussian_enhance``: N(0, std(grad)) noise is added to every encoder
-        weight gradient (conv / linear weights, as OGM-GE does for its conv weights), using the
-        std of the unscaled gradient, to restore the generalisation the slow-down costs.
+        With ``gaussian_enhance``: N(0, std(grad)) noise is added to every encoder weight
+        gradient (conv / linear weights, as OGM-GE does for its conv weights), to restore the
+        generalisation the slow-down costs. The slow-down itself (OGM's coefficient) is
+        ``info["lr_scale"]``, applied to the learning rate by the optimiser step.
         """
-        if not (self.cfg.ogm or self.cfg.gaussian_enhance):
+        if not self.cfg.gaussian_enhance:
             return
         encoders = getattr(model, "encoders", {})
-        for i, m in enumerate(MODALITIES):
+        for m in MODALITIES:
             if m not in encoders:
                 continue
-            coeff = float(info["ogm_k"][i]) if self.cfg.ogm else 1.0
             for p in encoders[m].parameters():
-                if p.grad is None:
-                    continue
-                std = float(p.grad.std()) if p.grad.numel() > 1 else 0.0
-                p.grad.mul_(coeff)
-                if self.cfg.gaussian_enhance and p.grad.dim() >= 2:
-                    p.grad.add_(torch.randn_like(p.grad) * (std + _EPS))
+                if p.grad is not None and p.grad.dim() >= 2 and p.grad.numel() > 1:
+                    p.grad.add_(torch.randn_like(p.grad) * (float(p.grad.std()) + _EPS))
 
 
 def build_method(

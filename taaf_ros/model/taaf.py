@@ -10,76 +10,16 @@ paper is unknown.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
 from .config import MODALITIES, ModelConfig
 from .encoders import RMSBatchNorm, build_encoder, make_lif
+from .fusion import ConcatHead
+from .grad_scale import scale_grad
+from .output import TAAFOutput, time_first_output
 
-
-class TAAFOutput(NamedTuple):
-    """What the network returns for a batch.
-
-    logits: (B, K) fused class scores.
-    unimodal_logits: (B, M, K) per-modality readouts, sum_t alpha[t] C_m(h~_m[t]).
-    step_logits_per_modality: (B, T, M, K) C_m(h~_m[t]) before temporal pooling (for the loss).
-    alpha: (B, T) temporal attention, sums to 1 over T.
-    beta: (B, T, M) modality attention per step, sums to 1 over the present modalities.
-    modality_attention: (B, M) a_m = sum_t alpha[t] beta_m[t], sums to 1.
-    attention_map: (B, T, M) alpha[t] beta_m[t], sums to 1 over (T, M).
-    present: (B, M) bool, the modalities used for each sample.
-    """
-
-    logits: torch.Tensor
-    unimodal_logits: torch.Tensor
-    step_logits_per_modality: torch.Tensor
-    alpha: torch.Tensor
-    beta: torch.Tensor
-    modality_attention: torch.Tensor
-    attention_map: torch.Tensor
-    present: torch.Tensor
-
-
-def time_first_output(logits: torch.Tensor, unimodal: torch.Tensor, step_m: torch.Tensor,
-                      alpha: torch.Tensor, beta: torch.Tensor, present: torch.Tensor
-                      ) -> TAAFOutput:
-    """TAAFOutput from a head's time-first tensors: step_m (T,B,M,K), alpha (T,B), beta (T,B,M)."""
-    amap = (alpha.unsqueeze(-1) * beta).transpose(0, 1)  # (B, T, M)
-    return TAAFOutput(
-        logits=logits,
-        unimodal_logits=unimodal,
-        step_logits_per_modality=step_m.permute(1, 0, 2, 3),
-        alpha=alpha.transpose(0, 1),
-        beta=beta.transpose(0, 1),
-        modality_attention=amap.sum(dim=1),
-        attention_map=amap,
-        present=present,
-    )
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient at step t by k[t, m].
-
-    ``k`` is read when backward runs, not when forward runs, so a caller may fill it in place
-    between the forward pass and ``loss.backward()`` (current-batch coefficients in one pass).
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, k: torch.Tensor, m: int) -> torch.Tensor:  # noqa: ANN001
-        ctx.k, ctx.m = k, m  # kept by reference on purpose (see class docstring)
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
-        k = ctx.k[:, ctx.m].to(device=grad.device, dtype=grad.dtype)
-        return grad * k.reshape(-1, *([1] * (grad.dim() - 1))), None, None
-
-
-def scale_grad(x: torch.Tensor, k: torch.Tensor, m: int) -> torch.Tensor:
-    """x: (T, B, ...); k: (T, M) gradient scale, read at backward time; m: modality index."""
-    return _ScaleGrad.apply(x, k, m)
+__all__ = ["TAAFHead", "TAAFNet", "TAAFOutput", "scale_grad", "time_first_output"]
 
 
 class TAAFHead(nn.Module):
@@ -103,10 +43,15 @@ class TAAFHead(nn.Module):
         """A: (M, T, T), each row sums to 1."""
         return self.warp_logits.softmax(dim=-1)
 
-    def forward(self, h: torch.Tensor, present: torch.Tensor) -> TAAFOutput:
-        """h: (T, B, M, D) encoder spikes (zero for absent); present: (B, M) bool."""
+    def forward(self, h: torch.Tensor, present: torch.Tensor,
+                grad_scale: torch.Tensor | None = None) -> TAAFOutput:
+        """h: (T, B, M, D) encoder spikes (zero for absent); present: (B, M) bool; grad_scale:
+        (T, M) gradient factors for the *warped* features h~_m[t], the steps the balanced
+        loss measured (read at backward time)."""
         T, B, M, D = h.shape
         ht = torch.einsum("mts,sbmd->tbmd", self.warp(), h)  # h~_m[t] = sum_s A_m[t,s] h_m[s]
+        if grad_scale is not None:
+            ht = torch.stack([scale_grad(ht[:, :, m], grad_scale, m) for m in range(M)], dim=2)
         scores = torch.cat([self.score_m[m](ht[:, :, m]) for m in range(M)], dim=-1)  # (T,B,M)
         beta = scores.masked_fill(~present, float("-inf")).softmax(dim=-1)  # (T, B, M)
         current = sum(beta[..., m : m + 1] * self.proj_m[m](ht[:, :, m]) for m in range(M))
@@ -129,8 +74,6 @@ class TAAFNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        from .fusion import ConcatHead  # local: fusion imports TAAFOutput from this module
-
         self.cfg = cfg
         self.encoders = nn.ModuleDict({m: build_encoder(m, cfg) for m in cfg.modalities})
         self.head: nn.Module = TAAFHead(cfg) if cfg.fusion == "taaf" else ConcatHead(cfg)
@@ -152,8 +95,10 @@ class TAAFNet(nn.Module):
             audio: (T, B, 2, C) audio spike counts or None (absent).
             present: (B, M) bool; False masks a modality for that sample (zero input, removed
                 from the modality attention). None: present wherever an input is given.
-            grad_scale: (T, M) factors applied to the gradient flowing back into each encoder
-                at each step (identity forward). Read at backward time: see ``_ScaleGrad``.
+            grad_scale: (T, M) factors applied to the gradient flowing back from each
+                modality's features at each step (identity forward), inside the head where the
+                step is the one the coefficients were measured at. Read at backward time: see
+                ``grad_scale.py``.
         Returns:
             TAAFOutput.
         """
@@ -185,10 +130,8 @@ class TAAFNet(nn.Module):
             x = x.to(device=dev, dtype=dtype) * self.cfg.input_scale
             x = x * mask.reshape(1, B, *([1] * (x.dim() - 2)))  # absent -> zero input
             hm = self.encoders[m](x) * mask.reshape(1, B, 1)  # (T, B, D)
-            if grad_scale is not None:
-                hm = scale_grad(hm, grad_scale, i)
             h = h.index_copy(2, torch.tensor([i], device=dev), hm.unsqueeze(2))
-        return self.head(h, present)
+        return self.head(h, present, grad_scale)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

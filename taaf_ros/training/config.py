@@ -83,14 +83,19 @@ class TrainConfig:
     """training epochs."""
     batch_size: int = 32
     """samples per optimiser step."""
+    optimizer: str = "adamw"
+    """adamw | sgd. The modulated methods slow an encoder through its learning rate, which
+    either optimiser honours."""
+    momentum: float = 0.9
+    """SGD momentum (optimizer sgd)."""
     lr: float = 0.003
-    """peak AdamW learning rate (cosine decay to lr_min_ratio * lr, per step)."""
+    """peak learning rate (cosine decay to lr_min_ratio * lr, per step)."""
     lr_min_ratio: float = 0.02
     """final learning rate as a fraction of lr."""
     warmup_steps: int = 20
     """linear warm-up steps before the cosine decay."""
     weight_decay: float = 0.01
-    """AdamW weight decay."""
+    """weight decay (decoupled for AdamW, L2 for SGD); none on biases, norm scales, warping."""
     seed: int = 0
     """seed of initialisation, shuffling and any noise."""
     # ---- run
@@ -117,6 +122,8 @@ class TrainConfig:
     """checkpoint file for --eval-only / --resume."""
 
     def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be adamw or sgd, got {self.optimizer!r}")
         # tuples arrive as lists from YAML / checkpoints
         self.event_widths = tuple(int(v) for v in self.event_widths)
         self.audio_widths = tuple(int(v) for v in self.audio_widths)

@@ -1,5 +1,6 @@
-"""Training and evaluation: model/loss from the method, AdamW + warm-up/cosine, per-epoch
-evaluation, atomic per-epoch checkpoints and an exact ``resume``.
+"""Training and evaluation: model/loss from the method, the optimiser of ``optim.py`` (AdamW
+or SGD, warm-up/cosine, per-modality learning rates), per-epoch evaluation, atomic per-epoch
+checkpoints and an exact ``resume``.
 
 Checkpoints in the run folder:
     last.pt   training state after the last finished epoch (weights, optimizer, scheduler,
@@ -56,6 +57,7 @@ from .data import (
     shift_channels,
     shift_events,
 )
+from .optim import make_optimizer, scale_encoder_lr
 
 #: Config keys that may differ between a run and its resumption (they do not change results).
 RESUME_FREE_KEYS = {"resume", "progress", "num_threads", "device", "out_dir", "data_root",
@@ -83,26 +85,6 @@ def build_model(cfg: TrainConfig, n_classes: int, fe: FrontEndConfig
         overrides["aux_weight"] = cfg.aux_weight
     mcfg, loss_fn = build_method(cfg.method, base, **overrides)
     return TAAFNet(mcfg), loss_fn
-
-
-def make_optimizer(model: TAAFNet, cfg: TrainConfig, total_steps: int
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW (no decay on biases / norm scales / warping logits) + linear warm-up, cosine."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "warp" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2
-                                                                and "warp" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    warm = max(0, min(cfg.warmup_steps, total_steps - 1))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi
-                                                                               * progress))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 @torch.no_grad()
@@ -279,6 +261,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             loss_fn.after_backward(model, info)
+            scale_encoder_lr(opt, info["lr_scale"])  # this step only: sched.step() resets it
             opt.step()
             sched.step()
             nb = len(idx)
