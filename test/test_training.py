@@ -10,6 +10,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,6 +127,15 @@ def test_training_learns(trained: Path) -> None:
     assert ce[-1] < 0.92 * ce[0] and ce == sorted(ce, reverse=True), ce
     assert m["test_acc"] > 0.25  # chance is 0.10 with 10 classes
     assert len(m["history"]) == 5 and m["energy"]["energy_uj"] > 0
+    # validation: one training speaker held out, speaker-disjoint; it chose the epoch, and
+    # the test split was not evaluated along the way
+    vs = m["dataset"]["val_speaker"]
+    assert vs in {"george", "jackson", "lucas", "yweweler"} and m["dataset"]["n_val"] > 0
+    assert all("val_acc" in h and "test_acc" not in h for h in m["history"])
+    best = max(h["val_acc"] for h in m["history"])
+    assert m["selected_epoch"] == next(h["epoch"] for h in m["history"]
+                                       if h["val_acc"] == best)
+    assert m["val_acc"] == best and m["selected_by"] == f"validation speaker {vs}"
     assert set(m["test_acc_per_modality"]) == {"events", "audio"}
     assert m["command"].startswith("python train_ead.py")
     for name in ("learning_curves.png", "attention.png", "confusion.png", "results.md",
@@ -151,8 +161,11 @@ def test_resume_equals_uninterrupted(trained: Path, tiny_data: Path, tmp_path: P
     assert all(torch.equal(a[k], b[k]) for k in a)
     ha = json.loads((trained / "metrics.json").read_text())["history"]
     hb = json.loads((tmp_path / "metrics.json").read_text())["history"]
-    key = ("train_loss", "test_acc", "lr")
+    key = ("train_loss", "val_acc", "lr")
     assert [[h[k] for k in key] for h in ha] == [[h[k] for k in key] for h in hb]
+    ma = json.loads((trained / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "metrics.json").read_text())
+    assert mb["selected_epoch"] == ma["selected_epoch"] and mb["test_acc"] == ma["test_acc"]
 
 
 @pytest.mark.slow
@@ -208,3 +221,25 @@ def test_compare_writes_table(tmp_path: Path) -> None:
     assert "| taaf | 90.0 % | 80.0 % | 40.0 % | 2.00 | 1.50 µJ | 2.0 min | 3 |" in text
     assert "97.5 %" in text and "not the paper's EAD" in text
     assert "python train_ead.py --method taaf" in text
+
+
+def test_validation_split_is_speaker_disjoint() -> None:
+    from taaf_ros.training.data import TensorSet, split_validation
+
+    ids = [f"{d}_{s}_{t}_mnist{t:05d}" for d in range(3) for s in ("ann", "bob", "cy")
+           for t in range(2 if s == "bob" else 1)]
+    ts = TensorSet(np.zeros((len(ids), 1)), np.zeros((len(ids), 1)),
+                   np.arange(len(ids)), ids)
+    train, val, who = split_validation(ts, "auto")
+    assert who == "bob"  # the most samples
+    assert {i.split("_")[1] for i in val.ids} == {"bob"} and len(val) == 6
+    assert "bob" not in {i.split("_")[1] for i in train.ids} and len(train) + len(val) == len(ts)
+    assert list(train.labels) == [ids.index(i) for i in train.ids]  # rows stay together
+    assert split_validation(ts, "cy")[2] == "cy"
+    with pytest.raises(ValueError, match="not among"):
+        split_validation(ts, "dan")
+    with pytest.raises(ValueError, match="carry no speaker"):
+        split_validation(TensorSet(ts.events, ts.audio, ts.labels, ["x"] * len(ids)), "auto")
+    one = TensorSet(ts.events[:1], ts.audio[:1], ts.labels[:1], ids[:1])
+    with pytest.raises(ValueError, match="only one training speaker"):
+        split_validation(one, "auto")

@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     if "test_acc" in metrics:
         per = metrics["test_acc_per_modality"]
         print(f"fused test acc {metrics['test_acc']:.4f}  per modality "
-              + ", ".join(f"{m} {a:.4f}" for m, a in per.items() if a is not None))
+              + ", ".join(f"{m} {a:.4f}" for m, a in per.items() if a is not None)
+              + (f"  (epoch {metrics['selected_epoch']}, chosen by "
+                 f"{metrics['selected_by']})" if "selected_by" in metrics else ""))
     else:
         print(f"stopped after epoch {metrics['stopped_after_epoch']}; continue with --resume")
     return 0

@@ -32,6 +32,11 @@ class TrainConfig:
     """where AV-digits built from sources goes. Empty: ~/.cache/taaf_ros."""
     train_split: str = "train"
     """split folder used for training."""
+    val_speaker: str = "auto"
+    """training speaker held out for validation, speaker-disjoint like the test split; it
+    picks the reported epoch, and the test split is evaluated once, at the end. auto: the
+    training speaker with the most samples; empty: no validation (the final epoch is
+    reported, and the test split is evaluated every eval_every epochs)."""
     test_split: str = "test"
     """split folder used for evaluation (AV-digits: held-out speaker)."""
     limit_per_class: int = 0

@@ -36,6 +36,12 @@ class TensorSet:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def take(self, idx: list[int] | np.ndarray) -> TensorSet:
+        """The samples ``idx``, in that order."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return TensorSet(self.events[idx], self.audio[idx], self.labels[idx],
+                         [self.ids[i] for i in idx])
+
     def batch(self, idx: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                              torch.Tensor]:
         """Samples ``idx`` -> (events (T, B, 2, H, W), audio (T, B, 2, C)) float32, labels."""
@@ -97,6 +103,36 @@ def load_split(root: str | Path, split: str, fe: FrontEndConfig, limit_per_class
                  ids=np.asarray(ids))
         tmp.replace(cache)  # atomic: a half-written cache is never read
     return ts, ds
+
+
+def speaker_of(sample_id: str) -> str | None:
+    """The speaker of an AV-digits / FSDD sample id (``{digit}_{speaker}_{take}...``)."""
+    parts = sample_id.split("_")
+    return parts[1] if len(parts) >= 3 and parts[0].isdigit() and parts[2].isdigit() else None
+
+
+def split_validation(train: TensorSet, speaker: str) -> tuple[TensorSet, TensorSet, str]:
+    """(train without the validation speaker, that speaker's samples, the speaker): a
+    speaker-disjoint validation split, as the test split is. ``speaker="auto"``: the training
+    speaker with the most samples (ties: alphabetical). Raises ValueError when the ids carry
+    no speaker or either side would be empty."""
+    speakers = [speaker_of(i) for i in train.ids]
+    if any(s is None for s in speakers):
+        raise ValueError("sample ids carry no speaker ({digit}_{speaker}_{take}): give "
+                         "--val-speaker '' (no validation split) for this dataset")
+    counts: dict[str, int] = {}
+    for s in speakers:
+        counts[s] = counts.get(s, 0) + 1
+    chosen = min(counts, key=lambda s: (-counts[s], s)) if speaker == "auto" else speaker
+    if chosen not in counts:
+        raise ValueError(f"validation speaker {chosen!r} is not among the training speakers "
+                         f"{sorted(counts)}")
+    if len(counts) < 2:
+        raise ValueError(f"only one training speaker ({chosen}): nothing left to train on "
+                         "after holding it out for validation (--val-speaker '')")
+    val = [i for i, s in enumerate(speakers) if s == chosen]
+    rest = [i for i, s in enumerate(speakers) if s != chosen]
+    return train.take(rest), train.take(val), chosen
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -7,9 +7,12 @@ Checkpoints in the run folder:
               epoch, RNG state, history, the TrainConfig); rewritten atomically every epoch,
               so an interrupt or crash loses at most the epoch in progress.
     model.pt  the final model with its model card (what the ROS node loads).
-There is no validation split (AV-digits has train/test only), so no "best" checkpoint is
-picked: choosing the epoch by test accuracy would report an optimistic number. The reported
-figures are those of the final epoch.
+Validation: one training speaker (``val_speaker``) is held out of training, speaker-disjoint as
+the test speaker is. It is evaluated every ``eval_every`` epochs and picks the reported epoch
+(the best validation accuracy; the earliest on a tie); the test split is evaluated once, at the
+end, on that epoch's weights, and the metrics say which epoch was chosen. Without a validation
+speaker the final epoch is reported and the test split is evaluated along the way (learning
+curves only: choosing an epoch by test accuracy would report an optimistic number).
 
 Imbalance ratio (reported per evaluation): ``acc_dominant / acc_weaker`` of the two unimodal
 readouts (``TAAFOutput.unimodal_logits``) on the test split; 1.0 means both modalities alone
@@ -56,6 +59,7 @@ from .data import (
     repair_audio,
     shift_channels,
     shift_events,
+    split_validation,
 )
 from .optim import make_optimizer, scale_encoder_lr
 
@@ -214,6 +218,11 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     test_set, _ = load_split(root, cfg.test_split, fe, cfg.limit_per_class, cache,
                              cfg.progress)
     frontend_s = time.perf_counter() - t0
+    val_set, val_speaker = None, None
+    if cfg.val_speaker:
+        train_set, val_set, val_speaker = split_validation(train_set, cfg.val_speaker)
+        print(f"validation: speaker {val_speaker} ({len(val_set)} samples) held out of "
+              f"training ({len(train_set)} left); it picks the epoch")
     classes = ds.classes
     audio_rate = int(ds.meta.get("audio_rate", fe.cochlea.sample_rate))
 
@@ -223,6 +232,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
     history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}  # validation's pick: epoch, val_acc, state (CPU tensors)
     start_epoch, train_time = 0, 0.0
     last = out / "last.pt"
     if cfg.resume:
@@ -234,6 +244,7 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
             sched.load_state_dict(extra["scheduler"])
             torch.set_rng_state(extra["rng_state"])
             history, train_time = list(extra["history"]), float(extra["train_time_s"])
+            best = dict(extra.get("best") or {})
         except (KeyError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{path}: incomplete training state: {e}") from e
         start_epoch = state.epoch
@@ -282,27 +293,38 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
         train_time += time.perf_counter() - t_ep
         row["epoch_time_s"] = time.perf_counter() - t_ep
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
-            ev_res = evaluate(model, test_set, cfg.eval_batch_size, device)
-            row.update(test_acc=ev_res["acc"],
-                       **{f"test_acc_{m}": a for m, a in ev_res["acc_per_modality"].items()},
-                       imbalance=ev_res["imbalance"],
-                       modality_attention=ev_res["modality_attention"])
+            split = "val" if val_set is not None else "test"
+            ev_res = evaluate(model, val_set if val_set is not None else test_set,
+                              cfg.eval_batch_size, device)
+            row.update({f"{split}_acc": ev_res["acc"],
+                        **{f"{split}_acc_{m}": a for m, a in ev_res["acc_per_modality"].items()},
+                        f"{split}_imbalance": ev_res["imbalance"],
+                        f"{split}_modality_attention": ev_res["modality_attention"]})
+            if val_set is not None and ev_res["acc"] > best.get("val_acc", -1.0):
+                best = {"epoch": epoch + 1, "val_acc": ev_res["acc"],
+                        "state": {k: v.detach().cpu().clone()
+                                  for k, v in model.state_dict().items()}}
         history.append(row)
         epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}",
-                               test=f"{row.get('test_acc', float('nan')):.3f}")
+                               acc=f"{row.get('val_acc', row.get('test_acc', float('nan'))):.3f}")
         # After every epoch: atomic, so an interrupt never loses a finished epoch.
         save_training_state(
             last, model, _card(model, classes, fe, audio_rate, {}, command, cfg.method), opt,
             epoch + 1,
             extra={"scheduler": sched.state_dict(), "rng_state": torch.get_rng_state(),
-                   "history": history, "train_time_s": train_time,
+                   "history": history, "train_time_s": train_time, "best": best,
                    "train_config": cfg.to_dict()})
     if end_epoch < cfg.epochs:
         return {"stopped_after_epoch": end_epoch, "history": history}
 
+    if best:
+        model.load_state_dict(best["state"])  # validation's epoch, for the test and model.pt
     final = evaluate(model, test_set, cfg.eval_batch_size, device)
     metrics: dict[str, Any] = {
         "method": cfg.method,
+        "selected_epoch": best.get("epoch", cfg.epochs),
+        "selected_by": f"validation speaker {val_speaker}" if best else "final epoch",
+        "val_acc": best.get("val_acc"),
         "test_acc": final["acc"],
         "test_acc_per_modality": final["acc_per_modality"],
         "imbalance": final["imbalance"],
@@ -316,14 +338,16 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
         "epochs": cfg.epochs,
         "n_params": model.n_params(),
         "history": history,
-        "dataset": _dataset_info(root, ds.meta, train_set, test_set),
+        "dataset": {**_dataset_info(root, ds.meta, train_set, test_set),
+                    "val_speaker": val_speaker, "n_val": len(val_set) if val_set else 0},
         "classes": classes,
         "command": command,
         "config": cfg.to_dict(),
         "torch_threads": torch.get_num_threads(),
     }
     card_metrics = {k: metrics[k] for k in ("test_acc", "test_acc_per_modality", "imbalance",
-                                            "train_time_s", "epochs")}
+                                            "train_time_s", "epochs", "selected_epoch",
+                                            "val_acc")}
     card_metrics["dataset"] = metrics["dataset"]["name"]
     save_checkpoint(out / "model.pt", model,
                     _card(model, classes, fe, audio_rate, card_metrics, command, cfg.method))

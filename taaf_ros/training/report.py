@@ -61,7 +61,8 @@ def plot_all(out: Path, metrics: dict[str, Any]) -> None:
     matplotlib.use("Agg")  # no display on robots and CI
     import matplotlib.pyplot as plt
 
-    hist = [h for h in metrics.get("history", []) if "test_acc" in h]
+    split = "val" if any("val_acc" in h for h in metrics.get("history", [])) else "test"
+    hist = [h for h in metrics.get("history", []) if f"{split}_acc" in h]
     if metrics.get("history"):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         ep = [h["epoch"] for h in metrics["history"]]
@@ -70,11 +71,14 @@ def plot_all(out: Path, metrics: dict[str, Any]) -> None:
         ax2.plot(ep, [h["train_acc"] for h in metrics["history"]], "o--", label="train fused")
         if hist:
             he = [h["epoch"] for h in hist]
-            ax2.plot(he, [h["test_acc"] for h in hist], "o-", label="test fused")
+            ax2.plot(he, [h[f"{split}_acc"] for h in hist], "o-", label=f"{split} fused")
             for m in MODALITIES:
-                vals = [h.get(f"test_acc_{m}") for h in hist]
+                vals = [h.get(f"{split}_acc_{m}") for h in hist]
                 if all(v is not None for v in vals):
-                    ax2.plot(he, vals, "s-", label=f"test {m} readout")
+                    ax2.plot(he, vals, "s-", label=f"{split} {m} readout")
+            if metrics.get("selected_epoch") and split == "val":
+                ax2.axvline(metrics["selected_epoch"], color="grey", ls=":",
+                            label=f"chosen: epoch {metrics['selected_epoch']}")
         ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
         ax2.legend()
         fig.tight_layout()
