@@ -178,3 +178,22 @@ def test_checksum_verification_on_local_files(data_root, tmp_path):
     f.write_bytes(b"tampered")
     with pytest.raises(ChecksumError):
         verify_checksum(f, None)
+
+
+def test_concurrent_runs_build_the_cache_once(data_root, tmp_path):
+    """Two training runs started together (two cores) share one AV-digits build: the second
+    waits for the first's lock, then reuses its finished folder."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from taaf_ros.data.avdigits import ensure_ead_dataset; "
+            f"print(ensure_ead_dataset({str(data_root)!r}, {str(tmp_path)!r}, "
+            "limit_per_class=1, progress=False))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum("building AV-digits" in err for _, err in outs) == 1, outs
+    folders = {out.strip() for out, _ in outs}
+    assert len(folders) == 1
+    assert len(EadDataset(folders.pop(), "test")) > 0

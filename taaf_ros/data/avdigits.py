@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import io
 import json
 import os
@@ -333,11 +334,19 @@ def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int =
         fsdd, mnist = fetch_fsdd(base / "sources" / "fsdd"), fetch_mnist(base / "sources" / "mnist")
     name = f"avdigits-v{BUILDER_VERSION}-seed{seed}"
     out = base / (name + (f"-limit{limit_per_class}" if limit_per_class else ""))
-    if not (out / "meta.json").is_file():
-        print(f"building AV-digits from {fsdd.parent} into {out} (once; cached)", file=sys.stderr)
-        build_avdigits(fsdd, mnist, out,
-                       BuildConfig(seed=seed, limit_per_class=limit_per_class or None),
-                       progress=progress, overwrite=True)
+    if (out / "meta.json").is_file():
+        return out
+    base.mkdir(parents=True, exist_ok=True)
+    # Two runs started together (two cores, two methods) must not build into one folder at
+    # once: the second waits here, then finds the first's finished build.
+    with open(base / f"{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "meta.json").is_file():
+            print(f"building AV-digits from {fsdd.parent} into {out} (once; cached)",
+                  file=sys.stderr)
+            build_avdigits(fsdd, mnist, out,
+                           BuildConfig(seed=seed, limit_per_class=limit_per_class or None),
+                           progress=progress, overwrite=True)
     return out
 
 
