@@ -8,6 +8,7 @@ gives.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from norse.torch.functional.lif import (
     LIFFeedForwardState,
     LIFParameters,
@@ -126,7 +127,8 @@ class RMSBatchNorm(nn.Module):
     """Batch normalisation by the root mean square only: no centring, no bias.
 
     y = x / sqrt(E[x^2] + eps) * weight, per channel (axis 1), the statistic taken over the
-    batch (and spatial axes) in training and a running average at inference. Like BatchNorm it
+    batch (and spatial axes; in a distributed run, the whole global batch) in training and a
+    running average at inference. Like BatchNorm it
     brings currents to the threshold's scale whatever the event counts; unlike it, zero input
     gives zero current, so a silent sensor makes no spikes and costs no synaptic operations
     (BatchNorm's shift made silent inputs fire). It folds into the preceding layer at inference.
@@ -143,7 +145,7 @@ class RMSBatchNorm(nn.Module):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         if self.training:
             dims = [0, *range(2, x.dim())]
-            ms = x.detach().pow(2).mean(dim=dims)  # (C,) statistic, not differentiated
+            ms = _batch_mean_square(x.detach(), dims)  # (C,) statistic, not differentiated
             with torch.no_grad():
                 # the first batch sets the statistic: lerp from the init value 1 would keep
                 # eval currents far too small for many batches (sparse input has ms << 1)
@@ -153,6 +155,16 @@ class RMSBatchNorm(nn.Module):
         else:
             ms = self.running_ms
         return x * (self.weight / (ms + self.eps).sqrt()).reshape(shape)
+
+
+def _batch_mean_square(x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    """E[x^2] per channel over ``dims``: over the whole global batch in a distributed run (each
+    process holds a share of it), so that N processes normalise as one process would."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return x.pow(2).mean(dim=dims)
+    packed = torch.cat([x.pow(2).sum(dim=dims), x.new_tensor([x.numel() / x.shape[1]])])
+    dist.all_reduce(packed)
+    return packed[:-1] / packed[-1]
 
 
 def make_lif(cfg: ModelConfig) -> LIFLayer:

@@ -31,6 +31,7 @@ Methods: taaf-balanced, taaf (no balancing), concat, concat-ogmge, events-only, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -104,6 +105,9 @@ class BalancedFusionLoss:
         self.cfg = cfg
         self.model_cfg = model_cfg
         self.used = torch.tensor([m in model_cfg.modalities for m in MODALITIES])
+        # Sums a batch statistic over the processes of a distributed run (identity alone), so
+        # that every process computes the coefficients of the whole global batch.
+        self.reduce: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
 
     @property
     def uses_grad_scale(self) -> bool:
@@ -129,24 +133,26 @@ class BalancedFusionLoss:
             idx = y.reshape(-1, 1, 1, 1).expand(-1, T, M, 1)
             p_y = out.step_logits_per_modality.softmax(dim=-1).gather(-1, idx).squeeze(-1)
             contrib = out.alpha.unsqueeze(-1) * out.beta * p_y  # (B, T, M)
-            nb = both.sum().clamp(min=1)
-            s = (contrib * both.reshape(-1, 1, 1)).sum(dim=0) / nb  # (T, M)
+            s_sum = (contrib * both.reshape(-1, 1, 1)).sum(dim=0)  # (T, M)
+            sums = self.reduce(torch.cat([s_sum.reshape(-1), both.sum().reshape(1).to(s_sum)]))
+            n_both = float(sums[-1])
+            s = sums[:-1].reshape(T, M) / max(n_both, 1.0)  # batch mean, all processes
             rho = _ratio_to_others(s, used)  # (T, M)
-            if c.balance and bool(both.any()):
+            if c.balance and n_both > 0:
                 k = 1.0 - torch.tanh(c.eta * F.relu(rho - 1.0))
                 # w_m: the weaker modality over the whole window (rho < 1) gets up to 2x.
                 rho_all = _ratio_to_others(s.sum(dim=0), used)  # (M,)
                 w = 1.0 + torch.tanh(c.eta * F.relu(1.0 / (rho_all + _EPS) - 1.0))
                 w = torch.where(used, w, torch.ones_like(w))
             ogm_k = torch.ones(M, device=out.logits.device)
-            if c.ogm and bool(both.any()):
+            if c.ogm and n_both > 0:
                 # Peng et al.: score_m = sum_b softmax(logits_m)[y] over the batch
                 conf = (
                     out.unimodal_logits.softmax(dim=-1)
                     .gather(-1, y.reshape(-1, 1, 1).expand(-1, M, 1))
                     .squeeze(-1)
                 )  # (B, M)
-                score = (conf * both.reshape(-1, 1)).sum(dim=0)
+                score = self.reduce((conf * both.reshape(-1, 1)).sum(dim=0))
                 ratio = _ratio_to_others(score, used)
                 ogm_k = 1.0 - torch.tanh(c.ogm_alpha * F.relu(ratio - 1.0))
                 info.update({f"ogm_ratio_{m}": float(ratio[i]) for i, m in enumerate(MODALITIES)})

@@ -75,6 +75,9 @@ class TAAFNet(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # Distributed training sets this: every process must run the same layers (their batch
+        # statistics are summed across processes), whatever its share of the batch holds.
+        self.run_every_encoder = False
         self.encoders = nn.ModuleDict({m: build_encoder(m, cfg) for m in cfg.modalities})
         self.head: nn.Module = TAAFHead(cfg) if cfg.fusion == "taaf" else ConcatHead(cfg)
 
@@ -119,7 +122,7 @@ class TAAFNet(nn.Module):
         dtype = next(self.parameters()).dtype
         h = torch.zeros(T, B, len(MODALITIES), self.cfg.hidden, device=dev, dtype=dtype)
         for i, m in enumerate(MODALITIES):
-            if not bool(avail[i]) or not bool(present[:, i].any()):
+            if not bool(avail[i]) or not (self.run_every_encoder or bool(present[:, i].any())):
                 continue  # nobody uses this encoder in this batch: skip its compute
             x = inputs[m]
             if tuple(x.shape[2:]) != self._input_shape(m) or x.shape[1] != B:

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: the last finished epoch is in last.pt; continue with --resume",
               file=sys.stderr)
         return 130
+    if "rank" in metrics:  # a torchrun worker other than rank 0: rank 0 reports
+        return 0
     if "test_acc" in metrics:
         per = metrics["test_acc_per_modality"]
         print(f"fused test acc {metrics['test_acc']:.4f}  per modality "

@@ -24,6 +24,7 @@ probability over audio's, > 1 = events dominate) and the mean balancing coeffici
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ from .data import (
     shift_events,
     split_validation,
 )
+from .distributed import Distributed, init_distributed, shutdown_distributed
 from .optim import make_optimizer, scale_encoder_lr
 
 #: Config keys that may differ between a run and its resumption (they do not change results).
@@ -147,12 +149,17 @@ def _energy(model: TAAFNet, data: TensorSet, n: int = 64,
             "ann_macs": rep.ann_macs, "firing_rates": rep.firing_rates}
 
 
-def _setup_torch(cfg: TrainConfig) -> torch.device:
+def _setup_torch(cfg: TrainConfig) -> tuple[torch.device, Distributed]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+        torch.set_num_threads(max(1, cfg.num_threads // world))  # the cores are shared
     # cheap on CPU; on CUDA some kernels fall back to slower deterministic versions
     torch.use_deterministic_algorithms(True, warn_only=True)
-    return select_device(cfg.device)
+    device = select_device(cfg.device)
+    if world > 1 and device.type == "cuda":  # one GPU per process (written; untested here)
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device, init_distributed(device)
 
 
 def _dataset_info(root: Path, ds_meta: dict, train: TensorSet | None, test: TensorSet
@@ -202,12 +209,24 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     ``cfg.stop_after`` ends this invocation early (the schedule still spans ``cfg.epochs``,
     so ``resume`` continues exactly).
     Raises CheckpointError when ``cfg.resume`` is set and the checkpoint is unusable.
+    Under ``torchrun`` it trains on every process (see ``distributed.py``); rank 0 returns
+    the metrics, the others ``{"rank": r}``.
     """
+    device, dctx = _setup_torch(cfg)
+    try:
+        return _train(cfg, command, device, dctx)
+    finally:
+        shutdown_distributed()
+
+
+def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distributed
+           ) -> dict[str, Any]:
     from .report import write_outputs
 
-    device = _setup_torch(cfg)
     out = cfg.resolved_out_dir()
     out.mkdir(parents=True, exist_ok=True)
+    if not dctx.is_main:
+        dctx.barrier()  # rank 0 builds the dataset and the feature cache first
     root = ensure_ead_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.seed,
                               cfg.limit_per_class, cfg.progress)
     fe = frontend_config(cfg)
@@ -218,17 +237,27 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     test_set, _ = load_split(root, cfg.test_split, fe, cfg.limit_per_class, cache,
                              cfg.progress)
     frontend_s = time.perf_counter() - t0
+    if dctx.is_main:
+        dctx.barrier()
     val_set, val_speaker = None, None
     if cfg.val_speaker:
         train_set, val_set, val_speaker = split_validation(train_set, cfg.val_speaker)
-        print(f"validation: speaker {val_speaker} ({len(val_set)} samples) held out of "
-              f"training ({len(train_set)} left); it picks the epoch")
+        if dctx.is_main:
+            print(f"validation: speaker {val_speaker} ({len(val_set)} samples) held out of "
+                  f"training ({len(train_set)} left); it picks the epoch")
     classes = ds.classes
     audio_rate = int(ds.meta.get("audio_rate", fe.cochlea.sample_rate))
 
     torch.manual_seed(cfg.seed)
     model, loss_fn = build_model(cfg, len(classes), fe)
     model.to(device)
+    net: torch.nn.Module = model
+    if dctx.enabled:
+        model.run_every_encoder = True  # the same collectives on every process
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
+        loss_fn.reduce = dctx.all_reduce_sum
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
     history: list[dict[str, Any]] = []
@@ -248,11 +277,13 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
         except (KeyError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{path}: incomplete training state: {e}") from e
         start_epoch = state.epoch
-        print(f"resumed from {path} after epoch {start_epoch}")
+        if dctx.is_main:
+            print(f"resumed from {path} after epoch {start_epoch}")
 
     end_epoch = cfg.epochs if cfg.stop_after <= 0 else min(cfg.epochs, cfg.stop_after)
+    show = cfg.progress and dctx.is_main
     epochs_bar = tqdm(range(start_epoch, end_epoch), desc=cfg.method, unit="epoch",
-                      disable=not cfg.progress, initial=start_epoch, total=cfg.epochs)
+                      disable=not show, initial=start_epoch, total=cfg.epochs)
     for epoch in epochs_bar:
         t_ep = time.perf_counter()
         model.train()
@@ -261,13 +292,16 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
         sums: dict[str, float] = {"loss": 0.0, "ce": 0.0, "correct": 0.0, "rho_events": 0.0,
                                   "k_events": 0.0, "k_audio": 0.0}
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch",
-                   leave=False, disable=not cfg.progress)
+                   leave=False, disable=not show)
         for b in bar:
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            # every rank draws the whole global batch (same generator), then takes its share
             ev, au, y, present = _train_batch(train_set, idx, cfg, model, g)
-            ev, au, y, present = ev.to(device), au.to(device), y.to(device), present.to(device)
+            sl = dctx.share(len(idx))
+            ev, au, y, present = (ev[:, sl].to(device), au[:, sl].to(device), y[sl].to(device),
+                                  present[sl].to(device))
             k = loss_fn.new_grad_scale()
-            outp = model(ev, au, present=present, grad_scale=k)
+            outp = net(ev, au, present=present, grad_scale=k)
             loss, info = loss_fn(outp, y, grad_scale=k)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -275,13 +309,16 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
             scale_encoder_lr(opt, info["lr_scale"])  # this step only: sched.step() resets it
             opt.step()
             sched.step()
-            nb = len(idx)
+            nb = len(y)
             sums["loss"] += info["loss"] * nb
             sums["ce"] += info["ce"] * nb
             sums["correct"] += float((outp.logits.argmax(-1) == y).sum())
             for key in ("rho_events", "k_events", "k_audio"):
                 sums[key] += info[key] * nb
             bar.set_postfix(loss=f"{info['loss']:.3f}")
+        keys = list(sums)
+        totals = dctx.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64))
+        sums = dict(zip(keys, totals.tolist(), strict=True))
         n = len(train_set)
         row: dict[str, Any] = {
             "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
@@ -292,6 +329,10 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
         }
         train_time += time.perf_counter() - t_ep
         row["epoch_time_s"] = time.perf_counter() - t_ep
+        if not dctx.is_main:  # rank 0 evaluates and writes; the history lives there
+            history.append(row)
+            dctx.barrier()
+            continue
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
             split = "val" if val_set is not None else "test"
             ev_res = evaluate(model, val_set if val_set is not None else test_set,
@@ -314,8 +355,11 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
             extra={"scheduler": sched.state_dict(), "rng_state": torch.get_rng_state(),
                    "history": history, "train_time_s": train_time, "best": best,
                    "train_config": cfg.to_dict()})
+        dctx.barrier()
     if end_epoch < cfg.epochs:
         return {"stopped_after_epoch": end_epoch, "history": history}
+    if not dctx.is_main:
+        return {"rank": dctx.rank}
 
     if best:
         model.load_state_dict(best["state"])  # validation's epoch, for the test and model.pt
@@ -364,7 +408,7 @@ def evaluate_checkpoint(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
 
     if not cfg.checkpoint:
         raise ValueError("--eval-only needs --checkpoint FILE")
-    device = _setup_torch(cfg)
+    device, _ = _setup_torch(cfg)
     loaded = load_checkpoint(cfg.checkpoint)
     card = loaded.card
     model = loaded.model.to(device)
