@@ -56,6 +56,10 @@ def test_every_key_documented_in_help(capsys: pytest.CaptureFixture[str]) -> Non
         (["--progress=False"], "progress", False),
         (["--resume"], "resume", True),
         (["--resume", "--epochs", "2"], "resume", True),
+        (["--no-progress"], "progress", False),
+        (["--no-feature-cache", "--epochs", "2"], "feature_cache", False),
+        (["--optimizer", "sgd"], "optimizer", "sgd"),
+        (["--val-speaker", ""], "val_speaker", ""),
         (["--event-widths", "8,16"], "event_widths", (8, 16)),
         (["--method", "concat"], "method", "concat"),
     ],
@@ -69,7 +73,8 @@ def test_cli_overrides_are_typed(argv: list[str], key: str, value: object) -> No
 @pytest.mark.parametrize(
     "argv",
     [["--epochs", "2.5"], ["--progress", "maybe"], ["--no-such-key", "1"], ["--lr", "fast"],
-     ["--event-widths", "8,x"], ["--epochs"], ["stray"]],
+     ["--event-widths", "8,x"], ["--epochs"], ["stray"], ["--no-epochs"],
+     ["--optimizer", "adam"]],
 )
 def test_bad_overrides_are_errors(argv: list[str]) -> None:
     with pytest.raises(ValueError):

@@ -3,6 +3,8 @@
 Usage::
 
     python train_ead.py --data-root DIR [--config FILE] [--key value | --key=value ...]
+                        (booleans: --flag, --no-flag or --flag false)
+    torchrun --standalone --nproc_per_node N train_ead.py --data-root DIR ...
     python train_ead.py --resume --out-dir runs/taaf-balanced --data-root DIR
     python train_ead.py --eval-only --checkpoint runs/taaf-balanced/model.pt --data-root DIR
     python train_ead.py --compare RUN_DIR [RUN_DIR ...] [--output docs/results.md]

@@ -228,9 +228,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_cli_overrides(argv: list[str]) -> tuple[dict[str, str], str | None]:
-    """``--key value`` / ``--key=value`` / bare ``--flag`` (= true) -> (overrides, --config).
+    """``--key value`` / ``--key=value`` / bare ``--flag`` (= true) / ``--no-flag`` (= false)
+    -> (overrides, --config).
 
-    A bare flag is only allowed for boolean keys; ``--flag false`` works too.
+    Bare flags and ``--no-`` are only allowed for boolean keys; ``--flag false`` works too.
     """
     defaults = TrainConfig()
     out: dict[str, str] = {}
@@ -243,6 +244,10 @@ def parse_cli_overrides(argv: list[str]) -> tuple[dict[str, str], str | None]:
         body = arg[2:]
         if "=" in body:
             key, value = body.split("=", 1)
+            i += 1
+        elif body.startswith("no-") and isinstance(
+                getattr(defaults, body[3:].replace("-", "_"), None), bool):
+            key, value = body[3:], "false"
             i += 1
         else:
             key = body
