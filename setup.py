@@ -73,6 +73,7 @@ setup(
             "taaf_build_avdigits = taaf_ros.data.avdigits:main",
             "taaf_train = taaf_ros.training.cli:main",
             "taaf_robustness = taaf_ros.training.robustness:main",
+            "taaf_loso = taaf_ros.training.loso:main",
             "taaf_build_interfaces = taaf_ros.interfaces.build:main",
         ],
     },

@@ -305,7 +305,8 @@ def default_cache_dir() -> Path:
 
 def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int = 0,
                        limit_per_class: int = 0, progress: bool = True,
-                       download: bool = False) -> Path:
+                       download: bool = False,
+                       test_speakers: tuple[str, ...] = DEFAULT_TEST_SPEAKERS) -> Path:
     """An EAD-layout folder for ``root``, building AV-digits from sources once if needed.
 
     ``root`` holding ``meta.json`` is used as it is. ``root`` holding FSDD and MNIST sources
@@ -333,6 +334,8 @@ def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int =
 
         fsdd, mnist = fetch_fsdd(base / "sources" / "fsdd"), fetch_mnist(base / "sources" / "mnist")
     name = f"avdigits-v{BUILDER_VERSION}-seed{seed}"
+    if tuple(test_speakers) != DEFAULT_TEST_SPEAKERS:  # another fold of the speakers
+        name += "-test" + "+".join(test_speakers)
     out = base / (name + (f"-limit{limit_per_class}" if limit_per_class else ""))
     if (out / "meta.json").is_file():
         return out
@@ -345,7 +348,8 @@ def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int =
             print(f"building AV-digits from {fsdd.parent} into {out} (once; cached)",
                   file=sys.stderr)
             build_avdigits(fsdd, mnist, out,
-                           BuildConfig(seed=seed, limit_per_class=limit_per_class or None),
+                           BuildConfig(seed=seed, limit_per_class=limit_per_class or None,
+                                       test_speakers=tuple(test_speakers)),
                            progress=progress, overwrite=True)
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def load_split(root: str | Path, split: str, fe: FrontEndConfig, limit_per_class
     ts = TensorSet(np.stack(evs), np.stack(aus), np.asarray(labels, np.int64), ids)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
+        # a name of this process's own: runs in parallel may write the same cache at once
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npz")
         np.savez(tmp, events=ts.events, audio=ts.audio, labels=ts.labels,
                  ids=np.asarray(ids))
         tmp.replace(cache)  # atomic: a half-written cache is never read
