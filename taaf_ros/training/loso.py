@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in sorted({j.test_speaker for j in jobs}):
             data_roots[s] = ensure_ead_dataset(args.data_root, args.out / "data",
                                                limit_per_class=args.limit_per_class,
-                                               test_speakers=(s,))
+                                               progress=False, test_speakers=(s,))
         try:
             failed = run_jobs(jobs, data_roots, args.parallel, extra)
         except KeyboardInterrupt:
