@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from taaf_ros.data.avdigits import ensure_ead_dataset, find_fsdd
-from taaf_ros.model import METHODS
+from taaf_ros.model import METHODS, MODALITIES
 
 
 @dataclass(frozen=True)
@@ -166,10 +166,8 @@ def report(jobs: list[Job], command: str) -> str:
             if r is None:
                 cells.append("not run yet")
                 continue
-            per = r["test_acc_per_modality"]
-            cells.append(" / ".join("-" if per.get(k) is None and k != "fused" else
-                                    f"{100 * (r['test_acc'] if k == 'fused' else per[k]):.1f}"
-                                    for k in ("fused", "events", "audio"))
+            accs = [r["test_acc"], *(r["test_acc_per_modality"].get(k) for k in MODALITIES)]
+            cells.append(" / ".join("-" if a is None else f"{100 * a:.1f}" for a in accs)
                          + f", epoch {r.get('selected_epoch', '?')}")
         lines.append(f"| {f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

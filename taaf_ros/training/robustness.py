@@ -51,11 +51,14 @@ class Condition:
 
     @property
     def label(self) -> str:
-        unit = {"white": " dB", "babble": " dB", "background": "x", "occlusion": ""}
-        sev = (f"{int(self.severity * 100)} %" if self.family == "occlusion"
-               else f"{self.severity:g}{unit.get(self.family, '')}"
-               if isinstance(self.severity, int | float) else str(self.severity))
-        return "clean" if self.family == "clean" else f"{self.family} {sev}"
+        if self.family == "clean":
+            return "clean"
+        if self.family == "occlusion":
+            return f"occlusion {int(self.severity * 100)} %"
+        if self.family == "missing":
+            return f"missing {self.severity}"
+        unit = " dB" if self.family in ("white", "babble") else "x"  # background
+        return f"{self.family} {self.severity:g}{unit}"
 
 
 def conditions() -> list[Condition]:
