@@ -55,8 +55,8 @@ setup(
         + ["catkin_pkg"],
         # Event files beyond .npy and N-MNIST .bin: HDF5 and AEDAT4.
         "files": ["h5py>=3", "aedat>=2"],
-        # Offline work: building datasets, training, reports.
-        "train": ["tqdm>=4.60", "matplotlib>=3.7"],
+        # Offline work: building datasets, training (tyro: its command line), reports.
+        "train": ["tqdm>=4.60", "matplotlib>=3.7", "tyro>=0.9"],
         # Peers timed by the benchmarks (not needed to run or test the package).
         "bench": ["expelliarmus"],
         # faery writes the AEDAT4 files the reader is tested on (another implementation).

@@ -20,15 +20,16 @@ from taaf_ros.events.binning import bin_audio_events, bin_events, fit_events
 class FrontEndConfig:
     """Windowing and binning settings shared by training and the live node.
 
-    window_s: window length (s). Default: 0.6, which holds 90 % of the spoken digits of FSDD
-        whole and the three 100 ms saccades of an N-MNIST-style recording.
-    n_time_bins: T, equal time bins per window (the network's time steps). Default: 8.
-    input_size: (width, height) of the event input of the network (pixels). Default: (34, 34).
-    fit_mode: how a larger sensor is mapped onto ``input_size``: ``"crop"`` (centre crop to the
-        aspect ratio, then downsample) or ``"letterbox"``. Default: "crop".
-    max_count: every bin count is clipped to this (a burst must not blow up the input scale).
-        Default: 15.
-    cochlea: the audio front end (rate, channels, threshold); see ``CochleaConfig``.
+    Attributes:
+        window_s: window length (s). 0.6 holds 90 % of the spoken digits of FSDD whole and
+            the three 100 ms saccades of an N-MNIST-style recording.
+        n_time_bins: T, equal time bins per window (the network's time steps).
+        input_size: (width, height) of the event input of the network (pixels).
+        fit_mode: how a larger sensor is mapped onto input_size: crop (centre crop to the
+            aspect ratio, then downsample) or letterbox.
+        max_count: every bin count is clipped to this (a burst must not blow up the input
+            scale).
+        cochlea: the audio front end (rate, channels, threshold); see CochleaConfig.
     """
 
     window_s: float = 0.6

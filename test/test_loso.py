@@ -32,11 +32,17 @@ def test_protocol_runs_resumes_and_writes_the_page(data_root: Path, tmp_path: Pa
             "--folds", "lucas,theo", "--parallel", "2", "--limit-per-class", "10",
             "--output", str(page),
             # passed through to every train_ead.py run: a tiny, quick network
-            "--epochs", "1", "--hidden", "16", "--event-widths", "8", "--audio-widths", "8",
-            "--batch-size", "10"]
+            "--epochs", "1", "--model.hidden", "16", "--model.event-widths", "8",
+            "--model.audio-widths", "8", "--batch-size", "10"]
     assert main(argv) == 0
     text = page.read_text()
     assert "4 of 4 runs finished" in text
+    # each fold's corruption evaluation ran on both methods' checkpoints
+    for fold in ("lucas", "theo"):
+        rob = json.loads((out / f"test-{fold}" / "robustness.json").read_text())
+        assert len(rob["results"]) == 2
+    assert "| white -5 dB |" in text and "| missing audio |" in text
+    assert (tmp_path / "results-corruptions.png").stat().st_size > 1000
     assert "| taaf | 2/2 |" in text and "| audio-only | 2/2 |" in text
     assert "| lucas |" in text and "| theo |" in text and "not run yet" not in text
     m = json.loads((out / "test-lucas" / "taaf" / "metrics.json").read_text())
@@ -45,3 +51,29 @@ def test_protocol_runs_resumes_and_writes_the_page(data_root: Path, tmp_path: Pa
     capsys.readouterr()
     assert main(argv) == 0  # everything done: nothing runs again
     assert "4 of 4 runs already done" in capsys.readouterr().out
+
+
+def _metrics(fused: float, events: float | None, audio: float | None) -> dict:
+    return {"test_acc": fused, "test_acc_per_modality": {"events": events, "audio": audio}}
+
+
+def test_goals_are_checked_fold_by_fold() -> None:
+    from taaf_ros.training.loso_report import goals
+
+    metrics = {("a", "taaf-balanced"): _metrics(0.99, 0.97, 0.60),
+               ("b", "taaf-balanced"): _metrics(0.96, 0.97, 0.50),
+               ("a", "taaf"): _metrics(0.98, 0.98, 0.55),
+               ("b", "taaf"): _metrics(0.97, 0.97, 0.50)}
+    robust = {f: {"taaf-balanced": {"white 0 dB": {"acc": 0.9}, "missing audio": {"acc": 0.95}},
+                  "events-only": {"white 0 dB": {"acc": 0.96}, "missing audio": {"acc": 0.9}},
+                  "audio-only": {"white 0 dB": {"acc": 0.3}, "missing audio": {"acc": None}}}
+              for f in ("a", "b")}
+    rows = {line.split(" | ")[0]: line for line in goals(metrics, robust, ["a", "b"])}
+    fused, margin, weak, corr = (rows["| fused ≥ 97.5 %"],
+                                 rows["| fused ≥ better readout + 0.5 points"],
+                                 rows["| audio readout (the weaker) ≥ taaf's + 3 points"],
+                                 rows["| every corruption ≥ best single-modality method"])
+    assert "| 97.5 | yes |" in fused and "a 99.0, b 96.0" in fused
+    assert "| +0.5 | yes |" in margin and "a +2.0, b -1.0" in margin
+    assert "| +2.5 | no |" in weak and "a +5.0, b +0.0" in weak
+    assert "| 1/2 conditions | no |" in corr and "white 0 dB -6.0" in corr

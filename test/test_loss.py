@@ -7,8 +7,12 @@ import torch
 
 from taaf_ros.model import METHODS, ModelConfig, TAAFNet, build_method
 from taaf_ros.model.taaf import scale_grad
-from taaf_ros.training.config import TrainConfig
-from taaf_ros.training.optim import make_optimizer, parameter_groups, scale_encoder_lr
+from taaf_ros.training.optim import (
+    OptimConfig,
+    make_optimizer,
+    parameter_groups,
+    scale_encoder_lr,
+)
 
 TINY = ModelConfig(
     n_classes=4,
@@ -38,7 +42,7 @@ def train(method: str, seed: int, steps: int = 40, optimizer: str = "adamw"
     torch.manual_seed(seed)
     net = TAAFNet(cfg)
     # AdamW at the trainer's default lr; SGD needs a larger one
-    tcfg = TrainConfig(optimizer=optimizer, lr=TrainConfig().lr if optimizer == "adamw" else 0.1,
+    tcfg = OptimConfig(name=optimizer, lr=OptimConfig().lr if optimizer == "adamw" else 0.1,
                        warmup_steps=0, lr_min_ratio=1.0)
     opt, sched = make_optimizer(net, tcfg, steps)
     g = torch.Generator().manual_seed(seed)
@@ -109,6 +113,7 @@ def test_coefficients_follow_the_formula() -> None:
         (alpha.unsqueeze(-1) * beta).sum(1),
         alpha.unsqueeze(-1) * beta,
         torch.ones(B, M, dtype=torch.bool),
+        step.sum(1).sum(1),
     )
     k = loss_fn.new_grad_scale()
     _, info = loss_fn(out, y, grad_scale=k)
@@ -156,7 +161,7 @@ def test_encoder_updates_shrink_by_lr_scale_with_the_trainers_optimizer(optimize
     for modulated in (False, True):
         torch.manual_seed(0)
         net = TAAFNet(cfg).double()
-        opt, _ = make_optimizer(net, TrainConfig(optimizer=optimizer, warmup_steps=0,
+        opt, _ = make_optimizer(net, OptimConfig(name=optimizer, warmup_steps=0,
                                                  lr_min_ratio=1.0), 10)
         k = loss_fn.new_grad_scale()
         loss, info = loss_fn(net(ev, au, grad_scale=k), y, grad_scale=k)

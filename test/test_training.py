@@ -7,7 +7,6 @@ fixture) once per module and train a narrow network for a few epochs (CI-sized, 
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -20,29 +19,37 @@ from taaf_ros.training import cli
 from taaf_ros.training.config import (
     DEFAULT_CONFIG_FILE,
     TrainConfig,
-    apply_overrides,
     build_config,
-    field_help,
+    flatten,
+    leaf_keys,
     load_yaml,
 )
 
 # ---------------------------------------------------------------- config
 
 
-def test_yaml_matches_code_defaults() -> None:
-    """config/train_ead.yaml lists every key with the code's default: they cannot drift."""
-    data = load_yaml(DEFAULT_CONFIG_FILE)
-    defaults = TrainConfig().to_dict()
-    assert data == defaults
+def test_yaml_holds_only_overrides_the_code_knows() -> None:
+    """config/train_ead.yaml holds overrides only: every key exists and differs from the
+    code's default (a copy of a default could silently drift from it)."""
+    data = flatten(load_yaml(DEFAULT_CONFIG_FILE))
+    defaults = flatten(TrainConfig().to_dict())
+    assert data, "an empty file needs no test"
+    for key, value in data.items():
+        assert key in defaults, f"{key} is not a config key"
+        assert value != defaults[key], f"{key}: {value!r} is the code's default"
+    assert build_config([]).augment.repair == data["augment.repair"]
 
 
 def test_every_key_documented_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--help"]) == 0
     text = capsys.readouterr().out
-    docs = field_help()
-    for f in fields(TrainConfig):
-        assert f.name in docs, f"{f.name} has no docstring"
-        assert f"--{f.name.replace('_', '-')}" in text
+    keys = leaf_keys()
+    assert "optim.lr" in keys and "frontend.cochlea.threshold_db" in keys
+    for key in keys:
+        assert f"--{key.replace('_', '-')}" in text, key
+    # every key has words of its own besides the default
+    assert "(default: 30)" in text and "training epochs" in text
+    assert "SNR range (dB)" in text and "level change that makes one event" in text
 
 
 @pytest.mark.parametrize(
@@ -50,31 +57,52 @@ def test_every_key_documented_in_help(capsys: pytest.CaptureFixture[str]) -> Non
     [
         (["--epochs", "3"], "epochs", 3),
         (["--epochs=3"], "epochs", 3),
-        (["--lr", "1e-3"], "lr", 1e-3),
-        (["--lr=2"], "lr", 2.0),
-        (["--progress", "false"], "progress", False),
-        (["--progress=False"], "progress", False),
+        (["--optim.lr", "1e-3"], "optim.lr", 1e-3),
+        (["--optim.lr=2"], "optim.lr", 2.0),
+        (["--no-progress"], "progress", False),
         (["--resume"], "resume", True),
         (["--resume", "--epochs", "2"], "resume", True),
-        (["--no-progress"], "progress", False),
         (["--no-feature-cache", "--epochs", "2"], "feature_cache", False),
-        (["--optimizer", "sgd"], "optimizer", "sgd"),
+        (["--optim.name", "sgd"], "optim.name", "sgd"),
         (["--val-speaker", ""], "val_speaker", ""),
-        (["--event-widths", "8,16"], "event_widths", (8, 16)),
+        (["--model.event-widths", "8", "16"], "model.event_widths", (8, 16)),
+        (["--augment.noise-snr", "-5", "10"], "augment.noise_snr", (-5.0, 10.0)),
+        (["--frontend.cochlea.threshold-db", "3"], "frontend.cochlea.threshold_db", 3.0),
+        (["--loss.balance-on", "validation"], "loss.balance_on", "validation"),
         (["--method", "concat"], "method", "concat"),
     ],
 )
 def test_cli_overrides_are_typed(argv: list[str], key: str, value: object) -> None:
-    cfg = build_config(argv)
-    got = getattr(cfg, key)
+    got = build_config(argv)
+    for part in key.split("."):
+        got = getattr(got, part)
     assert got == value and type(got) is type(value)
+
+
+def test_method_preset_yaml_and_cli_layer_in_order(tmp_path: Path) -> None:
+    """defaults < the method's preset < YAML < command line."""
+    cfg = build_config(["--method", "concat"])
+    assert cfg.model.fusion == "concat" and cfg.loss.aux_weight == 0.0 and not cfg.loss.balance
+    assert build_config(["--method", "audio-only"]).model.modalities == ("audio",)
+    (tmp_path / "c.yaml").write_text("method: concat\nloss:\n  aux_weight: 0.3\n"
+                                     "progress: false\noptim:\n  lr: 0.01\n")
+    cfg = build_config(["--config", str(tmp_path / "c.yaml")])
+    assert (cfg.method, cfg.loss.aux_weight, cfg.progress, cfg.optim.lr) == (
+        "concat", 0.3, False, 0.01)
+    assert cfg.augment.repair == 0.0  # another file: the repository's overrides do not apply
+    cfg = build_config(["--config", str(tmp_path / "c.yaml"), "--loss.aux-weight", "0.1",
+                        "--progress", "--method", "taaf"])
+    assert (cfg.method, cfg.loss.aux_weight, cfg.progress, cfg.loss.balance) == (
+        "taaf", 0.1, True, False)
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["--epochs", "2.5"], ["--progress", "maybe"], ["--no-such-key", "1"], ["--lr", "fast"],
-     ["--event-widths", "8,x"], ["--epochs"], ["stray"], ["--no-epochs"],
-     ["--optimizer", "adam"]],
+    [["--epochs", "2.5"], ["--progress", "maybe"], ["--no-such-key", "1"],
+     ["--optim.lr", "fast"], ["--model.event-widths", "8", "x"], ["--epochs"], ["stray"],
+     ["--no-epochs"], ["--optim.name", "adam"], ["--method", "nope"],
+     ["--method", "concat", "--model.fusion", "taaf"], ["--augment.noise-snr", "10", "-5"],
+     ["--loss.balance-on", "validation", "--val-speaker", ""], ["--config"]],
 )
 def test_bad_overrides_are_errors(argv: list[str]) -> None:
     with pytest.raises(ValueError):
@@ -85,22 +113,35 @@ def test_yaml_types_checked(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("epochs: 'many'\n")
     with pytest.raises(ValueError, match="epochs"):
         build_config(["--config", str(tmp_path / "c.yaml")])
-    (tmp_path / "d.yaml").write_text("progress: 1\n")  # an int is not a bool
-    with pytest.raises(ValueError, match="progress"):
+    (tmp_path / "d.yaml").write_text("optim:\n  lrr: 1\n")
+    with pytest.raises(ValueError, match="lrr"):
         build_config([f"--config={tmp_path / 'd.yaml'}"])
-    assert apply_overrides(TrainConfig(), {"lr": 1}).lr == 1.0  # an int is a fine float
+    (tmp_path / "e.yaml").write_text("optim:\n  lr: 1\n")  # an int is a fine float
+    assert build_config(["--config", str(tmp_path / "e.yaml")]).optim.lr == 1.0
 
 
 def test_cli_reports_errors_cleanly() -> None:
-    with pytest.raises(SystemExit, match="unknown config key"):
+    with pytest.raises(SystemExit, match="epochz"):
         cli.main(["--epochz", "2"])
+
+
+def test_model_fields_the_data_decide_are_checked() -> None:
+    from taaf_ros.training.loop import model_config
+
+    cfg = build_config(["--frontend.n-time-bins", "4"])
+    assert model_config(cfg, 10).T == 4  # unset: follows the front end
+    with pytest.raises(ValueError, match="model.T"):
+        model_config(build_config(["--frontend.n-time-bins", "4", "--model.T", "6"]), 10)
+    with pytest.raises(ValueError, match="n_classes"):
+        model_config(build_config(["--model.n-classes", "3"]), 10)
 
 
 # ---------------------------------------------------------------- end to end
 
-TINY = ["--hidden", "32", "--event-widths", "8,16", "--audio-widths", "16,32",
-        "--batch-size", "10", "--lr", "0.005", "--warmup-steps", "2", "--progress", "false",
-        "--eval-batch-size", "50", "--aug-repair", "0", "--modality-dropout", "0"]
+TINY = ["--model.hidden", "32", "--model.event-widths", "8", "16", "--model.audio-widths", "16",
+        "32", "--batch-size", "10", "--optim.lr", "0.005", "--optim.warmup-steps", "2",
+        "--no-progress", "--eval-batch-size", "50", "--augment.repair", "0",
+        "--augment.modality-dropout", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -186,14 +227,14 @@ def test_resume_refuses_corrupt_or_changed(trained: Path, tiny_data: Path,
         cli.main(argv)
     bad.write_bytes((trained / "last.pt").read_bytes())
     with pytest.raises(SystemExit, match="different settings"):
-        cli.main([*argv, "--lr", "0.5"])
+        cli.main([*argv, "--optim.lr", "0.5"])
 
 
 @pytest.mark.slow
 def test_eval_only_reproduces_accuracy(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     recorded = json.loads((trained / "metrics.json").read_text())
     assert cli.main(["--eval-only", "--checkpoint", str(trained / "model.pt"), "--data-root",
-                     str(tiny_data), "--out-dir", str(tmp_path), "--progress", "false"]) == 0
+                     str(tiny_data), "--out-dir", str(tmp_path), "--no-progress"]) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["test_acc"] == recorded["test_acc"]
     assert m["test_acc_per_modality"] == recorded["test_acc_per_modality"]

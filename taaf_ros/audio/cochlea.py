@@ -41,27 +41,27 @@ except ImportError:  # pragma: no cover - exercised only where numba is absent
 class CochleaConfig:
     """Parameters of the cochlea front end.
 
-    sample_rate: model rate the input is resampled to (Hz). Default: 8000, the rate of the
-        FSDD training data; speech below 4 kHz carries the digit, and robot microphones at
-        16/44.1/48 kHz are downsampled to match what the network was trained on.
-    n_channels: frequency channels (mel-spaced), the C of the (T, 2, C) spike tensor.
-        Default: 32.
-    fmin_hz, fmax_hz: lower / upper edge of the filter bank (Hz). Default: 100 (above mains
-        hum and microphone DC drift) and 3800 (inside the anti-alias band of the resampler at
-        8 kHz).
-    window_ms: STFT analysis window (Hann) length (ms); the FFT size is the next power of two.
-        Default: 25, the usual speech frame; it sets the time resolution of onsets.
-    hop_ms: envelope sampling step (ms): one level per channel per hop, event times are
-        multiples of it. Must be a whole number of samples and of microseconds. Default: 1.
-    smoothing_ms: time constant of the one-pole low-pass on each band's power (ms), against
-        event chatter from the fine structure of noise; 0 disables it. Default: 4.
-    threshold_db: level change that makes one event (dB). Default: 2.0; speech spans ~40 dB
-        above the floor per band, i.e. ~20 events per channel per syllable onset.
-    floor_db: level floor (dB re a full-scale sine in the channel); quieter is clamped to it,
-        and it is the reference every channel starts from. Default: -70, below quiet speech
-        and above the noise of typical 16-bit recordings.
-    max_events_per_step: cap on the events one channel emits in one hop; a larger change is
-        spread over the next hops (like a pixel's refractory period). Default: 4.
+    Attributes:
+        sample_rate: model rate the input is resampled to (Hz). 8000 is the rate of the FSDD
+            training data; speech below 4 kHz carries the digit, and robot microphones at
+            16/44.1/48 kHz are downsampled to match what the network was trained on.
+        n_channels: frequency channels (mel-spaced), the C of the (T, 2, C) spike tensor.
+        fmin_hz: lower edge of the filter bank (Hz): above mains hum and microphone DC drift.
+        fmax_hz: upper edge of the filter bank (Hz): inside the anti-alias band of the
+            resampler at 8 kHz.
+        window_ms: STFT analysis window (Hann) length (ms); the FFT size is the next power of
+            two. 25 ms is the usual speech frame; it sets the time resolution of onsets.
+        hop_ms: envelope sampling step (ms): one level per channel per hop, event times are
+            multiples of it. Must be a whole number of samples and of microseconds.
+        smoothing_ms: time constant of the one-pole low-pass on each band's power (ms),
+            against event chatter from the fine structure of noise; 0 disables it.
+        threshold_db: level change that makes one event (dB); speech spans ~40 dB above the
+            floor per band, i.e. ~20 events per channel per syllable onset at 2 dB.
+        floor_db: level floor (dB re a full-scale sine in the channel); quieter is clamped to
+            it, and it is the reference every channel starts from: below quiet speech and
+            above the noise of typical 16-bit recordings.
+        max_events_per_step: cap on the events one channel emits in one hop; a larger change
+            is spread over the next hops (like a pixel's refractory period).
     """
 
     sample_rate: int = 8000

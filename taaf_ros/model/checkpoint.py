@@ -153,6 +153,8 @@ def _rebuild(obj: dict[str, Any], path: Path) -> TAAFNet:
     model = TAAFNet(cfg)
     want = model.state_dict()
     have = obj["state_dict"]
+    # checkpoints from before late fusion have no readout weights: the head alone
+    have = {"readout_weights": want["readout_weights"], **have}
     missing, unexpected = sorted(set(want) - set(have)), sorted(set(have) - set(want))
     if missing or unexpected:
         raise CheckpointError(f"{path}: missing keys {missing[:5]}, unexpected {unexpected[:5]}")

@@ -20,26 +20,26 @@ class ModelConfig:
     """Hyperparameters of the multimodal spiking network.
 
     Attributes:
-        n_classes: number of output classes K. Default: 10.
-        T: time steps (bins) per window. Default: 8.
-        event_shape: event input (polarities, H, W) in pixels. Default: (2, 34, 34).
-        audio_channels: cochlea channels C of the audio input (2, C). Default: 32.
-        event_widths: output channels of the 2-D stride-2 convs. Default: (16, 32, 64).
-        audio_widths: output channels of the 1-D convs (first stride 1, then 2). Default: (32, 64).
-        hidden: D, size of the per-step embedding h_m[t]. Default: 128.
-        tau_syn_inv: inverse synaptic time constant (1/s). Default: 500.
-        tau_mem_inv: inverse membrane time constant (1/s). Default: 500.
-        v_th: firing threshold (a.u.). Default: 0.5.
-        dt: integration step (s). Default: 0.001.
+        n_classes: number of output classes K.
+        T: time steps (bins) per window.
+        event_shape: event input (polarities, H, W) in pixels.
+        audio_channels: cochlea channels C of the audio input (2, C).
+        event_widths: output channels of the 2-D stride-2 convs.
+        audio_widths: output channels of the 1-D convs (first stride 1, then 2).
+        hidden: D, size of the per-step embedding h_m[t].
+        tau_syn_inv: inverse synaptic time constant (1/s).
+        tau_mem_inv: inverse membrane time constant (1/s).
+        v_th: firing threshold (a.u.).
+        dt: integration step (s).
             With dt * tau = 0.5 the synaptic current halves and the membrane closes half its gap
             each step, so a batch-normalised current of ~1 fires on the first step; norse's
             defaults (dt * tau_mem_inv = 0.1, v_th = 1) stay silent for inputs below ~0.2 and
             need many more than T = 8 steps to charge.
-        fusion: "taaf" (hierarchical attention) or "concat" (baseline). Default: "taaf".
+        fusion: "taaf" (hierarchical attention) or "concat" (baseline).
         modalities: which encoders exist, a subset of MODALITIES in that order.
         warp_init: diagonal logit of the time-warping matrices at init; 5 gives ~0.95 on the
-            diagonal for T = 8 (near identity, still trainable). Default: 5.0.
-        input_scale: counts are multiplied by this before the first conv. Default: 1.0.
+            diagonal for T = 8 (near identity, still trainable).
+        input_scale: counts are multiplied by this before the first conv.
     """
 
     n_classes: int = 10

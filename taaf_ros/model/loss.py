@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,8 @@ from torch import nn
 
 from .config import MODALITIES, ModelConfig
 from .output import TAAFOutput
+
+BALANCE_ON: tuple[str, ...] = ("batch", "validation")
 
 METHODS: tuple[str, ...] = (
     "taaf-balanced",
@@ -56,21 +58,26 @@ _EPS = 1e-8
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss options.
+    """Loss options (the defaults are taaf-balanced's; ``METHOD_PRESETS`` sets the others).
 
-    method: one of METHODS (informational; the flags below define the behaviour).
-    aux_weight: lambda, weight of the unimodal auxiliary losses. Default 0.5.
-    balance: temporal adaptive balancing (k_m[t] on encoder gradients, w_m on aux losses).
-    eta: balancing strength in k = 1 - tanh(eta * relu(rho - 1)). Default 1.0.
-    ogm: OGM-GE coefficient on the dominant encoder's parameter gradients (concat baseline).
-    ogm_alpha: OGM-GE alpha. Default 0.5.
-    gaussian_enhance: add N(0, std(grad)) to encoder weight gradients (the GE of OGM-GE).
+    Attributes:
+        aux_weight: lambda, weight of the unimodal auxiliary losses.
+        balance: temporal adaptive balancing (k_m[t] on the encoders' learning rates and
+            gradients, w_m on the auxiliary losses).
+        eta: balancing strength in k = 1 - tanh(eta * relu(rho - 1)).
+        balance_on: where the contributions s_m[t] that set the balancing are measured:
+            "batch" (each training batch, as DESIGN 3.4 states) or "validation" (the
+            validation speaker, after each epoch, set with ``set_held_out_contributions``; no
+            balancing before the first measurement). See docs/model.md.
+        ogm: OGM-GE's coefficient on the dominant encoder's learning rate (concat baseline).
+        ogm_alpha: OGM-GE alpha.
+        gaussian_enhance: add N(0, std(grad)) to encoder weight gradients (the GE of OGM-GE).
     """
 
-    method: str = "taaf-balanced"
     aux_weight: float = 0.5
     balance: bool = True
     eta: float = 1.0
+    balance_on: Literal["batch", "validation"] = "batch"
     ogm: bool = False
     ogm_alpha: float = 0.5
     gaussian_enhance: bool = False
@@ -84,6 +91,21 @@ def _ratio_to_others(s: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
     s = s * used
     others = (s.sum(dim=-1, keepdim=True) - s) / (n_used - 1)
     return torch.where(used, s / (others + _EPS), torch.ones_like(s))
+
+
+def contributions(attention_map: torch.Tensor, step_logits: torch.Tensor, y: torch.Tensor,
+                  weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed contributions c_m[t] = alpha[t] beta_m[t] p_m[t](y) over the samples, each
+    counted with ``weight`` (B,), and the summed weight: ((T, M), ()).
+
+    attention_map (B, T, M) is alpha[t] beta_m[t]; step_logits (B, T, M, K) the readouts
+    C_m(h~_m[t]); p_m[t](y) is the probability a step's readout gives the true class.
+    """
+    B, T, M, _ = step_logits.shape
+    idx = y.reshape(-1, 1, 1, 1).expand(-1, T, M, 1)
+    p_y = step_logits.softmax(dim=-1).gather(-1, idx).squeeze(-1)  # (B, T, M)
+    c = attention_map * p_y
+    return (c * weight.reshape(-1, 1, 1)).sum(dim=0), weight.sum()
 
 
 def _masked_ce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -108,6 +130,14 @@ class BalancedFusionLoss:
         # Sums a batch statistic over the processes of a distributed run (identity alone), so
         # that every process computes the coefficients of the whole global batch.
         self.reduce: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
+        if cfg.balance_on not in BALANCE_ON:
+            raise ValueError(f"balance_on must be one of {BALANCE_ON}, got {cfg.balance_on!r}")
+        self.held_out_s: torch.Tensor | None = None  # (T, M), balance_on == "validation"
+
+    def set_held_out_contributions(self, s: torch.Tensor | None) -> None:
+        """The mean contributions s_m[t] (T, M) measured on held-out data (balance_on
+        "validation"); they set the coefficients until the next call."""
+        self.held_out_s = None if s is None else s.detach().float().cpu()
 
     @property
     def uses_grad_scale(self) -> bool:
@@ -129,14 +159,15 @@ class BalancedFusionLoss:
         k = torch.ones(T, M, device=out.logits.device)
         w = torch.ones(M, device=out.logits.device)
         with torch.no_grad():
-            # c_m[t] = alpha[t] beta_m[t] p_m[t](y); s_m[t] = batch mean (samples with all in)
-            idx = y.reshape(-1, 1, 1, 1).expand(-1, T, M, 1)
-            p_y = out.step_logits_per_modality.softmax(dim=-1).gather(-1, idx).squeeze(-1)
-            contrib = out.alpha.unsqueeze(-1) * out.beta * p_y  # (B, T, M)
-            s_sum = (contrib * both.reshape(-1, 1, 1)).sum(dim=0)  # (T, M)
-            sums = self.reduce(torch.cat([s_sum.reshape(-1), both.sum().reshape(1).to(s_sum)]))
+            # s_m[t]: mean of c_m[t] over the batch's samples with every modality in
+            s_sum, n = contributions(out.attention_map, out.step_logits_per_modality, y,
+                                     both.to(out.attention_map.dtype))
+            sums = self.reduce(torch.cat([s_sum.reshape(-1), n.reshape(1)]))
             n_both = float(sums[-1])
             s = sums[:-1].reshape(T, M) / max(n_both, 1.0)  # batch mean, all processes
+            if c.balance_on == "validation":  # measured on held-out speakers, if yet
+                s = (self.held_out_s.to(s) if self.held_out_s is not None
+                     else torch.ones_like(s))
             rho = _ratio_to_others(s, used)  # (T, M)
             if c.balance and n_both > 0:
                 k = 1.0 - torch.tanh(c.eta * F.relu(rho - 1.0))
@@ -161,7 +192,7 @@ class BalancedFusionLoss:
             # the shape over time, mean 1 (read by the model's backward, see module doc)
             grad_scale.copy_((k / k.mean(dim=0, keepdim=True).clamp(min=_EPS)).to(grad_scale))
 
-        ce = F.cross_entropy(out.logits, y)
+        ce = F.cross_entropy(out.head_logits, y)
         loss = ce
         for i, m in enumerate(MODALITIES):
             if not bool(used[i]) or c.aux_weight == 0.0:
@@ -197,30 +228,29 @@ class BalancedFusionLoss:
                     p.grad.add_(torch.randn_like(p.grad) * (float(p.grad.std()) + _EPS))
 
 
+#: Per method: (fusion, modalities, LossConfig fields that differ from the defaults).
+METHOD_PRESETS: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
+    "taaf-balanced": ("taaf", MODALITIES, {}),
+    "taaf": ("taaf", MODALITIES, {"balance": False}),
+    "concat": ("concat", MODALITIES, {"aux_weight": 0.0, "balance": False}),
+    "concat-ogmge": ("concat", MODALITIES, {"aux_weight": 0.0, "balance": False, "ogm": True,
+                                            "gaussian_enhance": True}),
+    "events-only": ("taaf", ("events",), {"aux_weight": 0.0, "balance": False}),
+    "audio-only": ("taaf", ("audio",), {"aux_weight": 0.0, "balance": False}),
+}
+assert tuple(METHOD_PRESETS) == METHODS
+
+
 def build_method(
     method: str, model_cfg: ModelConfig | None = None, **loss_overrides: Any
 ) -> tuple[ModelConfig, BalancedFusionLoss]:
     """Model config + loss for a method name (one of METHODS).
 
     model_cfg: base configuration (default ``ModelConfig()``); fusion and modalities are set
-    from the method. loss_overrides: LossConfig fields (e.g. ``eta=2.0``).
+    from the method. loss_overrides: LossConfig fields (e.g. ``eta=2.0``) over the preset.
     """
-    base = model_cfg or ModelConfig()
-    if method not in METHODS:
+    if method not in METHOD_PRESETS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    both = MODALITIES
-    table: dict[str, tuple[str, tuple[str, ...], LossConfig]] = {
-        "taaf-balanced": ("taaf", both, LossConfig(method)),
-        "taaf": ("taaf", both, LossConfig(method, balance=False)),
-        "concat": ("concat", both, LossConfig(method, aux_weight=0.0, balance=False)),
-        "concat-ogmge": (
-            "concat",
-            both,
-            LossConfig(method, aux_weight=0.0, balance=False, ogm=True, gaussian_enhance=True),
-        ),
-        "events-only": ("taaf", ("events",), LossConfig(method, aux_weight=0.0, balance=False)),
-        "audio-only": ("taaf", ("audio",), LossConfig(method, aux_weight=0.0, balance=False)),
-    }
-    fusion, modalities, loss_cfg = table[method]
-    mcfg = replace(base, fusion=fusion, modalities=modalities)
-    return mcfg, BalancedFusionLoss(replace(loss_cfg, **loss_overrides), mcfg)
+    fusion, modalities, preset = METHOD_PRESETS[method]
+    mcfg = replace(model_cfg or ModelConfig(), fusion=fusion, modalities=modalities)
+    return mcfg, BalancedFusionLoss(LossConfig(**{**preset, **loss_overrides}), mcfg)

@@ -10,7 +10,9 @@ import torch
 class TAAFOutput(NamedTuple):
     """What the network returns for a batch.
 
-    logits: (B, K) fused class scores.
+    logits: (B, K) fused class scores: the decision. With fitted late-fusion weights
+        (``calibration.py``) the log-scores of the calibrated product of experts, else the
+        head's own logits.
     unimodal_logits: (B, M, K) per-modality readouts, sum_t alpha[t] C_m(h~_m[t]).
     step_logits_per_modality: (B, T, M, K) C_m(h~_m[t]) before temporal pooling (for the loss).
     alpha: (B, T) temporal attention, sums to 1 over T.
@@ -18,6 +20,7 @@ class TAAFOutput(NamedTuple):
     modality_attention: (B, M) a_m = sum_t alpha[t] beta_m[t], sums to 1.
     attention_map: (B, T, M) alpha[t] beta_m[t], sums to 1 over (T, M).
     present: (B, M) bool, the modalities used for each sample.
+    head_logits: (B, K) the fusion head's own logits (what training optimises).
     """
 
     logits: torch.Tensor
@@ -28,6 +31,7 @@ class TAAFOutput(NamedTuple):
     modality_attention: torch.Tensor
     attention_map: torch.Tensor
     present: torch.Tensor
+    head_logits: torch.Tensor
 
 
 def time_first_output(logits: torch.Tensor, unimodal: torch.Tensor, step_m: torch.Tensor,
@@ -44,4 +48,5 @@ def time_first_output(logits: torch.Tensor, unimodal: torch.Tensor, step_m: torc
         modality_attention=amap.sum(dim=1),
         attention_map=amap,
         present=present,
+        head_logits=logits,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .calibration import combine_readouts, identity_weights
 from .config import MODALITIES, ModelConfig
 from .encoders import RMSBatchNorm, build_encoder, make_lif
 from .fusion import ConcatHead
@@ -80,6 +81,20 @@ class TAAFNet(nn.Module):
         self.run_every_encoder = False
         self.encoders = nn.ModuleDict({m: build_encoder(m, cfg) for m in cfg.modalities})
         self.head: nn.Module = TAAFHead(cfg) if cfg.fusion == "taaf" else ConcatHead(cfg)
+        # Late-fusion weights (head, events, audio), fitted on validation after training
+        # (calibration.py); the identity until then, so training sees the head alone.
+        self.register_buffer("readout_weights", identity_weights(len(MODALITIES)))
+        self.calibrated = False  # a Python flag: no device sync in forward
+        self.register_load_state_dict_post_hook(lambda module, _: module._sync_calibrated())
+
+    def set_readout_weights(self, weights: torch.Tensor) -> None:
+        """Late-fusion weights (M + 1,) from ``calibration.fit_readout_weights``."""
+        self.readout_weights.copy_(weights)
+        self._sync_calibrated()
+
+    def _sync_calibrated(self) -> None:
+        identity = identity_weights(len(MODALITIES))
+        self.calibrated = not torch.equal(self.readout_weights.detach().cpu(), identity)
 
     def _input_shape(self, m: str) -> tuple[int, ...]:
         return tuple(self.cfg.event_shape) if m == "events" else (2, self.cfg.audio_channels)
@@ -134,7 +149,11 @@ class TAAFNet(nn.Module):
             x = x * mask.reshape(1, B, *([1] * (x.dim() - 2)))  # absent -> zero input
             hm = self.encoders[m](x) * mask.reshape(1, B, 1)  # (T, B, D)
             h = h.index_copy(2, torch.tensor([i], device=dev), hm.unsqueeze(2))
-        return self.head(h, present, grad_scale)
+        out = self.head(h, present, grad_scale)
+        if self.calibrated:
+            out = out._replace(logits=combine_readouts(out.head_logits, out.unimodal_logits,
+                                                       out.present, self.readout_weights))
+        return out
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -2,8 +2,9 @@
 
 Usage::
 
-    python train_ead.py --data-root DIR [--config FILE] [--key value | --key=value ...]
-                        (booleans: --flag, --no-flag or --flag false)
+    python train_ead.py --data-root DIR [--config FILE] [--key value ...]
+                        (nested keys: --optim.lr 0.001; booleans: --flag / --no-flag;
+                         tuples: --augment.noise-snr -10 20)
     torchrun --standalone --nproc_per_node N train_ead.py --data-root DIR ...
     python train_ead.py --resume --out-dir runs/taaf-balanced --data-root DIR
     python train_ead.py --eval-only --checkpoint runs/taaf-balanced/model.pt --data-root DIR
@@ -16,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import build_config, help_text
+from .config import build_config, print_help
 
 USAGE = __doc__.split("Usage::", 1)[1].rstrip()
 
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        print(f"usage:{USAGE}\n\nkeys (config/train_ead.yaml, overridable as --key value):\n"
-              f"{help_text()}\n  --config FILE      YAML of overrides. Default: "
-              "config/train_ead.yaml in the repository")
+        print(f"usage:{USAGE}\n\n  --config FILE  YAML of overrides (nested like the keys "
+              "below). Default: config/train_ead.yaml in the repository\n")
+        print_help()
         return 0
     if argv and argv[0] == "--compare":
         return _compare(argv[1:])

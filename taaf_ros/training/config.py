@@ -1,30 +1,47 @@
-"""Every training default in one place (nanoGPT style), overridable from YAML and the CLI.
+"""The training configuration: one dataclass composed of each stage's own config.
 
-Precedence: the dataclass defaults below < ``config/train_ead.yaml`` (or ``--config FILE``) <
-``--key value`` / ``--key=value`` on the command line. Every override is type-checked against
-the default's type: ``--epochs 2.5`` and ``--progress maybe`` are errors, ``--progress false``
-is ``False`` (never Python's truthy ``bool("false")``), and an unknown key is an error.
+``TrainConfig`` holds what a run reads and writes (data, run folder, epochs, seed) and, as
+sections, the configs the stages define themselves: ``model`` (``ModelConfig``), ``frontend``
+(``FrontEndConfig`` with its ``cochlea``), ``loss`` (``LossConfig``), ``optim``
+(``OptimConfig``) and ``augment`` (``AugmentConfig``). Nothing is repeated here.
+
+Precedence, lowest first: the dataclass defaults < the method's preset (``METHOD_PRESETS``:
+its fusion, modalities and loss flags) < the YAML file of overrides (``config/train_ead.yaml``
+or ``--config FILE``) < the command line. The command line and the YAML are parsed by tyro
+(nested keys as ``--optim.lr 0.001``, booleans as ``--flag`` / ``--no-flag``, tuples as
+space-separated values), so every value is type-checked and an unknown key is an error.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-#: The repository's default config file (absent when the package is installed elsewhere).
+from taaf_ros.frontend import FrontEndConfig
+from taaf_ros.model import ModelConfig
+from taaf_ros.model.loss import METHOD_PRESETS, LossConfig
+
+from .augment import AugmentConfig
+from .optim import OptimConfig
+
+#: The repository's file of overrides (absent when the package is installed elsewhere).
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "train_ead.yaml"
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+Method = Literal["taaf-balanced", "taaf", "concat", "concat-ogmge", "events-only", "audio-only"]
 
 
 @dataclass
 class TrainConfig:
-    """Training settings. Each field's ``help`` metadata is what ``--help`` prints."""
+    """Everything a training run depends on."""
 
-    # ---- data
+    method: Method = "taaf-balanced"
+    """the network and loss: taaf-balanced, taaf (no balancing), concat, concat-ogmge,
+    events-only, audio-only. It presets model.fusion, model.modalities and the loss flags."""
     data_root: str = ""
     """EAD-layout dataset (has meta.json), or a folder with fsdd/ and mnist/ sources from which
     AV-digits is built into cache_dir first. Empty: $TAAF_DATA_ROOT."""
@@ -34,76 +51,27 @@ class TrainConfig:
     """split folder used for training."""
     val_speaker: str = "auto"
     """training speaker held out for validation, speaker-disjoint like the test split; it
-    picks the reported epoch, and the test split is evaluated once, at the end. auto: the
-    training speaker with the most samples; empty: no validation (the final epoch is
-    reported, and the test split is evaluated every eval_every epochs)."""
+    picks the reported epoch and fits the late fusion, and the test split is evaluated once,
+    at the end. auto: the training speaker with the most samples; empty: no validation (the
+    final epoch is reported, and the test split is evaluated every eval_every epochs)."""
     test_split: str = "test"
     """split folder used for evaluation (AV-digits: held-out speaker)."""
     limit_per_class: int = 0
     """use at most N samples per class and split (0: all); also passed to the AV-digits
     builder."""
     feature_cache: bool = True
-    """store the front-end tensors as an .npz in out_dir/cache (keyed by a hash of the front-end
-    settings and the dataset), so a rerun skips the ~40 ms/sample front end."""
-    # ---- front end (FrontEndConfig; the model's T follows n_time_bins)
-    window_s: float = 0.6
-    """window length (s)."""
-    n_time_bins: int = 8
-    """T, time bins per window = network time steps."""
-    max_count: int = 15
-    """clip of every bin count."""
-    # ---- model (ModelConfig overrides; fusion/modalities come from the method)
-    hidden: int = 128
-    """D, per-step embedding size."""
-    event_widths: tuple[int, ...] = (16, 32, 64)
-    """channels of the event encoder's 2-D convs (comma-separated)."""
-    audio_widths: tuple[int, ...] = (32, 64)
-    """channels of the audio encoder's 1-D convs (comma-separated)."""
-    input_scale: float = 1.0
-    """counts are multiplied by this before the first conv."""
-    # ---- method and loss (LossConfig)
-    method: str = "taaf-balanced"
-    """taaf-balanced | taaf | concat | concat-ogmge | events-only | audio-only."""
-    aux_weight: float = -1.0
-    """lambda, weight of the unimodal auxiliary losses (-1: the method's default)."""
-    eta: float = 1.0
-    """balancing strength in k = 1 - tanh(eta * relu(rho - 1))."""
-    ogm_alpha: float = 0.5
-    """OGM-GE alpha (concat-ogmge)."""
-    # ---- augmentation (training batches only; drawn from a per-epoch generator)
-    aug_shift: int = 2
-    """random translation of each event sample by up to N pixels in x and y (zero fill)."""
-    aug_channel_shift: int = 1
-    """random shift of each audio sample by up to N cochlea channels (zero fill): a crude
-    vocal-tract-length perturbation against over-fitting to the training speakers."""
-    aug_repair: float = 0.5
-    """fraction of training samples whose audio is swapped for that of another training
-    sample of the same class. Only valid where the event/audio pairing is arbitrary within a
-    class, as in AV-digits; set 0 for synchronously recorded data such as EAD."""
-    modality_dropout: float = 0.1
-    """probability that one (random) modality of a training sample is marked absent, so each
-    encoder must also work alone (two-modality methods only)."""
-    # ---- optimisation
+    """store the front-end tensors in out_dir/cache (keyed by a hash of the front-end settings
+    and the dataset), so a rerun skips the front end."""
     epochs: int = 30
     """training epochs."""
     batch_size: int = 32
     """samples per optimiser step."""
-    optimizer: str = "adamw"
-    """adamw | sgd. The modulated methods slow an encoder through its learning rate, which
-    either optimiser honours."""
-    momentum: float = 0.9
-    """SGD momentum (optimizer sgd)."""
-    lr: float = 0.003
-    """peak learning rate (cosine decay to lr_min_ratio * lr, per step)."""
-    lr_min_ratio: float = 0.02
-    """final learning rate as a fraction of lr."""
-    warmup_steps: int = 20
-    """linear warm-up steps before the cosine decay."""
-    weight_decay: float = 0.01
-    """weight decay (decoupled for AdamW, L2 for SGD); none on biases, norm scales, warping."""
+    late_fusion: bool = True
+    """fit the late-fusion weights (the head and each readout, model/calibration.py) on the
+    validation speaker every epoch; the calibrated accuracy picks the epoch (two-modality
+    methods with a validation speaker)."""
     seed: int = 0
     """seed of initialisation, shuffling and any noise."""
-    # ---- run
     out_dir: str = ""
     """run folder (checkpoints, metrics, plots). Empty: runs/<method>."""
     device: str = "cpu"
@@ -111,11 +79,11 @@ class TrainConfig:
     num_threads: int = 2
     """torch CPU threads (0: torch's default)."""
     eval_every: int = 1
-    """evaluate on the test split every N epochs (the last epoch always)."""
+    """evaluate on the validation (else test) split every N epochs (the last epoch always)."""
     eval_batch_size: int = 100
     """samples per evaluation batch."""
     progress: bool = True
-    """tqdm progress bars."""
+    """progress bars."""
     stop_after: int = 0
     """end this invocation after this many epochs in total (0: run to epochs); the schedule
     still spans epochs, so --resume continues exactly (CPU-budget slicing)."""
@@ -125,13 +93,26 @@ class TrainConfig:
     """only evaluate --checkpoint on data_root's test split and write metrics."""
     checkpoint: str = ""
     """checkpoint file for --eval-only / --resume."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the network. n_classes, T, event_shape and audio_channels follow the data and the front
+    end, fusion and modalities the method: leave them unset."""
+    frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
+    """windows, bins and the cochlea: the tensors training and the live node share."""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """the balanced fusion loss (preset by the method)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """the optimiser and its learning-rate schedule."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """training augmentation, corruptions included."""
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be adamw or sgd, got {self.optimizer!r}")
-        # tuples arrive as lists from YAML / checkpoints
-        self.event_widths = tuple(int(v) for v in self.event_widths)
-        self.audio_widths = tuple(int(v) for v in self.audio_widths)
+        if self.loss.balance_on == "validation" and not self.val_speaker:
+            raise ValueError("loss.balance_on validation needs a validation speaker "
+                             "(val_speaker)")
+        fusion, modalities, _ = METHOD_PRESETS[self.method]
+        if (self.model.fusion, tuple(self.model.modalities)) != (fusion, modalities):
+            raise ValueError(f"method {self.method} uses model.fusion {fusion} and "
+                             f"model.modalities {' '.join(modalities)}: leave them unset")
 
     def resolved_data_root(self) -> str:
         """data_root, else $TAAF_DATA_ROOT, else an error."""
@@ -144,77 +125,38 @@ class TrainConfig:
         return Path(self.out_dir or f"runs/{self.method}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        """Nested plain dict (lists for tuples), as in metrics.json and the checkpoints."""
+        return _plain(asdict(self))
 
 
-def field_help() -> dict[str, str]:
-    """Field name -> its docstring (the attribute docstrings in the class body)."""
-    import ast
-    import inspect
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
-    tree = ast.parse(inspect.getsource(TrainConfig))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    out: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)):
-            out[node.target.id] = " ".join(str(nxt.value.value).split())
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 1}} -> {"optim.lr": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
     return out
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Convert ``value`` (a CLI string or a YAML scalar/list) to the type of ``default``."""
-    if isinstance(default, bool):  # before int: bool is a subclass of int
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise ValueError(f"{key}: expected true/false, got {value!r}")
-    if isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ValueError(f"{key}: expected an integer, got {value!r}")
-    if isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"{key}: expected a number, got {value!r}")
-    if isinstance(default, tuple):
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list | tuple):
-            raise ValueError(f"{key}: expected a comma-separated list, got {value!r}")
-        return tuple(_coerce(key, v.strip() if isinstance(v, str) else v, default[0])
-                     for v in items)
-    if isinstance(default, str):
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{key}: expected a string, got {value!r}")
-    raise TypeError(f"{key}: unsupported default type {type(default).__name__}")
-
-
-def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """A copy of ``cfg`` with ``overrides`` applied, each checked against the default's type.
-
-    Keys may use dashes or underscores. Raises ValueError on an unknown key or a bad value.
-    """
-    known = {f.name for f in fields(TrainConfig)}
-    d = asdict(cfg)
-    for raw_key, value in overrides.items():
-        key = raw_key.replace("-", "_")
-        if key not in known:
-            raise ValueError(f"unknown config key {raw_key!r}; see --help for the list")
-        d[key] = _coerce(key, value, getattr(TrainConfig(), key))
-    return TrainConfig(**d)
+def with_method(cfg: TrainConfig, method: str) -> TrainConfig:
+    """``cfg`` with ``method`` and its preset (model fusion and modalities, loss flags)."""
+    if method not in METHOD_PRESETS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(METHOD_PRESETS)}")
+    fusion, modalities, loss = METHOD_PRESETS[method]
+    return replace(cfg, method=method,
+                   model=replace(cfg.model, fusion=fusion, modalities=modalities),
+                   loss=replace(cfg.loss, **loss))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -227,65 +169,98 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_cli_overrides(argv: list[str]) -> tuple[dict[str, str], str | None]:
-    """``--key value`` / ``--key=value`` / bare ``--flag`` (= true) / ``--no-flag`` (= false)
-    -> (overrides, --config).
+def yaml_args(overrides: dict[str, Any]) -> list[str]:
+    """A (nested) mapping of overrides as command-line arguments, for the one parser."""
+    args: list[str] = []
+    for key, value in flatten(overrides).items():
+        opt = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            head, _, name = opt[2:].rpartition(".")
+            args.append(opt if value else f"--{head + '.' if head else ''}no-{name}")
+        elif isinstance(value, list | tuple):
+            args += [opt, *map(str, value)]
+        elif isinstance(value, dict | None):
+            raise ValueError(f"{key}: expected a value, got {value!r}")
+        else:
+            args += [opt, str(value)]
+    return args
 
-    Bare flags and ``--no-`` are only allowed for boolean keys; ``--flag false`` works too.
-    """
-    defaults = TrainConfig()
-    out: dict[str, str] = {}
-    config_file: str | None = None
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("--") or arg == "--":
-            raise ValueError(f"unexpected argument {arg!r}; use --key value")
-        body = arg[2:]
-        if "=" in body:
-            key, value = body.split("=", 1)
-            i += 1
-        elif body.startswith("no-") and isinstance(
-                getattr(defaults, body[3:].replace("-", "_"), None), bool):
-            key, value = body[3:], "false"
-            i += 1
+
+_BOX = {c: " " for c in map(ord, "╭╮╰╯│─")}
+
+
+def _parse(argv: list[str], default: TrainConfig, what: str) -> TrainConfig:
+    """tyro's parse of ``argv`` over ``default``; its error message becomes a ValueError."""
+    import tyro
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return tyro.cli(TrainConfig, default=default, args=argv, prog="train_ead.py")
+    except SystemExit as e:
+        text = " ".join(err.getvalue().translate(_BOX).split()) or f"exit status {e.code}"
+        raise ValueError(f"{what}: {text[:800]}") from None
+
+
+def _method_of(argv: list[str], yaml: dict[str, Any]) -> str:
+    ap = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    ap.add_argument("--method", default=yaml.get("method", TrainConfig.method))
+    ap.add_argument("--config")
+    known, _ = ap.parse_known_args(argv)
+    return str(known.method)
+
+
+def _config_file(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(--config FILE, the other arguments)."""
+    rest, path = [], None
+    it = iter(argv)
+    for a in it:
+        if a == "--config":
+            path = next(it, None)
+            if path is None:
+                raise ValueError("--config needs a file")
+        elif a.startswith("--config="):
+            path = a.split("=", 1)[1]
         else:
-            key = body
-            attr = key.replace("-", "_")
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            is_bool = isinstance(getattr(defaults, attr, None), bool)
-            if is_bool and (nxt is None or nxt.startswith("--")
-                            or nxt.lower() not in _TRUE | _FALSE):
-                value, i = "true", i + 1
-            elif nxt is None:
-                raise ValueError(f"--{key} needs a value")
-            else:
-                value, i = nxt, i + 2
-        if key == "config":
-            config_file = value
-        else:
-            out[key] = value
-    return out, config_file
+            rest.append(a)
+    return path, rest
 
 
 def build_config(argv: list[str], config_file: str | Path | None = None) -> TrainConfig:
-    """Defaults < YAML (``--config`` or the repo's config/train_ead.yaml if present) < CLI."""
-    cli, cli_file = parse_cli_overrides(argv)
+    """Defaults < the method's preset < YAML (``--config`` or config/train_ead.yaml) < CLI.
+
+    Raises ValueError (with tyro's message) on an unknown key or a value of the wrong type.
+    """
+    cli_file, argv = _config_file(argv)
     path = cli_file or config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file()
                                        else None)
-    cfg = TrainConfig()
-    if path:
-        cfg = apply_overrides(cfg, load_yaml(path))
-    return apply_overrides(cfg, cli)
+    overrides = load_yaml(path) if path else {}
+    cfg = with_method(TrainConfig(), _method_of(argv, overrides))
+    try:
+        if overrides:
+            cfg = _parse(yaml_args({k: v for k, v in overrides.items() if k != "method"}), cfg,
+                         str(path))
+        return _parse(argv, cfg, "command line")
+    except TypeError as e:  # a dataclass's own check, e.g. a wrong shape
+        raise ValueError(str(e)) from e
 
 
-def help_text() -> str:
-    """Every key with its default and meaning (printed by --help)."""
-    docs = field_help()
-    lines = []
-    for f in fields(TrainConfig):
-        default = getattr(TrainConfig(), f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else repr(default)
-        lines.append(f"  --{f.name.replace('_', '-'):18s} {docs.get(f.name, '')} "
-                     f"Default: {shown}")
-    return "\n".join(lines)
+def print_help(prog: str = "train_ead.py") -> None:
+    """tyro's help: every key with its type, default and meaning."""
+    import tyro
+
+    with contextlib.suppress(SystemExit):
+        tyro.cli(TrainConfig, default=with_method(TrainConfig(), TrainConfig.method),
+                 args=["--help"], prog=prog)
+
+
+def leaf_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """Every settable key, dotted (``optim.lr``)."""
+    keys = []
+    for f in fields(cls):
+        typ = f.default_factory
+        if typ is not MISSING and is_dataclass(typ):
+            keys += leaf_keys(typ, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys

@@ -33,6 +33,8 @@ class TensorSet:
     audio: np.ndarray
     labels: np.ndarray
     ids: list[str]
+    #: (N, V, T, 2, C) noisy copies of each sample's audio (``augment.noisy_audio_variants``).
+    noisy_audio: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -41,7 +43,8 @@ class TensorSet:
         """The samples ``idx``, in that order."""
         idx = np.asarray(idx, dtype=np.int64)
         return TensorSet(self.events[idx], self.audio[idx], self.labels[idx],
-                         [self.ids[i] for i in idx])
+                         [self.ids[i] for i in idx],
+                         None if self.noisy_audio is None else self.noisy_audio[idx])
 
     def batch(self, idx: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                              torch.Tensor]:
@@ -141,51 +144,3 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator of ``epoch``'s shuffling and augmentation: a function of (seed, epoch)
     only, so a resumed run sees exactly the batches an uninterrupted run would have seen."""
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
-
-
-def shift_events(ev: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
-    """ev (T, B, P, H, W): each sample translated by its own random (dy, dx) in
-    [-max_shift, max_shift], zero fill (the emulated saccades already move the digit by a few
-    pixels, so small shifts stay on the data's manifold)."""
-    if max_shift <= 0:
-        return ev
-    T, B, P, H, W = ev.shape
-    d = torch.randint(-max_shift, max_shift + 1, (B, 2), generator=g)
-    pad = torch.nn.functional.pad(ev, (max_shift,) * 4)
-    out = torch.empty_like(ev)
-    for b in range(B):
-        y0, x0 = max_shift - int(d[b, 0]), max_shift - int(d[b, 1])
-        out[:, b] = pad[:, b, :, y0:y0 + H, x0:x0 + W]
-    return out
-
-
-def shift_channels(au: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
-    """au (T, B, 2, C): each sample's cochlea channels shifted by its own random offset in
-    [-max_shift, max_shift], zero fill (mel-spaced channels: a shift scales all formants
-    alike, as a different vocal-tract length does)."""
-    if max_shift <= 0:
-        return au
-    C = au.shape[-1]
-    d = torch.randint(-max_shift, max_shift + 1, (au.shape[1],), generator=g)
-    pad = torch.nn.functional.pad(au, (max_shift, max_shift))
-    out = torch.empty_like(au)
-    for b in range(au.shape[1]):
-        c0 = max_shift - int(d[b])
-        out[:, b] = pad[:, b, :, c0:c0 + C]
-    return out
-
-
-def repair_audio(idx: torch.Tensor, labels: np.ndarray, frac: float, g: torch.Generator
-                 ) -> torch.Tensor:
-    """Audio indices for the training samples ``idx``: a fraction ``frac`` of them replaced by
-    a random training sample of the same class (new event/audio pairs every epoch)."""
-    if frac <= 0:
-        return idx
-    lab = torch.from_numpy(labels)
-    swap = torch.rand(len(idx), generator=g) < frac
-    r = torch.rand(len(idx), generator=g)
-    out = idx.clone()
-    for j in torch.nonzero(swap).flatten().tolist():
-        pool = torch.nonzero(lab == lab[idx[j]]).flatten()
-        out[j] = pool[int(r[j] * len(pool)) % len(pool)]
-    return out

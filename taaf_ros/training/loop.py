@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from taaf_ros.audio.cochlea import CochleaConfig
 from taaf_ros.data.avdigits import ensure_ead_dataset
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import (
@@ -42,7 +42,6 @@ from taaf_ros.model import (
     CheckpointError,
     ModelConfig,
     TAAFNet,
-    build_method,
     load_checkpoint,
     load_training_state,
     make_model_card,
@@ -51,17 +50,19 @@ from taaf_ros.model import (
     save_training_state,
     select_device,
 )
+from taaf_ros.model.calibration import combine_readouts, fit_readout_weights, identity_weights
+from taaf_ros.model.loss import contributions
 
-from .config import TrainConfig
-from .data import (
-    TensorSet,
-    epoch_generator,
-    load_split,
+from .augment import (
+    add_audio_noise,
+    noisy_audio_variants,
+    occlude_events,
     repair_audio,
     shift_channels,
     shift_events,
-    split_validation,
 )
+from .config import TrainConfig, flatten
+from .data import TensorSet, epoch_generator, load_split, split_validation
 from .distributed import Distributed, init_distributed, shutdown_distributed
 from .optim import make_optimizer, scale_encoder_lr
 
@@ -71,63 +72,93 @@ RESUME_FREE_KEYS = {"resume", "progress", "num_threads", "device", "out_dir", "d
                     "feature_cache"}
 
 
-def frontend_config(cfg: TrainConfig) -> FrontEndConfig:
-    return FrontEndConfig(window_s=cfg.window_s, n_time_bins=cfg.n_time_bins,
-                          max_count=cfg.max_count, cochlea=CochleaConfig())
+def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
+    """``cfg.model`` with what the data and the front end decide: the classes, T and the
+    input sizes. A value set to something else is an error, never silently replaced."""
+    fe = cfg.frontend
+    derived = {"n_classes": n_classes, "T": fe.n_time_bins,
+               "event_shape": (2, fe.input_size[1], fe.input_size[0]),
+               "audio_channels": fe.cochlea.n_channels}
+    unset = ModelConfig()
+    for key, value in derived.items():
+        have = getattr(cfg.model, key)
+        if have != getattr(unset, key) and have != value:
+            raise ValueError(f"model.{key} is {have} but the data / front end give {value}: "
+                             "leave it unset")
+    return replace(cfg.model, **derived)
 
 
-def build_model(cfg: TrainConfig, n_classes: int, fe: FrontEndConfig
-                ) -> tuple[TAAFNet, BalancedFusionLoss]:
-    """The method's network and loss; T and input sizes follow the front end."""
-    base = ModelConfig(
-        n_classes=n_classes, T=fe.n_time_bins,
-        event_shape=(2, fe.input_size[1], fe.input_size[0]),
-        audio_channels=fe.cochlea.n_channels, hidden=cfg.hidden,
-        event_widths=cfg.event_widths, audio_widths=cfg.audio_widths,
-        input_scale=cfg.input_scale,
-    )
-    overrides: dict[str, Any] = {"eta": cfg.eta, "ogm_alpha": cfg.ogm_alpha}
-    if cfg.aux_weight >= 0:
-        overrides["aux_weight"] = cfg.aux_weight
-    mcfg, loss_fn = build_method(cfg.method, base, **overrides)
-    return TAAFNet(mcfg), loss_fn
+def build_model(cfg: TrainConfig, n_classes: int) -> tuple[TAAFNet, BalancedFusionLoss]:
+    """The method's network and loss (``cfg.model`` and ``cfg.loss`` carry its preset)."""
+    mcfg = model_config(cfg, n_classes)
+    return TAAFNet(mcfg), BalancedFusionLoss(cfg.loss, mcfg)
 
 
 @torch.no_grad()
-def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
-             device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
-    """Fused and per-modality (unimodal readout) accuracy, confusion matrix, mean attention.
-
-    Per-modality accuracies are None for a modality the model does not have; a single-modality
-    model's fused prediction is its one modality's accuracy (its auxiliary readout is untrained).
-    """
+def predict(model: TAAFNet, data: TensorSet, batch_size: int = 100,
+            device: torch.device | None = None, progress: bool = False
+            ) -> dict[str, torch.Tensor]:
+    """The model's outputs on every sample of ``data`` (CPU tensors): ``logits`` (the
+    decision), ``head_logits``, ``unimodal_logits``, ``present``, ``attention_map``,
+    ``step_logits_per_modality`` and ``y``."""
     device = device or torch.device("cpu")
     was_training = model.training
     model.eval()
-    K = model.cfg.n_classes
+    keys = ("logits", "head_logits", "unimodal_logits", "present", "attention_map",
+            "step_logits_per_modality")
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, "y")}
     n = len(data)
-    correct = 0
-    uni_correct = np.zeros(len(MODALITIES))
-    confusion = np.zeros((K, K), np.int64)
-    amap_sum = torch.zeros(model.cfg.T, len(MODALITIES))
     for start in tqdm(range(0, n, batch_size), desc="eval", leave=False, disable=not progress):
         ev, au, y = data.batch(np.arange(start, min(n, start + batch_size)))
         out = model(ev.to(device), au.to(device))
-        pred = out.logits.argmax(-1).cpu()
-        correct += int((pred == y).sum())
-        uni_correct += (out.unimodal_logits.argmax(-1).cpu() == y[:, None]).sum(0).numpy()
-        np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
-        amap_sum += out.attention_map.sum(0).cpu()
+        for k in keys:
+            parts[k].append(getattr(out, k).float().cpu())
+        parts["y"].append(y)
     model.train(was_training)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def fit_late_fusion(model: TAAFNet, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Late-fusion weights fitted on held-out ``outputs`` (from :func:`predict`); the identity
+    for a one-modality model, whose readout is its head."""
+    used = torch.tensor([m in model.cfg.modalities for m in MODALITIES])
+    if int(used.sum()) < 2:
+        return identity_weights(len(MODALITIES))
+    return fit_readout_weights(outputs["head_logits"], outputs["unimodal_logits"],
+                               outputs["present"], outputs["y"], used)
+
+
+def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
+             device: torch.device | None = None, progress: bool = False,
+             readout_weights: torch.Tensor | None = None) -> dict[str, Any]:
+    """Fused and per-modality (unimodal readout) accuracy, confusion matrix, mean attention.
+
+    ``acc`` is the decision's accuracy: the model's own late fusion, or ``readout_weights``
+    when given; ``acc_head`` the fusion head's alone. Per-modality accuracies are None for a
+    modality the model does not have; a single-modality model's readout is its head (its
+    auxiliary readout is untrained).
+    """
+    out = predict(model, data, batch_size, device, progress)
+    y, n = out["y"], len(data)
+    logits = out["logits"] if readout_weights is None else combine_readouts(
+        out["head_logits"], out["unimodal_logits"], out["present"], readout_weights)
+    pred = logits.argmax(-1)
+    K = model.cfg.n_classes
+    confusion = np.zeros((K, K), np.int64)
+    np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
+    acc = float((pred == y).float().mean())
+    acc_head = float((out["head_logits"].argmax(-1) == y).float().mean())
+    uni = (out["unimodal_logits"].argmax(-1) == y[:, None]).float().mean(0)
     single = len(model.cfg.modalities) == 1
-    per_mod = {m: (None if m not in model.cfg.modalities
-                   else correct / n if single else float(uni_correct[i] / n))
+    per_mod = {m: (None if m not in model.cfg.modalities else acc_head if single
+                   else float(uni[i]))
                for i, m in enumerate(MODALITIES)}
     accs = [a for a in per_mod.values() if a is not None]
     imbalance = (max(accs) / max(min(accs), 1e-9)) if len(accs) == 2 else None
-    amap = (amap_sum / n).tolist()
+    amap = out["attention_map"].mean(0).tolist()
     return {
-        "acc": correct / n,
+        "acc": acc,
+        "acc_head": acc_head,
         "acc_per_modality": per_mod,
         "imbalance": imbalance,
         "attention_map": amap,  # (T, M) mean of alpha[t] beta_m[t]
@@ -135,6 +166,7 @@ def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
                                for i, m in enumerate(MODALITIES)},
         "confusion": confusion.tolist(),
         "n": n,
+        "outputs": out,
     }
 
 
@@ -176,8 +208,21 @@ def _card(model: TAAFNet, classes: list[str], fe: FrontEndConfig, audio_rate: in
                            method=method)
 
 
+def _share_held_out_contributions(loss_fn: BalancedFusionLoss, dctx: Distributed) -> None:
+    """Every process balances with the contributions rank 0 measured on validation (a sum
+    in which the other ranks put zeros); called by all ranks at the end of each epoch."""
+    if loss_fn.cfg.balance_on != "validation" or not dctx.enabled:
+        return
+    T, M = loss_fn.model_cfg.T, len(MODALITIES)
+    buf = torch.zeros(T * M + 1)
+    if dctx.is_main and loss_fn.held_out_s is not None:
+        buf[:-1], buf[-1] = loss_fn.held_out_s.reshape(-1), 1.0
+    buf = dctx.all_reduce_sum(buf)
+    loss_fn.set_held_out_contributions(buf[:-1].reshape(T, M) if float(buf[-1]) > 0 else None)
+
+
 def _check_resume_config(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now = cfg.to_dict()
+    now, saved = flatten(cfg.to_dict()), flatten(saved)
     diff = {k: (saved.get(k), v) for k, v in now.items()
             if k not in RESUME_FREE_KEYS and saved.get(k) != v}
     if diff:
@@ -190,14 +235,18 @@ def _train_batch(data: TensorSet, idx: torch.Tensor, cfg: TrainConfig, model: TA
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """An augmented training batch: (events, audio, labels, present (B, M) bool)."""
     ev, _, y = data.batch(idx)
-    _, au, _ = data.batch(repair_audio(idx, data.labels, cfg.aug_repair, g))
-    ev = shift_events(ev, cfg.aug_shift, g)
-    au = shift_channels(au, cfg.aug_channel_shift, g)
+    aug = cfg.augment
+    audio_idx = repair_audio(idx, data.labels, aug.repair, g)
+    _, au, _ = data.batch(audio_idx)
+    ev = shift_events(ev, aug.shift, g)
+    ev = occlude_events(ev, aug.occlusion, aug.occlusion_max, g)
+    au = add_audio_noise(au, audio_idx, data.noisy_audio, aug.noise, g)
+    au = shift_channels(au, aug.channel_shift, g)
     B, M = len(idx), len(MODALITIES)
     present = torch.tensor([m in model.cfg.modalities for m in MODALITIES]).expand(B, M)
     present = present.clone()
-    if cfg.modality_dropout > 0 and bool(present.all()):
-        drop = torch.rand(B, generator=g) < cfg.modality_dropout
+    if aug.modality_dropout > 0 and bool(present.all()):
+        drop = torch.rand(B, generator=g) < aug.modality_dropout
         which = torch.randint(0, M, (B,), generator=g)
         present[drop, which[drop]] = False
     return ev, au, y, present
@@ -229,27 +278,32 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
         dctx.barrier()  # rank 0 builds the dataset and the feature cache first
     root = ensure_ead_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.seed,
                               cfg.limit_per_class, cfg.progress)
-    fe = frontend_config(cfg)
+    fe = cfg.frontend
     cache = out / "cache" if cfg.feature_cache else None
     t0 = time.perf_counter()
     train_set, ds = load_split(root, cfg.train_split, fe, cfg.limit_per_class, cache,
                                cfg.progress)
     test_set, _ = load_split(root, cfg.test_split, fe, cfg.limit_per_class, cache,
                              cfg.progress)
-    frontend_s = time.perf_counter() - t0
-    if dctx.is_main:
-        dctx.barrier()
     val_set, val_speaker = None, None
     if cfg.val_speaker:
         train_set, val_set, val_speaker = split_validation(train_set, cfg.val_speaker)
-        if dctx.is_main:
+    if cfg.augment.noise > 0:  # noisy copies of the training recordings only (augment.py)
+        train_set.noisy_audio = noisy_audio_variants(
+            root, cfg.train_split, train_set.ids, fe, cfg.augment.noise_variants,
+            cfg.augment.noise_snr, cfg.seed, cache, cfg.progress and dctx.is_main)
+    frontend_s = time.perf_counter() - t0
+    if dctx.is_main:
+        dctx.barrier()
+        if val_set is not None:
             print(f"validation: speaker {val_speaker} ({len(val_set)} samples) held out of "
-                  f"training ({len(train_set)} left); it picks the epoch")
+                  f"training ({len(train_set)} left); it picks the epoch"
+                  + (" and fits the late fusion" if cfg.late_fusion else ""))
     classes = ds.classes
     audio_rate = int(ds.meta.get("audio_rate", fe.cochlea.sample_rate))
 
     torch.manual_seed(cfg.seed)
-    model, loss_fn = build_model(cfg, len(classes), fe)
+    model, loss_fn = build_model(cfg, len(classes))
     model.to(device)
     net: torch.nn.Module = model
     if dctx.enabled:
@@ -259,7 +313,7 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             find_unused_parameters=True)
         loss_fn.reduce = dctx.all_reduce_sum
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
+    opt, sched = make_optimizer(model, cfg.optim, cfg.epochs * steps_per_epoch)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {}  # validation's pick: epoch, val_acc, state (CPU tensors)
     start_epoch, train_time = 0, 0.0
@@ -274,6 +328,8 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             torch.set_rng_state(extra["rng_state"])
             history, train_time = list(extra["history"]), float(extra["train_time_s"])
             best = dict(extra.get("best") or {})
+            if extra.get("held_out_s") is not None:
+                loss_fn.set_held_out_contributions(torch.tensor(extra["held_out_s"]))
         except (KeyError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{path}: incomplete training state: {e}") from e
         start_epoch = state.epoch
@@ -331,20 +387,35 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
         row["epoch_time_s"] = time.perf_counter() - t_ep
         if not dctx.is_main:  # rank 0 evaluates and writes; the history lives there
             history.append(row)
+            _share_held_out_contributions(loss_fn, dctx)
             dctx.barrier()
             continue
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
             split = "val" if val_set is not None else "test"
             ev_res = evaluate(model, val_set if val_set is not None else test_set,
                               cfg.eval_batch_size, device)
-            row.update({f"{split}_acc": ev_res["acc"],
+            weights = None
+            if val_set is not None and cfg.late_fusion:
+                weights = fit_late_fusion(model, ev_res["outputs"])
+                ev_res = evaluate(model, val_set, cfg.eval_batch_size, device,
+                                  readout_weights=weights)
+            row.update({f"{split}_acc": ev_res["acc"], f"{split}_acc_head": ev_res["acc_head"],
                         **{f"{split}_acc_{m}": a for m, a in ev_res["acc_per_modality"].items()},
                         f"{split}_imbalance": ev_res["imbalance"],
                         f"{split}_modality_attention": ev_res["modality_attention"]})
+            if weights is not None:
+                row["readout_weights"] = weights.tolist()
+            if val_set is not None and loss_fn.cfg.balance_on == "validation":
+                out_v = ev_res["outputs"]
+                s_sum, n_v = contributions(out_v["attention_map"],
+                                           out_v["step_logits_per_modality"], out_v["y"],
+                                           torch.ones(len(out_v["y"])))
+                loss_fn.set_held_out_contributions(s_sum / n_v)
             if val_set is not None and ev_res["acc"] > best.get("val_acc", -1.0):
-                best = {"epoch": epoch + 1, "val_acc": ev_res["acc"],
-                        "state": {k: v.detach().cpu().clone()
-                                  for k, v in model.state_dict().items()}}
+                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if weights is not None:
+                    state["readout_weights"] = weights.clone()
+                best = {"epoch": epoch + 1, "val_acc": ev_res["acc"], "state": state}
         history.append(row)
         epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}",
                                acc=f"{row.get('val_acc', row.get('test_acc', float('nan'))):.3f}")
@@ -354,7 +425,10 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             epoch + 1,
             extra={"scheduler": sched.state_dict(), "rng_state": torch.get_rng_state(),
                    "history": history, "train_time_s": train_time, "best": best,
-                   "train_config": cfg.to_dict()})
+                   "train_config": cfg.to_dict(),
+                   "held_out_s": (None if loss_fn.held_out_s is None
+                                  else loss_fn.held_out_s.tolist())})
+        _share_held_out_contributions(loss_fn, dctx)
         dctx.barrier()
     if end_epoch < cfg.epochs:
         return {"stopped_after_epoch": end_epoch, "history": history}
@@ -369,7 +443,10 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
         "selected_epoch": best.get("epoch", cfg.epochs),
         "selected_by": f"validation speaker {val_speaker}" if best else "final epoch",
         "val_acc": best.get("val_acc"),
+        "late_fusion_weights": dict(zip(("head", *MODALITIES),
+                                        model.readout_weights.tolist(), strict=True)),
         "test_acc": final["acc"],
+        "test_acc_head": final["acc_head"],
         "test_acc_per_modality": final["acc_per_modality"],
         "imbalance": final["imbalance"],
         "modality_attention": final["modality_attention"],
@@ -437,5 +514,5 @@ def evaluate_checkpoint(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     return metrics
 
 
-__all__ = ["build_model", "evaluate", "evaluate_checkpoint", "frontend_config",
+__all__ = ["build_model", "evaluate", "evaluate_checkpoint", "model_config",
            "make_optimizer", "train"]

@@ -9,10 +9,13 @@ speaker s) is made once; each (fold, method) is one ``train_ead.py`` run in its 
 
 Resumable and sliceable: a run whose ``metrics.json`` exists is done and skipped; one with a
 ``last.pt`` continues with ``--resume``; stop the command at any time (Ctrl-C stops the runs,
-each keeps its last finished epoch) and start it again. The results page is generated from
-the runs' ``metrics.json`` files every time (``--report-only`` writes it without training):
-per method, fused and per-modality accuracy as mean ± std over the finished folds, imbalance,
-energy and training time, then every fold.
+each keeps its last finished epoch) and start it again. Once a fold's runs are all done, its
+corruption evaluation runs (``taaf_robustness`` on every method's checkpoint, into
+``test-<s>/robustness.json``; ``--no-corruptions`` skips it). The results page is generated
+from those files every time (``--report-only`` writes it without training): per method, fused
+and per-modality accuracy as mean ± std over the finished folds, imbalance, energy and training
+time; the goals for taaf-balanced fold by fold; every fold; accuracy against corruption
+severity (table, and a PNG beside the page).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -29,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from taaf_ros.data.avdigits import ensure_ead_dataset, find_fsdd
-from taaf_ros.model import METHODS, MODALITIES
+from taaf_ros.model import METHODS
+
+from .loso_report import load_robustness, plot_corruptions, results_page
 
 
 @dataclass(frozen=True)
@@ -69,108 +73,108 @@ def plan(speakers: list[str], methods: list[str], out: Path,
 def job_command(job: Job, data_root: Path, extra: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "taaf_ros.training.cli", "--data-root", str(data_root),
            "--method", job.method, "--val-speaker", job.val_speaker, "--out-dir",
-           str(job.out_dir), "--num-threads", "1", "--progress", "false", *extra]
+           str(job.out_dir), "--num-threads", "1", "--no-progress", *extra]
     return [*cmd, "--resume"] if (job.out_dir / "last.pt").is_file() else cmd
 
 
+def robustness_command(fold_jobs: list[Job], data_root: Path) -> list[str]:
+    fold_dir = fold_jobs[0].out_dir.parent
+    return [sys.executable, "-m", "taaf_ros.training.robustness",
+            *(str(j.out_dir / "model.pt") for j in fold_jobs), "--data-root", str(data_root),
+            "--output", str(fold_dir / "robustness.md")]
+
+
+def robustness_done(fold_jobs: list[Job]) -> bool:
+    """The fold's robustness.json covers every one of ``fold_jobs``."""
+    path = fold_jobs[0].out_dir.parent / "robustness.json"
+    if not path.is_file():
+        return False
+    names = " ".join(json.loads(path.read_text())["results"])
+    return all(str(j.out_dir / "model.pt") in names for j in fold_jobs)
+
+
 def run_jobs(jobs: list[Job], data_roots: dict[str, Path], parallel: int, extra: list[str],
-             log: Any = print) -> list[Job]:
-    """Run the unfinished jobs, ``parallel`` at a time; -> the jobs that failed."""
+             log: Any = print, robustness: bool = True) -> list[str]:
+    """Run the unfinished jobs, ``parallel`` at a time, and once a fold's runs are all done its
+    corruption evaluation (before further training, so results arrive fold by fold);
+    -> what failed."""
     todo = [j for j in jobs if not j.done]
-    running: list[tuple[Job, subprocess.Popen, float]] = []
-    failed = []
+    by_fold: dict[str, list[Job]] = {}
+    for j in jobs:
+        by_fold.setdefault(j.test_speaker, []).append(j)
+    folds_todo = [f for f, fj in by_fold.items() if robustness and not robustness_done(fj)]
+    running: list[tuple[str, subprocess.Popen, float, Job | None]] = []
+    failed: list[str] = []
     log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to go, "
-        f"{parallel} at a time")
+        f"{parallel} at a time; then {len(folds_todo)} folds' corruption evaluations")
+
+    def start(what: str, cmd: list[str], log_path: Path, job: Job | None) -> None:
+        with open(log_path, "a") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, OMP_NUM_THREADS="1"))
+        running.append((what, proc, time.monotonic(), job))
+        log(f"started {what}")
+
     try:
-        while todo or running:
-            while todo and len(running) < parallel:
-                job = todo.pop(0)
-                job.out_dir.mkdir(parents=True, exist_ok=True)
-                cache = job.out_dir / "cache"
-                if not cache.exists():  # the fold's front-end tensors, computed once
-                    fold_cache = job.out_dir.parent / "cache"
-                    fold_cache.mkdir(exist_ok=True)
-                    cache.symlink_to(fold_cache.resolve())
-                with open(job.out_dir / "train.log", "a") as out:
-                    proc = subprocess.Popen(job_command(job, data_roots[job.test_speaker], extra),
-                                            stdout=out, stderr=subprocess.STDOUT,
-                                            env=dict(os.environ, OMP_NUM_THREADS="1"))
-                running.append((job, proc, time.monotonic()))
-                log(f"started {job.method} on fold {job.test_speaker} "
-                    f"(validation {job.val_speaker})")
+        while todo or running or folds_todo:
+            while len(running) < parallel:
+                ready = [f for f in folds_todo if all(j.done for j in by_fold[f])]
+                if ready:
+                    f = ready[0]
+                    folds_todo.remove(f)
+                    start(f"corruptions on fold {f}",
+                          robustness_command(by_fold[f], data_roots[f]),
+                          by_fold[f][0].out_dir.parent / "robustness.log", None)
+                elif todo:
+                    job = todo.pop(0)
+                    job.out_dir.mkdir(parents=True, exist_ok=True)
+                    cache = job.out_dir / "cache"
+                    if not cache.exists():  # the fold's front-end tensors, computed once
+                        fold_cache = job.out_dir.parent / "cache"
+                        fold_cache.mkdir(exist_ok=True)
+                        cache.symlink_to(fold_cache.resolve())
+                    start(f"{job.method} on fold {job.test_speaker} (validation "
+                          f"{job.val_speaker})", job_command(job, data_roots[job.test_speaker],
+                                                             extra),
+                          job.out_dir / "train.log", job)
+                else:
+                    break
+            if not running:  # what is left waits on a failed run
+                break
             time.sleep(1.0)
             for item in list(running):
-                job, proc, t0 = item
+                what, proc, t0, job = item
                 if proc.poll() is None:
                     continue
                 running.remove(item)
-                ok = proc.returncode == 0 and job.done
-                log(f"{'finished' if ok else 'FAILED'} {job.method} on fold {job.test_speaker} "
-                    f"in {time.monotonic() - t0:.0f} s" + ("" if ok else
-                                                          f" (see {job.out_dir}/train.log)"))
+                ok = proc.returncode == 0 and (job is None or job.done)
+                log(f"{'finished' if ok else 'FAILED'} {what} in {time.monotonic() - t0:.0f} s"
+                    + ("" if ok else " (see its log)"))
                 if not ok:
-                    failed.append(job)
+                    failed.append(what)
+                    if job is not None and job.test_speaker in folds_todo:
+                        folds_todo.remove(job.test_speaker)
     except KeyboardInterrupt:
-        for _, proc, _ in running:
+        for _, proc, _, _ in running:
             proc.terminate()  # each run has its last finished epoch in last.pt
-        for _, proc, _ in running:
+        for _, proc, _, _ in running:
             proc.wait()
         raise
     return failed
 
 
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{100 * values[0]:.1f}"
-    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
-
-
-def report(jobs: list[Job], command: str) -> str:
-    """The results page from the finished runs' metrics.json."""
-    folds = sorted({j.test_speaker for j in jobs})
+def report(jobs: list[Job], command: str, png: Path | None = None) -> str:
+    """The results page from the finished runs (and the PNG of the corruption curves)."""
+    folds = list(dict.fromkeys(j.test_speaker for j in jobs))
     methods = list(dict.fromkeys(j.method for j in jobs))
     metrics = {(j.test_speaker, j.method): json.loads((j.out_dir / "metrics.json").read_text())
                for j in jobs if j.done}
-    lines = ["# Results: leave-one-speaker-out on AV-digits", "",
-             f"Written by `{command}` from the runs' metrics.json ({len(metrics)} of "
-             f"{len(jobs)} runs finished). Fold s: test speaker s, validation speaker the next "
-             "one (it picks the epoch), the other speakers train. Accuracy in %, mean ± std "
-             "over the finished folds.", "",
-             "| method | folds | fused | events readout | audio readout | imbalance | energy (µJ) "
-             "| train time (s) |", "|---|---|---|---|---|---|---|---|"]
-    for m in methods:
-        rows = [metrics[(f, m)] for f in folds if (f, m) in metrics]
-
-        def readout(k: str, rows: list[dict[str, Any]] = rows) -> list[float]:
-            return [r["test_acc_per_modality"][k] for r in rows
-                    if r["test_acc_per_modality"].get(k) is not None]
-
-        imb = [r["imbalance"] for r in rows if r.get("imbalance") is not None]
-        energy = [r["energy"]["energy_uj"] for r in rows if r.get("energy")]
-        times = [r["train_time_s"] for r in rows]
-        lines.append(" | ".join([
-            f"| {m}", f"{len(rows)}/{len(folds)}", _mean_std([r["test_acc"] for r in rows]),
-            _mean_std(readout("events")), _mean_std(readout("audio")),
-            f"{statistics.mean(imb):.2f}" if imb else "-",
-            f"{statistics.mean(energy):.1f}" if energy else "-",
-            f"{statistics.mean(times):.0f}" if times else "-"]) + " |")
-    lines += ["", "Every fold (fused / events / audio, chosen epoch):", "",
-              "| test speaker | " + " | ".join(methods) + " |",
-              "|---|" + "---|" * len(methods)]
-    for f in folds:
-        cells = []
-        for m in methods:
-            r = metrics.get((f, m))
-            if r is None:
-                cells.append("not run yet")
-                continue
-            accs = [r["test_acc"], *(r["test_acc_per_modality"].get(k) for k in MODALITIES)]
-            cells.append(" / ".join("-" if a is None else f"{100 * a:.1f}" for a in accs)
-                         + f", epoch {r.get('selected_epoch', '?')}")
-        lines.append(f"| {f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    robust = {f: r for f in folds
+              if (r := load_robustness(jobs[0].out_dir.parents[1] / f"test-{f}"))}
+    if png is not None and robust:
+        plot_corruptions(robust, methods, png)
+    return results_page(metrics, robust, folds, methods, len(jobs), command,
+                        png.name if png is not None and robust else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
     ap.add_argument("--output", type=Path, default=None, help="results page to write")
     ap.add_argument("--report-only", action="store_true", help="only write the results page")
+    ap.add_argument("--no-corruptions", action="store_true",
+                    help="skip the per-fold corruption evaluation (taaf_robustness)")
     ap.add_argument("--limit-per-class", type=int, default=0,
                     help="small AV-digits builds (N recordings per class and split), for a "
                     "quick check of the protocol")
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "taaf_loso " + " ".join(sys.argv[1:] if argv is None else argv)
     speakers = speakers_of(args.data_root)
     jobs = plan(speakers, methods, args.out, [f for f in args.folds.split(",") if f])
-    failed: list[Job] = []
+    failed: list[str] = []
     if not args.report_only:
         data_roots = {}
         for s in sorted({j.test_speaker for j in jobs}):
@@ -201,12 +207,15 @@ def main(argv: list[str] | None = None) -> int:
                                                limit_per_class=args.limit_per_class,
                                                progress=False, test_speakers=(s,))
         try:
-            failed = run_jobs(jobs, data_roots, args.parallel, extra)
+            failed = run_jobs(jobs, data_roots, args.parallel, extra,
+                              robustness=not args.no_corruptions)
         except KeyboardInterrupt:
             print("interrupted: run the same command again to continue", file=sys.stderr)
-    page = report(jobs, command)
+    png = args.output.with_name(args.output.stem + "-corruptions.png") if args.output else None
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
+    page = report(jobs, command, png)
+    if args.output:
         args.output.write_text(page)
     print(page)
     return 1 if failed else 0

@@ -11,13 +11,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
 from taaf_ros.model import MODALITIES, TAAFNet
 
 OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimiser and its learning-rate schedule.
+
+    Attributes:
+        name: adamw or sgd (with momentum). The modulated methods slow an encoder through its
+            learning rate, which either optimiser honours.
+        lr: peak learning rate (cosine decay to lr_min_ratio * lr, per step).
+        lr_min_ratio: final learning rate as a fraction of lr.
+        warmup_steps: linear warm-up steps before the cosine decay.
+        weight_decay: decoupled for AdamW, L2 for SGD; none on biases, norm scales and the
+            warping logits.
+        momentum: SGD momentum (name sgd).
+    """
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 0.003
+    lr_min_ratio: float = 0.02
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.name!r}")
+        if self.lr <= 0 or not 0 <= self.lr_min_ratio <= 1 or self.warmup_steps < 0:
+            raise ValueError("need lr > 0, 0 <= lr_min_ratio <= 1 and warmup_steps >= 0")
 
 
 def parameter_groups(model: TAAFNet, weight_decay: float) -> list[dict[str, Any]]:
@@ -32,17 +62,15 @@ def parameter_groups(model: TAAFNet, weight_decay: float) -> list[dict[str, Any]
                                                                           kv[0][1]))]
 
 
-def make_optimizer(model: TAAFNet, cfg: Any, total_steps: int
+def make_optimizer(model: TAAFNet, cfg: OptimConfig, total_steps: int
                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """``cfg.optimizer`` (adamw | sgd with ``cfg.momentum``) at ``cfg.lr``, ``cfg.weight_decay``;
+    """``cfg.name`` (adamw | sgd with ``cfg.momentum``) at ``cfg.lr``, ``cfg.weight_decay``;
     linear warm-up over ``cfg.warmup_steps``, then cosine to ``cfg.lr_min_ratio * cfg.lr``."""
     groups = parameter_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "adamw":
+    if cfg.name == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    elif cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     else:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     warm = max(0, min(cfg.warmup_steps, total_steps - 1))
 
     def factor(step: int) -> float:

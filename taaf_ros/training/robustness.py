@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from taaf_ros.audio.cochlea import resample
 from taaf_ros.data.avdigits import ensure_ead_dataset
+from taaf_ros.data.corruptions import (
+    NOISE_FAMILIES,
+    add_background_activity,
+    add_noise,
+    occlude,
+)
 from taaf_ros.data.readers import EadDataset, EadSample
-from taaf_ros.events.types import EVENT_DTYPE
-from taaf_ros.frontend import FrontEndConfig, sample_tensors
+from taaf_ros.frontend import FrontEndConfig, audio_tensor, event_tensor, sample_tensors
 from taaf_ros.model import MODALITIES, load_checkpoint
 
 SNRS_DB = (20, 10, 5, 0, -5)
@@ -70,43 +74,6 @@ def conditions() -> list[Condition]:
             + [Condition("missing", m) for m in MODALITIES])
 
 
-def mix_at_snr(pcm: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """pcm + noise scaled so that power(pcm) / power(noise) is snr_db (noise tiled or cut to
-    length); clipped to [-1, 1] as a recording would be."""
-    noise = np.resize(noise.astype(np.float64), pcm.shape)
-    p_sig = float(np.mean(pcm.astype(np.float64) ** 2))
-    p_noise = float(np.mean(noise**2))
-    if p_sig == 0 or p_noise == 0:
-        return pcm.copy()
-    gain = np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))
-    return np.clip(pcm + gain * noise, -1, 1).astype(np.float32)
-
-
-def add_background_activity(events: np.ndarray, sensor_size: tuple[int, int],
-                            duration_us: int, rate_hz: float, rng: np.random.Generator
-                            ) -> np.ndarray:
-    """Extra uniform events at ``rate_hz`` per pixel (ON and OFF alike), time-sorted."""
-    W, H = sensor_size
-    n = int(rng.poisson(rate_hz * W * H * duration_us * 1e-6))
-    extra = np.zeros(n, EVENT_DTYPE)
-    extra["x"], extra["y"] = rng.integers(0, W, n), rng.integers(0, H, n)
-    extra["t"], extra["p"] = rng.integers(0, max(duration_us, 1), n), rng.integers(0, 2, n)
-    out = np.concatenate([events, extra])
-    return out[np.argsort(out["t"], kind="stable")]
-
-
-def occlude(events: np.ndarray, sensor_size: tuple[int, int], fraction: float,
-            rng: np.random.Generator) -> np.ndarray:
-    """Drop the events inside a random square patch covering ``fraction`` of the sensor."""
-    W, H = sensor_size
-    side = int(round(np.sqrt(fraction * W * H)))
-    side_x, side_y = min(side, W), min(side, H)
-    x0, y0 = int(rng.integers(0, W - side_x + 1)), int(rng.integers(0, H - side_y + 1))
-    inside = ((events["x"] >= x0) & (events["x"] < x0 + side_x)
-              & (events["y"] >= y0) & (events["y"] < y0 + side_y))
-    return events[~inside]
-
-
 def babble_pool(root: Path, split: str, n: int, seed: int) -> list[tuple[np.ndarray, int]]:
     """n recordings (pcm, rate) of ``split`` (the training split: never the test speaker)."""
     ds = EadDataset(root, split)
@@ -120,19 +87,8 @@ def corrupt(sample: EadSample, cond: Condition, sensor_size: tuple[int, int],
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(events, pcm) of one sample under one condition; ``pool``: (pcm, rate) recordings."""
     ev, pcm = sample.events, sample.pcm
-    if cond.family == "white":
-        pcm = mix_at_snr(pcm, rng.standard_normal(len(pcm)), float(cond.severity))
-    elif cond.family == "babble":
-        picks = rng.choice(len(pool), size=min(4, len(pool)), replace=False)
-        length = len(pcm)
-        noise = np.zeros(length)
-        for i in picks:
-            clip, rate = pool[int(i)]
-            if rate != sample.sample_rate:
-                clip = resample(clip, rate, sample.sample_rate)
-            start = int(rng.integers(0, max(1, len(clip) - length + 1)))
-            noise += np.resize(clip[start:start + length], length)
-        pcm = mix_at_snr(pcm, noise, float(cond.severity))
+    if cond.family in NOISE_FAMILIES:
+        pcm = add_noise(pcm, sample.sample_rate, cond.family, float(cond.severity), pool, rng)
     elif cond.family == "background":
         ev = add_background_activity(ev, sensor_size, duration_us,
                                      (float(cond.severity) - 1) * ba_rate_hz, rng)
@@ -141,44 +97,74 @@ def corrupt(sample: EadSample, cond: Condition, sensor_size: tuple[int, int],
     return ev, pcm
 
 
-@torch.no_grad()
-def evaluate_condition(model: torch.nn.Module, ds: EadDataset, fe: FrontEndConfig,
-                       cond: Condition, ba_rate_hz: float, duration_us: int,
-                       pool: list[tuple[np.ndarray, int]], seed: int, batch: int = 100
-                       ) -> dict[str, Any]:
-    """Fused and per-readout accuracy of ``model`` on ``ds`` under ``cond``."""
-    model.eval()
-    correct, uni, n = 0, np.zeros(len(MODALITIES)), len(ds)
-    for start in range(0, n, batch):
+def condition_batches(ds: EadDataset, fe: FrontEndConfig, cond: Condition, ba_rate_hz: float,
+                      duration_us: int, pool: list[tuple[np.ndarray, int]], seed: int,
+                      clean: dict[int, tuple[np.ndarray, np.ndarray]], batch: int = 100
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(events (T,B,...), audio (T,B,...), labels) batches of ``ds`` under ``cond``.
+
+    ``clean`` caches each sample's clean tensors: a condition that corrupts one modality
+    recomputes only that one.
+    """
+    for start in range(0, len(ds), batch):
         evs, aus, ys = [], [], []
-        for i in range(start, min(n, start + batch)):
+        for i in range(start, min(len(ds), start + batch)):
             s = ds[i]
+            if i not in clean:
+                clean[i] = sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
+            e, a = clean[i]
             rng = np.random.default_rng([seed, i])
             ev, pcm = corrupt(s, cond, ds.sensor_size, duration_us, ba_rate_hz, pool, rng)
-            e, a = sample_tensors(ev, ds.sensor_size, pcm, s.sample_rate, fe)
+            if ev is not s.events:
+                e = event_tensor(ev, ds.sensor_size, 0, fe)
+            if pcm is not s.pcm:
+                a = audio_tensor(pcm, s.sample_rate, fe)
             evs.append(e)
             aus.append(a)
             ys.append(s.label)
-        ev_t = torch.from_numpy(np.stack(evs).astype(np.float32)).transpose(0, 1)
-        au_t = torch.from_numpy(np.stack(aus).astype(np.float32)).transpose(0, 1)
-        y = torch.tensor(ys)
-        present = torch.tensor([m in model.cfg.modalities for m in MODALITIES]).expand(len(y), -1)
+        yield (torch.from_numpy(np.stack(evs).astype(np.float32)).transpose(0, 1),
+               torch.from_numpy(np.stack(aus).astype(np.float32)).transpose(0, 1),
+               torch.tensor(ys))
+
+
+class _Tally:
+    """Fused and per-readout correct counts of one model under one condition."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.correct, self.n = model, 0, 0
+        self.uni = np.zeros(len(MODALITIES))
+        self.skipped = False
+
+    @torch.no_grad()
+    def add(self, ev: torch.Tensor, au: torch.Tensor, y: torch.Tensor, cond: Condition) -> None:
+        present = torch.tensor([m in self.model.cfg.modalities for m in MODALITIES]
+                               ).expand(len(y), -1)
         if cond.family == "missing":
             present = present.clone()
             present[:, MODALITIES.index(str(cond.severity))] = False
         if not bool(present.any(dim=1).all()):  # a one-modality model without its modality
+            self.skipped = True
+            return
+        out = self.model(ev, au, present=present)
+        self.correct += int((out.logits.argmax(-1) == y).sum())
+        self.uni += (out.unimodal_logits.argmax(-1) == y[:, None]).sum(0).numpy()
+        self.n += len(y)
+
+    def result(self) -> dict[str, Any]:
+        if self.skipped or not self.n:
             return {"acc": None, "acc_per_modality": {m: None for m in MODALITIES}}
-        out = model(ev_t, au_t, present=present)
-        correct += int((out.logits.argmax(-1) == y).sum())
-        uni += (out.unimodal_logits.argmax(-1) == y[:, None]).sum(0).numpy()
-    return {"acc": correct / n,
-            "acc_per_modality": {m: (float(uni[i] / n) if m in model.cfg.modalities else None)
-                                 for i, m in enumerate(MODALITIES)}}
+        mods = self.model.cfg.modalities
+        return {"acc": self.correct / self.n,
+                "acc_per_modality": {m: (float(self.uni[i] / self.n) if m in mods else None)
+                                     for i, m in enumerate(MODALITIES)}}
 
 
 def run(checkpoints: list[Path], data_root: str, split: str = "test", seed: int = 0,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """{checkpoint label: {condition label: result}} plus the settings."""
+    """{checkpoint label: {condition label: result}} plus the settings.
+
+    Checkpoints with the same front end share each condition's corrupted tensors.
+    """
     root = ensure_ead_dataset(data_root)
     ds = EadDataset(root, split)
     emu = ds.meta.get("emulator", {})
@@ -187,22 +173,34 @@ def run(checkpoints: list[Path], data_root: str, split: str = "test", seed: int 
     pool = babble_pool(root, "train", 64, seed)
     results: dict[str, Any] = {}
     trained_by: dict[str, str] = {}
+    groups: dict[str, list[tuple[str, torch.nn.Module]]] = {}
+    frontends: dict[str, FrontEndConfig] = {}
     for path in checkpoints:
         loaded = load_checkpoint(path)
+        loaded.model.eval()
         fe = FrontEndConfig.from_dict(loaded.card["frontend"])
+        key = json.dumps(loaded.card["frontend"], sort_keys=True)
+        frontends[key] = fe
         name = f"{loaded.card.get('method', '?')} ({path})"
+        groups.setdefault(key, []).append((name, loaded.model))
         results[name] = {}
         card_metrics = loaded.card.get("metrics", {})
         trained_by[name] = (f"`{loaded.card.get('command', '?')}`"
                             + (f", epoch {card_metrics['selected_epoch']} chosen by validation"
                                if card_metrics.get("val_acc") is not None else
                                ", final epoch (no validation split)"))
+    for key, models in groups.items():
+        clean: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for cond in conditions():
-            res = evaluate_condition(loaded.model, ds, fe, cond, ba_rate, duration_us, pool,
-                                     seed)
-            results[name][cond.label] = res
-            acc = "-" if res["acc"] is None else f"{100 * res['acc']:.1f} %"
-            log(f"{name}: {cond.label}: {acc}")
+            tallies = [_Tally(model) for _, model in models]
+            for ev, au, y in condition_batches(ds, frontends[key], cond, ba_rate, duration_us,
+                                               pool, seed, clean):
+                for tally in tallies:
+                    tally.add(ev, au, y, cond)
+            for (name, _), tally in zip(models, tallies, strict=True):
+                res = results[name][cond.label] = tally.result()
+                acc = "-" if res["acc"] is None else f"{100 * res['acc']:.1f} %"
+                log(f"{name}: {cond.label}: {acc}")
     return {"split": split, "n": len(ds), "background_rate_hz": ba_rate, "seed": seed,
             "results": results, "trained_by": trained_by}
 

@@ -1,0 +1,228 @@
+"""Training augmentation: small geometric jitter, new event/audio pairs, and corruptions.
+
+Everything here draws from the epoch's generator (``data.epoch_generator``), so a resumed run
+sees exactly the batches an uninterrupted run would have seen.
+
+Corruption augmentation teaches the network what a corrupted input looks like, so that its
+readouts lose confidence and its modality attention turns away from a sensor that stops
+carrying the class. It uses the operations of the test-time protocol
+(``taaf_ros.data.corruptions``):
+
+- occlusion: a random square patch of the event tensor zeroed. The training data's sensor is
+  the network's input size (no crop or downsampling), so this equals dropping the events inside
+  the patch before binning;
+- audio noise: the cochlea is non-linear, so noisy audio cannot be made on the tensors. Each
+  training recording gets ``n_variants`` noisy copies (white or babble at a random SNR) run
+  through the front end once, cached with the other front-end tensors; a training sample takes
+  one of them with probability ``aug_noise``. The babble is made of other *training*
+  recordings, never of the validation or test speakers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from taaf_ros.data.corruptions import NOISE_FAMILIES, add_noise, occlusion_patch
+from taaf_ros.data.readers import EadDataset
+from taaf_ros.frontend import FrontEndConfig, audio_tensor
+
+from .data import CACHE_VERSION, speaker_of
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (training batches only).
+
+    Attributes:
+        shift: random translation of each event sample by up to N pixels in x and y (zero
+            fill).
+        channel_shift: random shift of each audio sample by up to N cochlea channels (zero
+            fill): a crude vocal-tract-length perturbation against over-fitting to the
+            training speakers.
+        repair: fraction of training samples whose audio is swapped for that of another
+            training sample of the same class. Only valid where the event/audio pairing is
+            arbitrary within a class, as in AV-digits (config/train_ead.yaml sets it); keep 0
+            for synchronously recorded data such as EAD.
+        modality_dropout: probability that one (random) modality of a training sample is
+            marked absent, so each encoder must also work alone (two-modality methods).
+        occlusion: probability that a training sample's events lose a random square patch.
+        occlusion_max: largest fraction of the sensor a patch covers (uniform in (0, max]).
+        noise: probability that a training sample's audio is one of its noisy copies (white,
+            or babble of other training recordings).
+        noise_snr: SNR range (dB) of the noisy copies: low high.
+        noise_variants: noisy copies per training recording (front end run once, cached).
+    """
+
+    shift: int = 2
+    channel_shift: int = 1
+    repair: float = 0.0
+    modality_dropout: float = 0.1
+    occlusion: float = 0.2
+    occlusion_max: float = 0.75
+    noise: float = 0.3
+    noise_snr: tuple[float, float] = (-10.0, 20.0)
+    noise_variants: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_snr", tuple(float(v) for v in self.noise_snr))
+        if len(self.noise_snr) != 2 or self.noise_snr[0] > self.noise_snr[1]:
+            raise ValueError(f"noise_snr must be low high, got {self.noise_snr}")
+        probs = (self.repair, self.modality_dropout, self.occlusion, self.noise)
+        if not all(0.0 <= p <= 1.0 for p in probs) or not 0.0 <= self.occlusion_max <= 1.0:
+            raise ValueError("augmentation probabilities and occlusion_max must be in [0, 1]")
+        if self.shift < 0 or self.channel_shift < 0 or self.noise_variants < 1:
+            raise ValueError("need shift, channel_shift >= 0 and noise_variants >= 1")
+
+
+def shift_events(ev: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
+    """ev (T, B, P, H, W): each sample translated by its own random (dy, dx) in
+    [-max_shift, max_shift], zero fill (the emulated saccades already move the digit by a few
+    pixels, so small shifts stay on the data's manifold)."""
+    if max_shift <= 0:
+        return ev
+    T, B, P, H, W = ev.shape
+    d = torch.randint(-max_shift, max_shift + 1, (B, 2), generator=g)
+    pad = torch.nn.functional.pad(ev, (max_shift,) * 4)
+    out = torch.empty_like(ev)
+    for b in range(B):
+        y0, x0 = max_shift - int(d[b, 0]), max_shift - int(d[b, 1])
+        out[:, b] = pad[:, b, :, y0:y0 + H, x0:x0 + W]
+    return out
+
+
+def shift_channels(au: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
+    """au (T, B, 2, C): each sample's cochlea channels shifted by its own random offset in
+    [-max_shift, max_shift], zero fill (mel-spaced channels: a shift scales all formants
+    alike, as a different vocal-tract length does)."""
+    if max_shift <= 0:
+        return au
+    C = au.shape[-1]
+    d = torch.randint(-max_shift, max_shift + 1, (au.shape[1],), generator=g)
+    pad = torch.nn.functional.pad(au, (max_shift, max_shift))
+    out = torch.empty_like(au)
+    for b in range(au.shape[1]):
+        c0 = max_shift - int(d[b])
+        out[:, b] = pad[:, b, :, c0:c0 + C]
+    return out
+
+
+def repair_audio(idx: torch.Tensor, labels: np.ndarray, frac: float, g: torch.Generator
+                 ) -> torch.Tensor:
+    """Audio indices for the training samples ``idx``: a fraction ``frac`` of them replaced by
+    a random training sample of the same class (new event/audio pairs every epoch)."""
+    if frac <= 0:
+        return idx
+    lab = torch.from_numpy(labels)
+    swap = torch.rand(len(idx), generator=g) < frac
+    r = torch.rand(len(idx), generator=g)
+    out = idx.clone()
+    for j in torch.nonzero(swap).flatten().tolist():
+        pool = torch.nonzero(lab == lab[idx[j]]).flatten()
+        out[j] = pool[int(r[j] * len(pool)) % len(pool)]
+    return out
+
+
+def occlude_events(ev: torch.Tensor, prob: float, max_fraction: float, g: torch.Generator
+                   ) -> torch.Tensor:
+    """ev (T, B, P, H, W): with probability ``prob`` a sample loses a random square patch
+    covering a fraction drawn uniformly from (0, max_fraction] of the sensor (all steps and
+    polarities: an object in front of the camera)."""
+    if prob <= 0 or max_fraction <= 0:
+        return ev
+    T, B, P, H, W = ev.shape
+    hit = torch.rand(B, generator=g) < prob
+    frac = torch.rand(B, generator=g) * max_fraction
+    seeds = torch.randint(0, 2**31 - 1, (B,), generator=g)
+    out = ev.clone()
+    for b in torch.nonzero(hit).flatten().tolist():
+        rng = np.random.default_rng(int(seeds[b]))
+        x0, y0, sx, sy = occlusion_patch(W, H, max(float(frac[b]), 1e-3), rng)
+        out[:, b, :, y0:y0 + sy, x0:x0 + sx] = 0
+    return out
+
+
+def recording_of(sample_id: str) -> str:
+    """The audio recording a sample's sound comes from: AV-digits pairs each FSDD recording
+    (``{digit}_{speaker}_{take}``) with several images, so its samples share the recording."""
+    return "_".join(sample_id.split("_")[:3]) if speaker_of(sample_id) else sample_id
+
+
+def noisy_audio_variants(root: str | Path, split: str, ids: list[str], fe: FrontEndConfig,
+                         n_variants: int, snr_db: tuple[float, float], seed: int,
+                         cache_dir: str | Path | None = None, progress: bool = False
+                         ) -> np.ndarray:
+    """(N, n_variants, T, 2, C) audio tensors of the samples ``ids`` of ``split`` with noise.
+
+    Variant v of a recording is white or babble noise (alternating, starting at random) at an
+    SNR drawn uniformly from ``snr_db``, from a generator seeded by (seed, recording, v). The
+    babble pool is the recordings of ``ids`` themselves (the training speakers only). Computed
+    once per recording and cached in ``cache_dir`` under a key of everything it depends on.
+    """
+    ds = EadDataset(root, split)
+    where = {s[3]: i for i, s in enumerate(ds.samples)}
+    missing = [i for i in ids if i not in where]
+    if missing:
+        raise ValueError(f"{root}/{split}: no samples {missing[:3]}")
+    recordings = sorted({recording_of(i) for i in ids})
+    rows = [{r: k for k, r in enumerate(recordings)}[recording_of(i)] for i in ids]
+    first = {}
+    for i in ids:
+        first.setdefault(recording_of(i), i)
+    cache = None
+    if cache_dir is not None:
+        blob = json.dumps({"v": CACHE_VERSION, "frontend": fe.to_dict(), "meta": ds.meta,
+                           "split": split, "recordings": recordings, "n": n_variants,
+                           "snr": list(snr_db), "seed": seed}, sort_keys=True, default=str)
+        key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        cache = Path(cache_dir) / f"noisy-{split}-{key}.npy"
+        if cache.is_file():
+            per_rec = np.load(cache, allow_pickle=False)
+            return per_rec[rows]
+    raw = {r: ds[where[first[r]]] for r in recordings}
+    pool = [(s.pcm, s.sample_rate) for s in raw.values()]
+    dtype = np.uint8 if fe.max_count <= 255 else np.int16
+    out = []
+    for k, r in enumerate(tqdm(recordings, desc="noisy audio", unit="recording",
+                               disable=not progress)):
+        s = raw[r]
+        rng = np.random.default_rng([seed, k])
+        start = int(rng.integers(len(NOISE_FAMILIES)))
+        variants = []
+        for v in range(n_variants):
+            family = NOISE_FAMILIES[(start + v) % len(NOISE_FAMILIES)]
+            snr = float(rng.uniform(*snr_db))
+            noisy = add_noise(s.pcm, s.sample_rate, family, snr, pool, rng)
+            variants.append(audio_tensor(noisy, s.sample_rate, fe).astype(dtype))
+        out.append(np.stack(variants))
+    per_rec = np.stack(out)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npy")
+        np.save(tmp, per_rec)
+        tmp.replace(cache)
+    return per_rec[rows]
+
+
+def add_audio_noise(au: torch.Tensor, audio_idx: torch.Tensor, variants: np.ndarray | None,
+                    prob: float, g: torch.Generator) -> torch.Tensor:
+    """au (T, B, 2, C) of the samples ``audio_idx``: each replaced, with probability ``prob``,
+    by one of its noisy variants (``variants``: (N, V, T, 2, C) from
+    :func:`noisy_audio_variants`)."""
+    if prob <= 0 or variants is None:
+        return au
+    B = au.shape[1]
+    hit = torch.rand(B, generator=g) < prob
+    which = torch.randint(0, variants.shape[1], (B,), generator=g)
+    out = au.clone()
+    for b in torch.nonzero(hit).flatten().tolist():
+        out[:, b] = torch.from_numpy(
+            variants[int(audio_idx[b]), int(which[b])].astype(np.float32))
+    return out

@@ -1,0 +1,210 @@
+"""The leave-one-speaker-out results page, generated from the runs' metrics.json and each fold's
+robustness.json: accuracy as mean ± std over folds, every fold, accuracy against corruption
+severity (table and PNG), and the goals for taaf-balanced checked fold by fold.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from taaf_ros.model import MODALITIES
+
+from .report import PAPER_EAD_ACC
+from .robustness import BA_FACTORS, OCCLUSION, SNRS_DB, Condition, conditions
+
+SINGLE_MODALITY = ("events-only", "audio-only")
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _readout(m: dict[str, Any], modality: str) -> float | None:
+    return m["test_acc_per_modality"].get(modality)
+
+
+def load_robustness(fold_dir: Path) -> dict[str, dict[str, Any]]:
+    """{method: {condition label: result}} from the fold's robustness.json (or {})."""
+    path = fold_dir / "robustness.json"
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text())
+    # names are "method (path/to/<method>/model.pt)"
+    return {Path(name.rsplit("(", 1)[1].rstrip(")")).parent.name: res
+            for name, res in report["results"].items()}
+
+
+def corruption_means(robust: dict[str, dict[str, dict[str, Any]]], methods: list[str]
+                     ) -> dict[str, dict[str, list[float]]]:
+    """{method: {condition: [fused acc per fold]}} over the folds that have the method."""
+    out: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
+    for per_method in robust.values():
+        for m in methods:
+            for label, res in per_method.get(m, {}).items():
+                if res["acc"] is not None:
+                    out[m].setdefault(label, []).append(res["acc"])
+    return out
+
+
+def _best_single(means: dict[str, dict[str, list[float]]], label: str) -> float | None:
+    accs = [statistics.mean(means[m][label]) for m in SINGLE_MODALITY
+            if m in means and means[m].get(label)]
+    return max(accs) if accs else None
+
+
+def goals(metrics: dict[tuple[str, str], dict[str, Any]],
+          robust: dict[str, dict[str, dict[str, Any]]], folds: list[str]) -> list[str]:
+    """The issue's goals for taaf-balanced, as Markdown lines: met or not, fold by fold."""
+    tb = {f: metrics[(f, "taaf-balanced")] for f in folds if (f, "taaf-balanced") in metrics}
+    taaf = {f: metrics[(f, "taaf")] for f in folds if (f, "taaf") in metrics}
+    if not tb:
+        return ["No taaf-balanced run has finished yet."]
+    lines = ["| goal | mean | met | per fold |", "|---|---|---|---|"]
+
+    fused = {f: m["test_acc"] for f, m in tb.items()}
+    mean = statistics.mean(fused.values())
+    lines.append(f"| fused ≥ {100 * PAPER_EAD_ACC:.1f} % | {100 * mean:.1f} "
+                 f"| {'yes' if mean >= PAPER_EAD_ACC else 'no'} | "
+                 + ", ".join(f"{f} {100 * v:.1f}" for f, v in fused.items()) + " |")
+
+    margin = {f: m["test_acc"] - max(a for k in MODALITIES
+                                     if (a := _readout(m, k)) is not None)
+              for f, m in tb.items()}
+    mean = statistics.mean(margin.values())
+    lines.append(f"| fused ≥ better readout + 0.5 points | {100 * mean:+.1f} "
+                 f"| {'yes' if mean >= 0.005 else 'no'} | "
+                 + ", ".join(f"{f} {100 * v:+.1f}" for f, v in margin.items()) + " |")
+
+    both = [f for f in tb if f in taaf]
+    if both:
+        weak = min(MODALITIES, key=lambda k: statistics.mean(
+            _readout(taaf[f], k) or 0.0 for f in both))
+        gain = {f: (_readout(tb[f], weak) or 0.0) - (_readout(taaf[f], weak) or 0.0)
+                for f in both}
+        mean = statistics.mean(gain.values())
+        lines.append(f"| {weak} readout (the weaker) ≥ taaf's + 3 points | {100 * mean:+.1f} "
+                     f"| {'yes' if mean >= 0.03 else 'no'} | "
+                     + ", ".join(f"{f} {100 * v:+.1f}" for f, v in gain.items()) + " |")
+
+    means = corruption_means(robust, ["taaf-balanced", *SINGLE_MODALITY])
+    labels = [c.label for c in conditions() if c.family != "clean"]
+    deltas = {}
+    for label in labels:
+        best = _best_single(means, label)
+        if means["taaf-balanced"].get(label) and best is not None:
+            deltas[label] = statistics.mean(means["taaf-balanced"][label]) - best
+    if deltas:
+        worse = [f"{k} {100 * v:+.1f}" for k, v in deltas.items() if v < 0]
+        lines.append(f"| every corruption ≥ best single-modality method | "
+                     f"{len(deltas) - len(worse)}/{len(deltas)} conditions "
+                     f"| {'yes' if not worse else 'no'} | "
+                     + ("below: " + ", ".join(worse) if worse else "all at or above") + " |")
+    return lines
+
+
+def corruption_table(robust: dict[str, dict[str, dict[str, Any]]], methods: list[str]
+                     ) -> list[str]:
+    means = corruption_means(robust, methods)
+    lines = ["| condition | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for cond in conditions():
+        lines.append(f"| {cond.label} | "
+                     + " | ".join(_mean_std(means[m].get(cond.label, [])) for m in methods)
+                     + " |")
+    return lines
+
+
+def plot_corruptions(robust: dict[str, dict[str, dict[str, Any]]], methods: list[str],
+                     path: Path) -> None:
+    """Fused accuracy against severity, mean over folds with the std as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = corruption_means(robust, methods)
+    families = [("white", SNRS_DB, "SNR (dB)"), ("babble", SNRS_DB, "SNR (dB)"),
+                ("background", BA_FACTORS, "background activity (x)"),
+                ("occlusion", OCCLUSION, "occluded fraction")]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    for ax, (fam, sev, xlabel) in zip(axes, families, strict=True):
+        for m in methods:
+            per = [means[m].get(Condition(fam, s).label, []) for s in sev]
+            if all(per):
+                ax.errorbar(list(sev), [statistics.mean(p) for p in per],
+                            yerr=[statistics.pstdev(p) for p in per], marker="o", capsize=3,
+                            label=m)
+        ax.set(title=fam, xlabel=xlabel, ylabel="fused accuracy (mean over folds)",
+               ylim=(0, 1))
+        if fam in ("white", "babble"):
+            ax.invert_xaxis()
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def fold_cell(m: dict[str, Any] | None) -> str:
+    if m is None:
+        return "not run yet"
+    accs = [m["test_acc"], *(_readout(m, k) for k in MODALITIES)]
+    return " / ".join(map(_pct, accs)) + f", epoch {m.get('selected_epoch', '?')}"
+
+
+def results_page(metrics: dict[tuple[str, str], dict[str, Any]],
+                 robust: dict[str, dict[str, dict[str, Any]]], folds: list[str],
+                 methods: list[str], n_jobs: int, command: str, png_name: str | None) -> str:
+    lines = ["# Results: leave-one-speaker-out on AV-digits", "",
+             f"Written by `{command}` from the runs' metrics.json and the folds' "
+             f"robustness.json ({len(metrics)} of {n_jobs} runs finished). Fold s: test "
+             "speaker s, validation speaker the next one (it picks the epoch and fits the late "
+             "fusion), the other speakers train. Accuracy in %, mean ± std over the finished "
+             "folds; the readouts are the same network's per-modality classifiers.", "",
+             "| method | folds | fused | events readout | audio readout | imbalance "
+             "| energy (µJ) | train time (s) |", "|---|---|---|---|---|---|---|---|"]
+    for m in methods:
+        rows = [metrics[(f, m)] for f in folds if (f, m) in metrics]
+        imb = [r["imbalance"] for r in rows if r.get("imbalance") is not None]
+        energy = [r["energy"]["energy_uj"] for r in rows if r.get("energy")]
+        times = [r["train_time_s"] for r in rows]
+        lines.append(" | ".join([
+            f"| {m}", f"{len(rows)}/{len(folds)}", _mean_std([r["test_acc"] for r in rows]),
+            *(_mean_std([a for r in rows if (a := _readout(r, k)) is not None])
+              for k in MODALITIES),
+            f"{statistics.mean(imb):.2f}" if imb else "-",
+            f"{statistics.mean(energy):.1f}" if energy else "-",
+            f"{statistics.mean(times):.0f}" if times else "-"]) + " |")
+    lines += ["", "## Goals for taaf-balanced", "",
+              "Points are percentage points; a corruption condition compares means over the "
+              "folds with the better of events-only and audio-only.", "",
+              *goals(metrics, robust, folds),
+              "", "## Every fold", "", "Fused / events readout / audio readout, and the epoch "
+              "validation chose:", "",
+              "| test speaker | " + " | ".join(methods) + " |",
+              "|---|" + "---|" * len(methods)]
+    lines += [f"| {f} | " + " | ".join(fold_cell(metrics.get((f, m))) for m in methods) + " |"
+              for f in folds]
+    lines += ["", "## Under corruptions", "",
+              f"Fused accuracy on each fold's test speaker, mean ± std over the {len(robust)} "
+              "folds evaluated (`taaf_robustness` on every method's checkpoint; conditions in "
+              "`taaf_ros/training/robustness.py`: audio white noise and babble from the "
+              "training pool, event background activity, occlusion, each modality missing).",
+              ""]
+    if robust:
+        lines += corruption_table(robust, methods)
+        if png_name:
+            lines += ["", f"![accuracy against severity]({png_name})"]
+    else:
+        lines.append("No fold has been evaluated under corruptions yet.")
+    return "\n".join(lines) + "\n"
