@@ -183,6 +183,38 @@ def test_encoder_updates_shrink_by_lr_scale_with_the_trainers_optimizer(optimize
             torch.testing.assert_close(d, deltas[False][n])
 
 
+def test_a_gradient_factor_alone_is_normalised_away_by_adamw() -> None:
+    """The modulation before the fix: the events encoder's gradient times k. Over 20 AdamW
+    steps its update shrinks far less than k (Adam divides by the gradient's own RMS); SGD's
+    shrinks by k. What the trainer does now (the learning rate times k) is measured above."""
+    cfg, loss_fn = build_method("taaf-balanced", TINY)
+    ev, au, y = easy_events_hard_audio(32, torch.Generator().manual_seed(0))
+    ev, au = ev.double(), au.double()
+    k = 0.25
+    ratios = {}
+    for name in ("adamw", "sgd"):
+        moved = {}
+        for factor in (1.0, k):
+            torch.manual_seed(0)
+            net = TAAFNet(cfg).double()
+            opt, _ = make_optimizer(net, OptimConfig(name=name, lr=1e-4, warmup_steps=0,
+                                                     lr_min_ratio=1.0, weight_decay=0.0), 20)
+            start = [p.detach().clone() for p in net.encoders["events"].parameters()]
+            for _ in range(20):
+                opt.zero_grad()
+                F_loss = torch.nn.functional.cross_entropy(net(ev, au).logits, y)
+                F_loss.backward()
+                for p in net.encoders["events"].parameters():
+                    if p.grad is not None:
+                        p.grad.mul_(factor)
+                opt.step()
+            moved[factor] = sum(float((p.detach() - s).norm() ** 2) for p, s in zip(
+                net.encoders["events"].parameters(), start, strict=True)) ** 0.5
+        ratios[name] = moved[k] / moved[1.0]
+    assert ratios["sgd"] == pytest.approx(k, rel=0.05)
+    assert ratios["adamw"] > 0.9, ratios  # the factor is (almost) gone
+
+
 def test_parameter_groups_tag_each_encoder_once() -> None:
     net = TAAFNet(build_method("taaf-balanced", TINY)[0])
     groups = parameter_groups(net, 0.01)

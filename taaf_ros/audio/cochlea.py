@@ -43,8 +43,8 @@ class CochleaConfig:
 
     Attributes:
         sample_rate: model rate the input is resampled to (Hz). 8000 is the rate of the FSDD
-            training data; speech below 4 kHz carries the digit, and robot microphones at
-            16/44.1/48 kHz are downsampled to match what the network was trained on.
+            training data; speech below 4 kHz carries the digit, and robot microphones (16,
+            44.1 or 48 kHz) are downsampled to match what the network was trained on.
         n_channels: frequency channels (mel-spaced), the C of the (T, 2, C) spike tensor.
         fmin_hz: lower edge of the filter bank (Hz): above mains hum and microphone DC drift.
         fmax_hz: upper edge of the filter bank (Hz): inside the anti-alias band of the

@@ -37,74 +37,77 @@ Method = Literal["taaf-balanced", "taaf", "concat", "concat-ogmge", "events-only
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on."""
+    """Everything a training run depends on.
+
+    Attributes:
+        method: the network and loss: taaf-balanced, taaf (no balancing), concat, concat-ogmge,
+            events-only, audio-only. It presets model.fusion, model.modalities and the loss flags.
+        data_root: EAD-layout dataset (has meta.json), or a folder with fsdd/ and mnist/ sources
+            from which AV-digits is built into cache_dir first. Empty: $TAAF_DATA_ROOT.
+        cache_dir: where AV-digits built from sources goes. Empty: ~/.cache/taaf_ros.
+        train_split: split folder used for training.
+        val_speaker: training speaker held out for validation, speaker-disjoint like the test split;
+            it picks the reported epoch and fits the late fusion, and the test split is evaluated
+            once, at the end. auto: the training speaker with the most samples; empty: none, the
+            final epoch is reported and the test split evaluated every eval_every epochs.
+        test_split: split folder used for evaluation (AV-digits: held-out speaker).
+        limit_per_class: use at most N samples per class and split (0: all); also passed to the
+            AV-digits builder.
+        feature_cache: store the front-end tensors in out_dir/cache (keyed by a hash of the
+            front-end settings and the dataset), so a rerun skips the front end.
+        epochs: training epochs.
+        batch_size: samples per optimiser step.
+        late_fusion: fit the late-fusion weights (the head and each readout, model/calibration.py)
+            on the validation speaker every epoch; the calibrated accuracy picks the epoch, for
+            two-modality methods with a validation speaker.
+        seed: seed of initialisation, shuffling and any noise.
+        out_dir: run folder (checkpoints, metrics, plots). Empty: runs/<method>.
+        device: auto | cpu | cuda | cuda:N.
+        num_threads: torch CPU threads (0: torch's default).
+        eval_every: evaluate on the validation (else test) split every N epochs (the last epoch
+            always).
+        eval_batch_size: samples per evaluation batch.
+        progress: progress bars.
+        stop_after: end this invocation after this many epochs in total (0: run to epochs); the
+            schedule still spans epochs, so --resume continues exactly (CPU-budget slicing).
+        resume: continue from out_dir/last.pt (or --checkpoint) exactly where it stopped.
+        eval_only: only evaluate --checkpoint on data_root's test split and write metrics.
+        checkpoint: checkpoint file for --eval-only / --resume.
+        model: the network. n_classes, T, event_shape and audio_channels follow the data and the
+            front end, fusion and modalities the method: leave them unset.
+        frontend: windows, bins and the cochlea: the tensors training and the live node share.
+        loss: the balanced fusion loss (preset by the method).
+        optim: the optimiser and its learning-rate schedule.
+        augment: training augmentation, corruptions included.
+    """
 
     method: Method = "taaf-balanced"
-    """the network and loss: taaf-balanced, taaf (no balancing), concat, concat-ogmge,
-    events-only, audio-only. It presets model.fusion, model.modalities and the loss flags."""
     data_root: str = ""
-    """EAD-layout dataset (has meta.json), or a folder with fsdd/ and mnist/ sources from which
-    AV-digits is built into cache_dir first. Empty: $TAAF_DATA_ROOT."""
     cache_dir: str = ""
-    """where AV-digits built from sources goes. Empty: ~/.cache/taaf_ros."""
     train_split: str = "train"
-    """split folder used for training."""
     val_speaker: str = "auto"
-    """training speaker held out for validation, speaker-disjoint like the test split; it
-    picks the reported epoch and fits the late fusion, and the test split is evaluated once,
-    at the end. auto: the training speaker with the most samples; empty: no validation (the
-    final epoch is reported, and the test split is evaluated every eval_every epochs)."""
     test_split: str = "test"
-    """split folder used for evaluation (AV-digits: held-out speaker)."""
     limit_per_class: int = 0
-    """use at most N samples per class and split (0: all); also passed to the AV-digits
-    builder."""
     feature_cache: bool = True
-    """store the front-end tensors in out_dir/cache (keyed by a hash of the front-end settings
-    and the dataset), so a rerun skips the front end."""
     epochs: int = 30
-    """training epochs."""
     batch_size: int = 32
-    """samples per optimiser step."""
     late_fusion: bool = True
-    """fit the late-fusion weights (the head and each readout, model/calibration.py) on the
-    validation speaker every epoch; the calibrated accuracy picks the epoch (two-modality
-    methods with a validation speaker)."""
     seed: int = 0
-    """seed of initialisation, shuffling and any noise."""
     out_dir: str = ""
-    """run folder (checkpoints, metrics, plots). Empty: runs/<method>."""
     device: str = "cpu"
-    """auto | cpu | cuda | cuda:N."""
     num_threads: int = 2
-    """torch CPU threads (0: torch's default)."""
     eval_every: int = 1
-    """evaluate on the validation (else test) split every N epochs (the last epoch always)."""
     eval_batch_size: int = 100
-    """samples per evaluation batch."""
     progress: bool = True
-    """progress bars."""
     stop_after: int = 0
-    """end this invocation after this many epochs in total (0: run to epochs); the schedule
-    still spans epochs, so --resume continues exactly (CPU-budget slicing)."""
     resume: bool = False
-    """continue from out_dir/last.pt (or --checkpoint) exactly where it stopped."""
     eval_only: bool = False
-    """only evaluate --checkpoint on data_root's test split and write metrics."""
     checkpoint: str = ""
-    """checkpoint file for --eval-only / --resume."""
     model: ModelConfig = field(default_factory=ModelConfig)
-    """the network. n_classes, T, event_shape and audio_channels follow the data and the front
-    end, fusion and modalities the method: leave them unset."""
     frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
-    """windows, bins and the cochlea: the tensors training and the live node share."""
     loss: LossConfig = field(default_factory=LossConfig)
-    """the balanced fusion loss (preset by the method)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
-    """the optimiser and its learning-rate schedule."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    """training augmentation, corruptions included."""
-
     def __post_init__(self) -> None:
         if self.loss.balance_on == "validation" and not self.val_speaker:
             raise ValueError("loss.balance_on validation needs a validation speaker "

@@ -171,6 +171,21 @@ def results_page(metrics: dict[tuple[str, str], dict[str, Any]],
              "speaker s, validation speaker the next one (it picks the epoch and fits the late "
              "fusion), the other speakers train. Accuracy in %, mean ± std over the finished "
              "folds; the readouts are the same network's per-modality classifiers.", "",
+             "**Dataset: AV-digits, our reproducible stand-in for EAD, not the paper's EAD** "
+             "(which cannot be obtained here): real spoken digits (FSDD, five speakers) paired "
+             "by label with MNIST digits turned into events by our DVS emulator. The paper "
+             f"reports {100 * PAPER_EAD_ACC:.1f} % fused accuracy on EAD; our numbers are not "
+             "comparable to it one-to-one (other data, and our own formulation of TAAF from "
+             "the paper's abstract, see [model.md](model.md)). Each test speaker has 500 "
+             "samples: one sample is 0.2 points.", "",
+             "- fused: the network's decision (for the two-modality methods, the late fusion "
+             "fitted on the validation speaker). Readouts: each modality's classifier in the "
+             "same network, both inputs present; a single-modality method's own accuracy.",
+             "- imbalance: the stronger readout's accuracy over the weaker's (1 = balanced).",
+             "- energy: 0.9 pJ x SOPs + 4.6 pJ x MACs per 0.6 s window, counted in a forward "
+             "pass over test windows (`taaf_ros.model.energy`).",
+             "- train time: training only (the front end is cached per fold), one torch thread, "
+             "two runs sharing the 2 cores of the development machine.", "",
              "| method | folds | fused | events readout | audio readout | imbalance "
              "| energy (µJ) | train time (s) |", "|---|---|---|---|---|---|---|---|"]
     for m in methods:
