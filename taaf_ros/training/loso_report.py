@@ -14,7 +14,7 @@ from typing import Any
 from taaf_ros.model import MODALITIES
 
 from .report import PAPER_EAD_ACC
-from .robustness import BA_FACTORS, OCCLUSION, SNRS_DB, Condition, conditions
+from .robustness import CURVES, Condition, conditions
 
 SINGLE_MODALITY = ("events-only", "audio-only")
 
@@ -134,11 +134,8 @@ def plot_corruptions(robust: dict[str, dict[str, dict[str, Any]]], methods: list
     import matplotlib.pyplot as plt
 
     means = corruption_means(robust, methods)
-    families = [("white", SNRS_DB, "SNR (dB)"), ("babble", SNRS_DB, "SNR (dB)"),
-                ("background", BA_FACTORS, "background activity (x)"),
-                ("occlusion", OCCLUSION, "occluded fraction")]
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
-    for ax, (fam, sev, xlabel) in zip(axes, families, strict=True):
+    for ax, (fam, sev, xlabel) in zip(axes, CURVES, strict=True):
         for m in methods:
             per = [means[m].get(Condition(fam, s).label, []) for s in sev]
             if all(per):

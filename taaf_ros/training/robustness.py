@@ -46,6 +46,10 @@ from taaf_ros.model import MODALITIES, load_checkpoint
 SNRS_DB = (20, 10, 5, 0, -5)
 BA_FACTORS = (2, 5, 10)
 OCCLUSION = (0.25, 0.5, 0.75)
+#: The graded families, as curves: (family, severities, x-axis label).
+CURVES = (("white", SNRS_DB, "SNR (dB)"), ("babble", SNRS_DB, "SNR (dB)"),
+          ("background", BA_FACTORS, "background activity (x)"),
+          ("occlusion", OCCLUSION, "occluded fraction"))
 
 
 @dataclass(frozen=True)
@@ -231,11 +235,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    families = [("white", SNRS_DB, "SNR (dB)"), ("babble", SNRS_DB, "SNR (dB)"),
-                ("background", BA_FACTORS, "background activity (x)"),
-                ("occlusion", OCCLUSION, "occluded fraction")]
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-    for ax, (fam, sev, xlabel) in zip(axes, families, strict=True):
+    for ax, (fam, sev, xlabel) in zip(axes, CURVES, strict=True):
         for name, res in report["results"].items():
             ys = [res[Condition(fam, s).label]["acc"] for s in sev]
             if all(y is not None for y in ys):
