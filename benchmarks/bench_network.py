@@ -169,7 +169,7 @@ def main() -> None:
     ev, au = make_inputs(cfg, 1, dev)
 
     with torch.no_grad():  # correctness of the reference before timing it
-        ref, fold = per_step_forward(net, ev, au), net(ev, au).logits
+        ref, fold = per_step_forward(net, ev, au), net(ev, au).head_logits
     err = float((ref - fold).abs().max())
     assert err < 1e-4, f"per-step reference differs from folded model by {err}"
 
