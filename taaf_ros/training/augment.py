@@ -14,7 +14,7 @@ carrying the class. It uses the operations of the test-time protocol
 - audio noise: the cochlea is non-linear, so noisy audio cannot be made on the tensors. Each
   training recording gets ``n_variants`` noisy copies (white or babble at a random SNR) run
   through the front end once, cached with the other front-end tensors; a training sample takes
-  one of them with probability ``aug_noise``. The babble is made of other *training*
+  one of them with probability ``noise``. The babble is made of other *training*
   recordings, never of the validation or test speakers.
 """
 

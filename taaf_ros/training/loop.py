@@ -129,17 +129,23 @@ def fit_late_fusion(model: TAAFNet, outputs: dict[str, torch.Tensor]) -> torch.T
 
 
 def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
-             device: torch.device | None = None, progress: bool = False,
-             readout_weights: torch.Tensor | None = None) -> dict[str, Any]:
-    """Fused and per-modality (unimodal readout) accuracy, confusion matrix, mean attention.
+             device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
+    """:func:`summarize` of the model's outputs on ``data``."""
+    return summarize(model, predict(model, data, batch_size, device, progress))
+
+
+def summarize(model: TAAFNet, out: dict[str, torch.Tensor],
+              readout_weights: torch.Tensor | None = None) -> dict[str, Any]:
+    """Fused and per-modality (unimodal readout) accuracy, confusion matrix, mean attention,
+    from :func:`predict`'s ``out``.
 
     ``acc`` is the decision's accuracy: the model's own late fusion, or ``readout_weights``
     when given; ``acc_head`` the fusion head's alone. Per-modality accuracies are None for a
     modality the model does not have; a single-modality model's readout is its head (its
     auxiliary readout is untrained).
     """
-    out = predict(model, data, batch_size, device, progress)
-    y, n = out["y"], len(data)
+    y = out["y"]
+    n = len(y)
     logits = out["logits"] if readout_weights is None else combine_readouts(
         out["head_logits"], out["unimodal_logits"], out["present"], readout_weights)
     pred = logits.argmax(-1)
@@ -166,7 +172,6 @@ def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
                                for i, m in enumerate(MODALITIES)},
         "confusion": confusion.tolist(),
         "n": n,
-        "outputs": out,
     }
 
 
@@ -392,13 +397,12 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             continue
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
             split = "val" if val_set is not None else "test"
-            ev_res = evaluate(model, val_set if val_set is not None else test_set,
+            outputs = predict(model, val_set if val_set is not None else test_set,
                               cfg.eval_batch_size, device)
             weights = None
             if val_set is not None and cfg.late_fusion:
-                weights = fit_late_fusion(model, ev_res["outputs"])
-                ev_res = evaluate(model, val_set, cfg.eval_batch_size, device,
-                                  readout_weights=weights)
+                weights = fit_late_fusion(model, outputs)
+            ev_res = summarize(model, outputs, readout_weights=weights)
             row.update({f"{split}_acc": ev_res["acc"], f"{split}_acc_head": ev_res["acc_head"],
                         **{f"{split}_acc_{m}": a for m, a in ev_res["acc_per_modality"].items()},
                         f"{split}_imbalance": ev_res["imbalance"],
@@ -406,10 +410,9 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             if weights is not None:
                 row["readout_weights"] = weights.tolist()
             if val_set is not None and loss_fn.cfg.balance_on == "validation":
-                out_v = ev_res["outputs"]
-                s_sum, n_v = contributions(out_v["attention_map"],
-                                           out_v["step_logits_per_modality"], out_v["y"],
-                                           torch.ones(len(out_v["y"])))
+                s_sum, n_v = contributions(outputs["attention_map"],
+                                           outputs["step_logits_per_modality"], outputs["y"],
+                                           torch.ones(len(outputs["y"])))
                 loss_fn.set_held_out_contributions(s_sum / n_v)
             if val_set is not None and ev_res["acc"] > best.get("val_acc", -1.0):
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -14,7 +14,7 @@ from typing import Any
 from taaf_ros.model import MODALITIES
 
 from .report import PAPER_EAD_ACC
-from .robustness import CURVES, Condition, conditions
+from .robustness import conditions, plot_curves
 
 SINGLE_MODALITY = ("events-only", "audio-only")
 
@@ -128,28 +128,10 @@ def corruption_table(robust: dict[str, dict[str, dict[str, Any]]], methods: list
 def plot_corruptions(robust: dict[str, dict[str, dict[str, Any]]], methods: list[str],
                      path: Path) -> None:
     """Fused accuracy against severity, mean over folds with the std as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     means = corruption_means(robust, methods)
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
-    for ax, (fam, sev, xlabel) in zip(axes, CURVES, strict=True):
-        for m in methods:
-            per = [means[m].get(Condition(fam, s).label, []) for s in sev]
-            if all(per):
-                ax.errorbar(list(sev), [statistics.mean(p) for p in per],
-                            yerr=[statistics.pstdev(p) for p in per], marker="o", capsize=3,
-                            label=m)
-        ax.set(title=fam, xlabel=xlabel, ylabel="fused accuracy (mean over folds)",
-               ylim=(0, 1))
-        if fam in ("white", "babble"):
-            ax.invert_xaxis()
-    axes[0].legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_curves({m: {label: (statistics.mean(v), statistics.pstdev(v))
+                     for label, v in means[m].items() if v}
+                 for m in methods}, path, "fused accuracy (mean over folds)")
 
 
 def fold_cell(m: dict[str, Any] | None) -> str:

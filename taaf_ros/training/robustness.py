@@ -1,7 +1,7 @@
 """Accuracy under test-time corruptions, at graded severity: where fusion must earn its keep.
 
     taaf_robustness runs/taaf-balanced/model.pt runs/taaf/model.pt --data-root ../shared/data \
-        --output docs/robustness.md
+        --output robustness.md
 
 Each checkpoint is evaluated on the test split, the front end recomputed from the corrupted raw
 sample (the front end of the checkpoint's card), under:
@@ -229,25 +229,36 @@ def to_markdown(report: dict[str, Any], command: str, png_name: str = "robustnes
     return "\n".join(lines) + f"\n\n![accuracy against severity]({png_name})\n"
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def plot_curves(series: dict[str, dict[str, tuple[float, float]]], path: Path,
+                ylabel: str = "fused accuracy") -> None:
+    """Accuracy against severity, one panel per family of ``CURVES``; ``series``:
+    {name: {condition label: (accuracy, error bar)}}. A name missing a severity of a family is
+    left out of that panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
     for ax, (fam, sev, xlabel) in zip(axes, CURVES, strict=True):
-        for name, res in report["results"].items():
-            ys = [res[Condition(fam, s).label]["acc"] for s in sev]
+        for name, points in series.items():
+            ys = [points.get(Condition(fam, s).label) for s in sev]
             if all(y is not None for y in ys):
-                ax.plot(list(sev), ys, "o-", label=name)
-        ax.set(title=fam, xlabel=xlabel, ylabel="fused accuracy", ylim=(0, 1))
+                ax.errorbar(list(sev), [y[0] for y in ys], yerr=[y[1] for y in ys],
+                            marker="o", capsize=3, label=name)
+        ax.set(title=fam, xlabel=xlabel, ylabel=ylabel, ylim=(0, 1))
         if fam in ("white", "babble"):
             ax.invert_xaxis()
     axes[0].legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    plot_curves({name: {label: (r["acc"], 0.0) for label, r in res.items()
+                        if r["acc"] is not None}
+                 for name, res in report["results"].items()}, path)
 
 
 def main(argv: list[str] | None = None) -> int:
