@@ -420,8 +420,11 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
                     state["readout_weights"] = weights.clone()
                 best = {"epoch": epoch + 1, "val_acc": ev_res["acc"], "state": state}
         history.append(row)
-        epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}",
-                               acc=f"{row.get('val_acc', row.get('test_acc', float('nan'))):.3f}")
+        acc = f"{row.get('val_acc', row.get('test_acc', float('nan'))):.3f}"
+        epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=acc)
+        if not cfg.progress:  # logs of unattended runs (taaf_loso) still show progress
+            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.3f}, "
+                  f"{'val' if val_set is not None else 'test'} acc {acc}", flush=True)
         # After every epoch: atomic, so an interrupt never loses a finished epoch.
         save_training_state(
             last, model, _card(model, classes, fe, audio_rate, {}, command, cfg.method), opt,

@@ -42,6 +42,12 @@ class Job:
     val_speaker: str
     method: str
     out_dir: Path
+    flags: tuple[str, ...] = ()  # train_ead.py flags of this run only (e.g. its optimiser)
+
+    @property
+    def fold_dir(self) -> Path:
+        """The fold's folder, test-<speaker>: its front-end cache and corruption results."""
+        return next(p for p in self.out_dir.parents if p.name == f"test-{self.test_speaker}")
 
     @property
     def done(self) -> bool:
@@ -73,12 +79,12 @@ def plan(speakers: list[str], methods: list[str], out: Path,
 def job_command(job: Job, data_root: Path, extra: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "taaf_ros.training.cli", "--data-root", str(data_root),
            "--method", job.method, "--val-speaker", job.val_speaker, "--out-dir",
-           str(job.out_dir), "--num-threads", "1", "--no-progress", *extra]
+           str(job.out_dir), "--num-threads", "1", "--no-progress", *job.flags, *extra]
     return [*cmd, "--resume"] if (job.out_dir / "last.pt").is_file() else cmd
 
 
 def robustness_command(fold_jobs: list[Job], data_root: Path) -> list[str]:
-    fold_dir = fold_jobs[0].out_dir.parent
+    fold_dir = fold_jobs[0].fold_dir
     return [sys.executable, "-m", "taaf_ros.training.robustness",
             *(str(j.out_dir / "model.pt") for j in fold_jobs), "--data-root", str(data_root),
             "--output", str(fold_dir / "robustness.md")]
@@ -86,7 +92,7 @@ def robustness_command(fold_jobs: list[Job], data_root: Path) -> list[str]:
 
 def robustness_done(fold_jobs: list[Job]) -> bool:
     """The fold's robustness.json covers every one of ``fold_jobs``."""
-    path = fold_jobs[0].out_dir.parent / "robustness.json"
+    path = fold_jobs[0].fold_dir / "robustness.json"
     if not path.is_file():
         return False
     names = " ".join(json.loads(path.read_text())["results"])
@@ -124,18 +130,18 @@ def run_jobs(jobs: list[Job], data_roots: dict[str, Path], parallel: int, extra:
                     folds_todo.remove(f)
                     start(f"corruptions on fold {f}",
                           robustness_command(by_fold[f], data_roots[f]),
-                          by_fold[f][0].out_dir.parent / "robustness.log", None)
+                          by_fold[f][0].fold_dir / "robustness.log", None)
                 elif todo:
                     job = todo.pop(0)
                     job.out_dir.mkdir(parents=True, exist_ok=True)
                     cache = job.out_dir / "cache"
                     if not cache.exists():  # the fold's front-end tensors, computed once
-                        fold_cache = job.out_dir.parent / "cache"
+                        fold_cache = job.fold_dir / "cache"
                         fold_cache.mkdir(exist_ok=True)
                         cache.symlink_to(fold_cache.resolve())
-                    start(f"{job.method} on fold {job.test_speaker} (validation "
-                          f"{job.val_speaker})", job_command(job, data_roots[job.test_speaker],
-                                                             extra),
+                    what = " ".join((job.method, *job.flags))
+                    start(f"{what} on fold {job.test_speaker} (validation {job.val_speaker})",
+                          job_command(job, data_roots[job.test_speaker], extra),
                           job.out_dir / "train.log", job)
                 else:
                     break

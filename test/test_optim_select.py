@@ -1,0 +1,54 @@
+"""The optimiser chosen per method on validation: the choice rule and the generated page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from taaf_ros.training.loso import plan
+from taaf_ros.training.optim_select import choose, main, selection_jobs
+
+
+def test_the_higher_validation_accuracy_wins_and_a_tie_keeps_adamw() -> None:
+    assert choose({"adamw": 0.90, "sgd": 0.95}) == "sgd"
+    assert choose({"adamw": 0.95, "sgd": 0.90}) == "adamw"
+    assert choose({"adamw": 0.95, "sgd": 0.95}) == "adamw"
+    assert choose({"adamw": 0.95}) is None  # sgd's run has not finished
+
+
+def test_each_method_runs_once_per_optimiser_at_its_own_rate(tmp_path: Path) -> None:
+    fold = plan(["a", "b", "c"], ["taaf", "concat"], tmp_path, ["b"])
+    jobs = selection_jobs(fold, {"adamw": 0.003, "sgd": 0.01})
+    assert [(j.method, j.flags) for j in jobs] == [
+        ("taaf", ("--optim.name", "adamw", "--optim.lr", "0.003")),
+        ("taaf", ("--optim.name", "sgd", "--optim.lr", "0.01")),
+        ("concat", ("--optim.name", "adamw", "--optim.lr", "0.003")),
+        ("concat", ("--optim.name", "sgd", "--optim.lr", "0.01"))]
+    assert jobs[1].out_dir == tmp_path / "test-b" / "taaf" / "sgd"
+    assert {j.fold_dir for j in jobs} == {tmp_path / "test-b"}  # one front-end cache
+    assert {j.val_speaker for j in jobs} == {"c"}
+
+
+@pytest.mark.slow
+def test_selection_trains_both_optimisers_and_writes_the_page(data_root: Path,
+                                                              tmp_path: Path) -> None:
+    out, page = tmp_path / "select", tmp_path / "results-optimizer.md"
+    argv = ["--data-root", str(data_root), "--out", str(out), "--methods", "taaf-balanced",
+            "--fold", "theo", "--limit-per-class", "10", "--output", str(page),
+            "--epochs", "1", "--model.hidden", "16", "--model.event-widths", "8",
+            "--model.audio-widths", "8", "--batch-size", "10"]
+    assert main(argv) == 0
+    runs = {name: json.loads((out / "test-theo" / "taaf-balanced" / name / "metrics.json")
+                             .read_text()) for name in ("adamw", "sgd")}
+    for name, m in runs.items():
+        assert m["config"]["optim"]["name"] == name  # the run really used that optimiser
+        assert m["dataset"]["val_speaker"] == "yweweler"
+    assert runs["sgd"]["config"]["optim"]["lr"] == 0.01
+    text = page.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| taaf-balanced |"))
+    winner = "sgd" if runs["sgd"]["val_acc"] > runs["adamw"]["val_acc"] else "adamw"
+    assert row.endswith(f"| {winner} |")
+    assert f"{100 * runs['sgd']['val_acc']:.1f}" in row
+    assert "test speaker theo" in text and "validation speaker yweweler" in text
