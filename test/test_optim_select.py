@@ -11,11 +11,12 @@ from taaf_ros.training.loso import plan
 from taaf_ros.training.optim_select import choose, main, selection_jobs
 
 
-def test_the_higher_validation_accuracy_wins_and_a_tie_keeps_adamw() -> None:
-    assert choose({"adamw": 0.90, "sgd": 0.95}) == "sgd"
-    assert choose({"adamw": 0.95, "sgd": 0.90}) == "adamw"
-    assert choose({"adamw": 0.95, "sgd": 0.95}) == "adamw"
-    assert choose({"adamw": 0.95}) is None  # sgd's run has not finished
+def test_the_higher_mean_validation_accuracy_wins_and_a_tie_keeps_adamw() -> None:
+    assert choose({"adamw": [0.90, 0.92], "sgd": [0.95, 0.91]}, 2) == "sgd"
+    assert choose({"adamw": [0.95, 0.90], "sgd": [0.99, 0.80]}, 2) == "adamw"  # the mean
+    assert choose({"adamw": [0.95], "sgd": [0.95]}, 1) == "adamw"
+    assert choose({"adamw": [0.95, 0.9], "sgd": [0.99]}, 2) is None  # a run to finish
+    assert choose({"adamw": [0.95]}, 1) is None
 
 
 def test_each_method_runs_once_per_optimiser_at_its_own_rate(tmp_path: Path) -> None:
@@ -36,7 +37,7 @@ def test_selection_trains_both_optimisers_and_writes_the_page(data_root: Path,
                                                               tmp_path: Path) -> None:
     out, page = tmp_path / "select", tmp_path / "results-optimizer.md"
     argv = ["--data-root", str(data_root), "--out", str(out), "--methods", "taaf-balanced",
-            "--fold", "theo", "--limit-per-class", "10", "--output", str(page),
+            "--folds", "theo", "--limit-per-class", "10", "--output", str(page),
             "--epochs", "1", "--model.hidden", "16", "--model.event-widths", "8",
             "--model.audio-widths", "8", "--batch-size", "10"]
     assert main(argv) == 0
@@ -51,4 +52,5 @@ def test_selection_trains_both_optimisers_and_writes_the_page(data_root: Path,
     winner = "sgd" if runs["sgd"]["val_acc"] > runs["adamw"]["val_acc"] else "adamw"
     assert row.endswith(f"| {winner} |")
     assert f"{100 * runs['sgd']['val_acc']:.1f}" in row
-    assert "test speaker theo" in text and "validation speaker yweweler" in text
+    assert "Folds (test speaker: validation speaker): theo: yweweler." in text
+    assert f"| theo | taaf-balanced | sgd | {runs['sgd']['selected_epoch']} |" in text
