@@ -75,6 +75,7 @@ setup(
             "taaf_robustness = taaf_ros.training.robustness:main",
             "taaf_loso = taaf_ros.training.loso:main",
             "taaf_optim_select = taaf_ros.training.optim_select:main",
+            "taaf_fusion_study = taaf_ros.training.fusion_study:main",
             "taaf_build_interfaces = taaf_ros.interfaces.build:main",
         ],
     },
