@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from taaf_ros.model import METHODS
 from taaf_ros.training.loso import plan
 from taaf_ros.training.optim_select import choose, main, selection_jobs
 
@@ -54,3 +55,25 @@ def test_selection_trains_both_optimisers_and_writes_the_page(data_root: Path,
     assert f"{100 * runs['sgd']['val_acc']:.1f}" in row
     assert "Folds (test speaker: validation speaker): theo: yweweler." in text
     assert f"| theo | taaf-balanced | sgd | {runs['sgd']['selected_epoch']} |" in text
+
+
+def test_each_method_trains_with_the_optimiser_validation_chose() -> None:
+    """config.METHOD_OPTIMIZERS agrees with the generated docs/results-optimizer.md, and the
+    method's preset reaches the run's config (the command line still wins)."""
+    from taaf_ros.training.config import METHOD_OPTIMIZERS, build_config
+    from taaf_ros.training.optim import OptimConfig
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "results-optimizer.md"
+    text = page.read_text()
+    rates = dict(part.split() for part in
+                 text.split("Learning rates: ", 1)[1].split(";", 1)[0].split(", "))
+    chosen = {cells[1].strip(): cells[-2].strip()
+              for line in text.split("| chosen |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+              if (cells := line.split("|"))}
+    assert set(chosen) == set(METHODS) and set(chosen.values()) <= {"adamw", "sgd"}
+    for method, name in chosen.items():
+        cfg = build_config(["--method", method]).optim
+        assert (cfg.name, cfg.lr) == (name, float(rates[name])), method
+        assert METHOD_OPTIMIZERS.get(method, {}).get("name", OptimConfig.name) == name
+    other = "adamw" if chosen["taaf"] == "sgd" else "sgd"
+    assert build_config(["--method", "taaf", "--optim.name", other]).optim.name == other

@@ -6,8 +6,9 @@ sections, the configs the stages define themselves: ``model`` (``ModelConfig``),
 (``OptimConfig``) and ``augment`` (``AugmentConfig``). Nothing is repeated here.
 
 Precedence, lowest first: the dataclass defaults < the method's preset (``METHOD_PRESETS``:
-its fusion, modalities and loss flags) < the YAML file of overrides (``config/train_ead.yaml``
-or ``--config FILE``) < the command line. The command line and the YAML are parsed by tyro
+its fusion, modalities and loss flags; ``METHOD_OPTIMIZERS``: its optimiser) < the YAML file
+of overrides (``config/train_ead.yaml`` or ``--config FILE``) < the command line. The command
+line and the YAML are parsed by tyro
 (nested keys as ``--optim.lr 0.001``, booleans as ``--flag`` / ``--no-flag``, tuples as
 space-separated values), so every value is type-checked and an unknown key is an error.
 """
@@ -152,14 +153,25 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: The optimiser of each method where it differs from OptimConfig's (AdamW at 0.003): chosen
+#: on validation speakers by ``taaf_optim_select`` (docs/results-optimizer.md; a test checks
+#: that the two agree).
+METHOD_OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "events-only": {"name": "sgd", "lr": 0.01},
+    "audio-only": {"name": "sgd", "lr": 0.01},
+}
+
+
 def with_method(cfg: TrainConfig, method: str) -> TrainConfig:
-    """``cfg`` with ``method`` and its preset (model fusion and modalities, loss flags)."""
+    """``cfg`` with ``method`` and its preset (model fusion and modalities, loss flags,
+    optimiser)."""
     if method not in METHOD_PRESETS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHOD_PRESETS)}")
     fusion, modalities, loss = METHOD_PRESETS[method]
     return replace(cfg, method=method,
                    model=replace(cfg.model, fusion=fusion, modalities=modalities),
-                   loss=replace(cfg.loss, **loss))
+                   loss=replace(cfg.loss, **loss),
+                   optim=replace(cfg.optim, **METHOD_OPTIMIZERS.get(method, {})))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

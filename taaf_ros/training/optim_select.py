@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--folds must be among the speakers {speakers}")
     jobs = selection_jobs(plan(speakers, methods, args.out, folds),
                           {"adamw": args.adamw_lr, "sgd": args.sgd_lr})
-    command = "taaf_optim_select " + " ".join(sys.argv[1:] if argv is None else argv)
+    # the page shows the command that trains and writes it, --report-only or not
+    command = "taaf_optim_select " + " ".join(a for a in (sys.argv[1:] if argv is None else argv)
+                                              if a != "--report-only")
     failed: list[str] = []
     if not args.report_only:
         roots = {f: ensure_ead_dataset(args.data_root, args.out / "data", progress=False,
