@@ -14,7 +14,10 @@ evaluated on its test speaker under the corruptions of ``robustness.py``:
 - ``confidence-gated``: each expert's weight a function of its own confidence,
   ``w_j(x) = softplus(a_j + b_j c_j(x))`` with ``c_j = 1 - H(p_j) / log K``, fitted on clean
   validation, and on clean + corrupted validation;
-- each readout alone, and (``--events-only``) the events-only network.
+- ``uniform-time readouts, corrupted val``: the static rule over readouts averaged uniformly
+  over time instead of with the head's temporal attention alpha[t] (which is computed from
+  the *fused* spikes, so a noisy or missing audio input moves the event readout too);
+- each readout alone (both poolings), and (``--events-only``) the events-only network.
 
 Validation babble is mixed from training speakers other than the validation speaker. The test
 conditions, their seed and their babble are those of ``taaf_robustness``. Rules that need
@@ -44,7 +47,8 @@ from .robustness import Condition, babble_pool, condition_batches, conditions
 VAL_CONDITIONS = (Condition("clean", 0), Condition("white", 10), Condition("white", 0),
                   Condition("babble", 10), Condition("babble", 0), Condition("occlusion", 0.5),
                   Condition("missing", "audio"), Condition("missing", "events"))
-Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # head, uni, present, y
+#: head, readouts (alpha-pooled), present, y, readouts pooled uniformly over time
+Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class _Subset:
@@ -94,22 +98,23 @@ def fit_gated(outs: list[Outputs], iters: int = 200) -> torch.Tensor:
     return ab.detach()
 
 
-def fit_static(outs: list[Outputs]) -> torch.Tensor:
-    h, u, p, y = (torch.cat([o[i] for o in outs]) for i in range(4))
+def fit_static(outs: list[Outputs], uniform: bool = False) -> torch.Tensor:
+    h, u, p, y = (torch.cat([o[i] for o in outs]) for i in (0, 4 if uniform else 1, 2, 3))
     return fit_readout_weights(h, u, p, y, torch.ones(len(MODALITIES), dtype=torch.bool))
 
 
 @torch.no_grad()
 def outputs(model: torch.nn.Module, ds: Any, fe: FrontEndConfig, cond: Condition,
             ba_rate: float, duration_us: int, pool: list, seed: int, clean: dict) -> Outputs:
-    parts: list[list[torch.Tensor]] = [[], [], [], []]
+    parts: list[list[torch.Tensor]] = [[], [], [], [], []]
     for ev, au, y in condition_batches(ds, fe, cond, ba_rate, duration_us, pool, seed, clean):
         present = torch.tensor([m in model.cfg.modalities for m in MODALITIES]
                                ).expand(len(y), -1).clone()
         if cond.family == "missing":
             present[:, MODALITIES.index(str(cond.severity))] = False
         out = model(ev, au, present=present)
-        for part, t in zip(parts, (out.head_logits, out.unimodal_logits, present, y),
+        uniform = out.step_logits_per_modality.mean(dim=1)  # (B, M, K)
+        for part, t in zip(parts, (out.head_logits, out.unimodal_logits, present, y, uniform),
                            strict=True):
             part.append(t)
     return tuple(torch.cat(p) for p in parts)  # type: ignore[return-value]
@@ -145,21 +150,25 @@ def study(run_dir: Path, events_only: Path | None, seed: int = 0,
         "static, corrupted val": ("static", fit_static(list(val_outs.values()))),
         "gated, clean val": ("gated", fit_gated([val_outs["clean"]])),
         "gated, corrupted val": ("gated", fit_gated(list(val_outs.values()))),
+        "uniform-time readouts, corrupted val": (
+            "uniform", fit_static(list(val_outs.values()), uniform=True)),
     }
     ev_model = load_checkpoint(events_only).model.eval() if events_only else None
     pool = babble_pool(root, "train", 64, seed)  # as taaf_robustness
     clean, ev_clean = {}, {}
     table: dict[str, dict[str, float | None]] = {}
     for cond in conditions():
-        h, u, p, y = outputs(model, test, fe, cond, ba_rate, duration_us, pool, seed, clean)
+        h, u, p, y, uu = outputs(model, test, fe, cond, ba_rate, duration_us, pool, seed,
+                                 clean)
         row: dict[str, float | None] = {}
         for name, (kind, w) in rules.items():
-            s = (combine_readouts(h, u, p, w) if kind == "static"
-                 else gated_scores(h.double(), u.double(), p, w))
+            s = (gated_scores(h.double(), u.double(), p, w) if kind == "gated"
+                 else combine_readouts(h, uu if kind == "uniform" else u, p, w))
             row[name] = float((s.argmax(-1) == y).float().mean())
         for i, m in enumerate(MODALITIES):
-            row[f"{m} readout"] = (float((u[:, i].argmax(-1) == y).float().mean())
-                                   if bool(p[:, i].all()) else None)
+            for name, readouts in ((f"{m} readout", u), (f"{m} readout, uniform time", uu)):
+                row[name] = (float((readouts[:, i].argmax(-1) == y).float().mean())
+                             if bool(p[:, i].all()) else None)
         if ev_model is not None:
             row["events-only"] = None
             if cond != Condition("missing", "events"):
@@ -186,7 +195,8 @@ def to_markdown(results: list[dict[str, Any]], command: str) -> str:
         for label, row in res["table"].items():
             lines.append(f"| {label} | " + " | ".join(
                 "-" if row[c] is None else f"{100 * row[c]:.1f}" for c in cols) + " |")
-        lines += ["", "Fitted rules (static: head, events, audio weights; gated: a, b):", ""]
+        lines += ["", "Fitted rules (static and uniform-time: head, events, audio weights; "
+                  "gated: a, b):", ""]
         lines += [f"- {k}: `{np.round(np.array(w), 3).tolist()}`"
                   for k, w in res["rules"].items()]
         lines.append("")
