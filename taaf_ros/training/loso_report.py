@@ -164,9 +164,8 @@ def results_page(metrics: dict[tuple[str, str], dict[str, Any]],
              "- energy: 0.9 pJ x SOPs + 4.6 pJ x MACs per 0.6 s window, counted in a forward "
              "pass over test windows (`taaf_ros.model.energy`).",
              "- train time: training only (the front end is cached per fold), one torch thread "
-             "per run, runs sharing the development machine's 2 cores (two at a time, three "
-             "while a second protocol ran beside this one): compare within a column only "
-             "roughly.", "",
+             "per run, runs sharing the machine's cores with each other (`--parallel`) and "
+             "with whatever else ran: compare within a column only roughly.", "",
              "| method | folds | fused | events readout | audio readout | imbalance "
              "| energy (µJ) | train time (s) |", "|---|---|---|---|---|---|---|---|"]
     for m in methods:
