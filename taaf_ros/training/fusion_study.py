@@ -42,7 +42,7 @@ from taaf_ros.model import MODALITIES, load_checkpoint
 from taaf_ros.model.calibration import combine_readouts, fit_readout_weights
 
 from .data import speaker_of
-from .robustness import Condition, babble_pool, condition_batches, conditions
+from .robustness import Condition, babble_pool, condition_batches, conditions, sensor_noise
 
 VAL_CONDITIONS = (Condition("clean", 0), Condition("white", 10), Condition("white", 0),
                   Condition("babble", 10), Condition("babble", 0), Condition("occlusion", 0.5),
@@ -131,9 +131,7 @@ def study(run_dir: Path, events_only: Path | None, seed: int = 0,
         raise ValueError(f"{run_dir}: a two-modality run is needed")
     fe = FrontEndConfig.from_dict(loaded.card["frontend"])
     train, test = EadDataset(root, "train"), EadDataset(root, "test")
-    emu = test.meta.get("emulator", {})
-    ba_rate = float(emu.get("shot_noise_rate_hz", 0.0)) + float(emu.get("leak_rate_hz", 0.0))
-    duration_us = int(test.meta.get("duration_us", 0)) or 600_000
+    ba_rate, duration_us = sensor_noise(test.meta)
     speakers = [speaker_of(s[3]) for s in train.samples]
     val = _Subset(train, [i for i, s in enumerate(speakers) if s == val_speaker])
     others = [i for i, s in enumerate(speakers) if s != val_speaker]

@@ -1,4 +1,4 @@
-"""The optimiser of each method, chosen on the validation speaker: AdamW against SGD.
+"""The optimiser of each method, chosen on validation speakers: AdamW against SGD.
 
     taaf_optim_select --data-root ../shared/data --out runs/optim-select \\
         --output docs/results-optimizer.md
@@ -53,8 +53,8 @@ def _mean(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f}" if values else "-"
 
 
-def selection_page(jobs: list[Job], command: str) -> tuple[str, dict[str, str]]:
-    """The Markdown page and {method: chosen optimiser} from the finished runs."""
+def selection_page(jobs: list[Job], command: str) -> str:
+    """The Markdown page from the finished runs: the choice per method, and every run."""
     metrics = {(j.test_speaker, j.method, j.flags[1]):
                json.loads((j.out_dir / "metrics.json").read_text()) for j in jobs if j.done}
     methods = list(dict.fromkeys(j.method for j in jobs))
@@ -80,7 +80,7 @@ def selection_page(jobs: list[Job], command: str) -> tuple[str, dict[str, str]]:
         + " | chosen |",
         "|---|" + "---|" * (3 * len(OPTIMIZERS) + 1),
     ]
-    chosen: dict[str, str] = {}
+    n_chosen = 0
     for method in methods:
         cells, val = [], {}
         for name in OPTIMIZERS:
@@ -91,11 +91,10 @@ def selection_page(jobs: list[Job], command: str) -> tuple[str, dict[str, str]]:
                                                  if r.get(f"val_acc_{mod}") is not None])
                                           for mod in MODALITIES)]
         pick = choose(val, len(folds))
-        if pick is not None:
-            chosen[method] = pick
+        n_chosen += pick is not None
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {pick or 'pending'} |")
-    if len(chosen) < len(methods):
-        lines += ["", f"{len(methods) - len(chosen)} of {len(methods)} methods still have "
+    if n_chosen < len(methods):
+        lines += ["", f"{len(methods) - n_chosen} of {len(methods)} methods still have "
                   "runs to finish: run the same command again."]
     lines += ["", "Every run, fused / events / audio (%): validation at the chosen epoch, and "
               "the test speaker's, shown here and never used for the choice.", "",
@@ -111,7 +110,7 @@ def selection_page(jobs: list[Job], command: str) -> tuple[str, dict[str, str]]:
             for mod in MODALITIES])
         lines.append(f"| {fold} | {method} | {name} | {m['selected_epoch']} | {val_cells} "
                      f"| {test_cells} |")
-    return "\n".join(lines) + "\n", chosen
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = run_jobs(jobs, roots, args.parallel, extra, robustness=False)
         except KeyboardInterrupt:
             print("interrupted: run the same command again to continue", file=sys.stderr)
-    page, _ = selection_page(jobs, command)
+    page = selection_page(jobs, command)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(page)

@@ -78,6 +78,15 @@ def conditions() -> list[Condition]:
             + [Condition("missing", m) for m in MODALITIES])
 
 
+def sensor_noise(meta: dict[str, Any]) -> tuple[float, int]:
+    """(background activity rate per pixel in Hz, sample duration in us) from a dataset's
+    meta.json: the emulator's shot-noise plus leak rate, the unit the ``background`` factor
+    multiplies."""
+    emu = meta.get("emulator", {})
+    rate = float(emu.get("shot_noise_rate_hz", 0.0)) + float(emu.get("leak_rate_hz", 0.0))
+    return rate, int(meta.get("duration_us", 0)) or 600_000
+
+
 def babble_pool(root: Path, split: str, n: int, seed: int) -> list[tuple[np.ndarray, int]]:
     """n recordings (pcm, rate) of ``split`` (the training split: never the test speaker)."""
     ds = EadDataset(root, split)
@@ -171,9 +180,7 @@ def run(checkpoints: list[Path], data_root: str, split: str = "test", seed: int 
     """
     root = ensure_ead_dataset(data_root)
     ds = EadDataset(root, split)
-    emu = ds.meta.get("emulator", {})
-    ba_rate = float(emu.get("shot_noise_rate_hz", 0.0)) + float(emu.get("leak_rate_hz", 0.0))
-    duration_us = int(ds.meta.get("duration_us", 0)) or 600_000
+    ba_rate, duration_us = sensor_noise(ds.meta)
     pool = babble_pool(root, "train", 64, seed)
     results: dict[str, Any] = {}
     trained_by: dict[str, str] = {}
