@@ -77,3 +77,64 @@ def test_missing_and_unreadable_bags_are_refused(tmp_path: Path, event_bags):
         list(read_bag(bad))
     with pytest.raises(BagError, match="does not exist"):
         list(read_bag_events(tmp_path / "absent2"))
+
+
+def _copy_bag(event_bags: Path, tmp_path: Path, name: str = "test_data_evt3_trigger") -> Path:
+    import shutil
+
+    dst = tmp_path / name
+    shutil.copytree(event_bags / name, dst)
+    return dst
+
+
+def test_a_corrupt_payload_is_a_bag_error_naming_topic_and_time(event_bags, tmp_path):
+    import sqlite3
+
+    bag = _copy_bag(event_bags, tmp_path)
+    db = next(bag.glob("*.db3"))
+    with sqlite3.connect(db) as con:
+        (tid, ts), = con.execute("SELECT id, timestamp FROM messages ORDER BY timestamp "
+                                 "LIMIT 1 OFFSET 10").fetchall()
+        con.execute("UPDATE messages SET data = substr(data, 1, 30) WHERE id = ?", (tid,))
+    with pytest.raises(BagError, match=rf"/event_camera/events at log time {ts / 1e9:.6f} s"):
+        events_from_bag(bag)
+
+
+def test_a_db_type_that_disagrees_with_metadata_is_refused(event_bags, tmp_path):
+    import sqlite3
+
+    bag = _copy_bag(event_bags, tmp_path)
+    with sqlite3.connect(next(bag.glob("*.db3"))) as con:
+        con.execute("UPDATE topics SET type = 'sensor_msgs/msg/PointCloud2'")
+    with pytest.raises(BagError, match="PointCloud2 in the db but .*EventPacket in metadata"):
+        events_from_bag(bag)
+
+
+def test_bag_play_exits_2_with_a_message_on_a_corrupt_bag(event_bags, tmp_path):
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    pytest.importorskip("rclpy")
+    bag = _copy_bag(event_bags, tmp_path)
+    with sqlite3.connect(next(bag.glob("*.db3"))) as con:
+        con.execute("UPDATE messages SET data = substr(data, 1, 30) WHERE id = "
+                    "(SELECT id FROM messages ORDER BY timestamp LIMIT 1 OFFSET 3)")
+    env = os.environ | {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    r = subprocess.run([sys.executable, "-m", "taaf_ros.nodes.bag_play", str(bag),
+                        "--pointcloud2", "--rate", "50", "--start-delay", "0"],
+                       capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "taaf_bag_play: error:" in r.stderr and "payload is corrupt" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_aedat4_panic_becomes_an_event_file_error(tmp_path):
+    pytest.importorskip("aedat")
+    from taaf_ros.data.readers import EventFileError, read_events
+
+    f = tmp_path / "bad.aedat4"
+    f.write_bytes(b"#!AER-DAT4.0\r\n" + bytes(4))
+    with pytest.raises(EventFileError, match="not a readable AEDAT4 file"):
+        read_events(f)

@@ -190,3 +190,63 @@ def test_training_state_resume(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "w.pt", net, card_for(net))
     with pytest.raises(CheckpointError, match="training state"):
         load_training_state(tmp_path / "w.pt")
+
+
+# ----------------------------------------------------------------------------- hostile cards
+BUNDLED = Path(__file__).resolve().parent.parent / "models" / "taaf_avdigits.pt"
+
+
+def _tampered(tmp_path: Path, name: str, change) -> Path:
+    """The bundled checkpoint with one change made to its raw dict, saved as torch saves."""
+    obj = torch.load(BUNDLED, map_location="cpu", weights_only=True)
+    change(obj)
+    path = tmp_path / f"{name}.pt"
+    torch.save(obj, path)
+    return path
+
+
+def _shared_nest(obj) -> None:
+    nest: list = ["a"]
+    for _ in range(60):  # 2**60 names once expanded: small on disk, endless when printed
+        nest = [nest, nest]
+    obj["model_card"]["classes"] = nest
+
+
+def _nan_weights(obj) -> None:
+    k = next(iter(obj["state_dict"]))
+    obj["state_dict"][k] = torch.full_like(obj["state_dict"][k], float("nan"))
+
+
+HOSTILE_CARDS = {
+    "shared_nested_classes": (_shared_nest, r"classes\[0\] must be a name of 1-256 characters"),
+    "three_classes_for_ten": (lambda o: o["model_card"].update(classes=["a", "b", "c"]),
+                              "3 class names for a head of 10 classes"),
+    "nan_weights": (_nan_weights, "weights are not finite"),
+    "window_of_a_million_s": (lambda o: o["model_card"].update(window_s=1e6),
+                              r"window_s = 1e\+06 is outside"),
+    "frontend_window": (lambda o: o["model_card"]["frontend"].update(window_s=1e6),
+                        r"frontend.window_s = 1e\+06 is outside"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_CARDS))
+def test_hostile_model_cards_are_refused_with_a_reason(tmp_path, name):
+    change, reason = HOSTILE_CARDS[name]
+    path = _tampered(tmp_path, name, change)
+    with pytest.raises(CheckpointError, match=reason):
+        load_checkpoint(path)
+
+
+def test_the_node_exits_2_naming_the_card_fault(tmp_path):
+    pytest.importorskip("rclpy")
+    import os
+    import subprocess
+    import sys
+
+    path = _tampered(tmp_path, "nest", _shared_nest)
+    r = subprocess.run([sys.executable, "-m", "taaf_ros.nodes.perception_node", "--ros-args",
+                        "-p", f"model_path:={path}", "-p", "device:=cpu"],
+                       capture_output=True, text=True, timeout=120,
+                       env=os.environ | {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "cannot load the model" in r.stderr and "invalid model card" in r.stderr

@@ -117,9 +117,12 @@ def test_stampless_clock_is_monotonic_and_close_under_random_delays():
 
 def test_seq_gaps_count_lost_packets():
     s = SeqTracker()
-    for q in (1, 2, 5, 6, 3):
+    for q in (1, 2, 5, 6, 3, 4):  # a gap of 2, then a restart that the stream continues
         s.update(q)
-    assert s.lost == 2 and s.resets == 1
+    assert s.lost == 2 and s.resets == 1 and s.outliers == 0
+    for q in (0, 5, 2**64 - 1, 6, 1000, 7):  # numbers nothing continues: outliers only
+        s.update(q)
+    assert s.lost == 2 and s.resets == 1 and s.outliers == 3
 
 
 def test_doctests():

@@ -108,8 +108,11 @@ def test_late_outside_and_resize_are_counted():
     fr.push(make_events([3], [3], [10**15], 0))
     frames, n = fr.window_tensor(10_000, 15)
     assert n == 0 and frames.sum() == 0
-    fr.set_sensor_size((68, 68))
-    assert fr.stats.resets == 1
+    # Another sensor size maps its own events only and keeps the ring.
+    fr.push(make_events([66], [66], [10**15 + 1], 1), (68, 68))
+    fr.push(make_events([33], [33], [10**15 + 2], 1), (34, 34))
+    frames, n = fr.window_tensor(10**15, 15)
+    assert n == 3 and frames[0, 1, 33, 33] == 2 and fr.stats.size_changes == 2
     with pytest.raises(ValueError, match="grid"):
         fr.window_tensor(10_001, 15)
 

@@ -34,10 +34,10 @@ class Feed:
                              self.rng.integers(0, 2, n))
             self.pushed.append(ev)
             self.now += CHUNK_US
-            self.session.events(ev, self.now, (34, 34), self.now)
+            self.session.push_events(ev, self.now, (34, 34), self.now)
             k0 = (t0 - T0) * self.rate // 1_000_000
             k1 = (self.now - T0) * self.rate // 1_000_000
-            self.session.audio(np.resize(self.pcm, k1)[k0:k1], t0, self.rate, self.now)
+            self.session.push_audio(np.resize(self.pcm, k1)[k0:k1], t0, self.rate, self.now)
 
     def clock(self) -> int:
         return self.now

@@ -14,3 +14,30 @@ def test_diagnostic_values_are_strings():
         inference_latency={"p50": 2.0}, predictions=4))
     assert kv["level"] == "WARN" and kv["events.bad_messages"] == "2"
     assert all(isinstance(v, str) for v in kv.values())
+
+
+def test_input_health_names_overload_and_inputs_that_contribute_nothing():
+    from taaf_ros.inference.stats import InputHealth
+
+    h = InputHealth()
+    total = {"events.messages": 0, "events.decoded": 0, "audio.messages": 0,
+             "audio.decoded": 0, "windows.cut": 0, "windows.late": 0, "windows.windows": 0,
+             "windows.events": 0, "windows.audio_coverage": 0.0}
+    assert h.update(0.0, total) == []
+    # A modality that stops: a few late windows, then it times out: no overload.
+    total |= {"windows.cut": 20, "windows.late": 6, "windows.windows": 20,
+              "windows.events": 4000, "windows.audio_coverage": 20.0}
+    assert h.update(1.0, total) == []
+    # Events and audio arrive, but the windows hold none of either: both named.
+    total |= {"events.messages": 100, "events.decoded": 20_000, "audio.messages": 100,
+              "audio.decoded": 8000, "windows.windows": 40, "windows.cut": 40}
+    got = " ".join(h.update(2.0, total))
+    assert "none in the 20 windows" in got and "held 0 % real audio" in got
+    # Most windows late for seconds on end: overload.
+    for t in range(3, 7):
+        total |= {"windows.cut": total["windows.cut"] + 20,
+                  "windows.late": total["windows.late"] + 18}
+        got = " ".join(h.update(float(t), total))
+    assert "overloaded" in got
+    # Warnings stay 10 s after the last report that raised them, then go.
+    assert h.update(30.0, total) == []

@@ -120,6 +120,73 @@ def test_yaml_types_checked(tmp_path: Path) -> None:
     assert build_config(["--config", str(tmp_path / "e.yaml")]).optim.lr == 1.0
 
 
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(  # 9**9 items once expanded
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
+    for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+@pytest.mark.parametrize("text, reason", [
+    (BOMB, "aliases"),
+    ("epochs: -3\n", "epochs must be an integer >= 1"),
+    ("epochs: 0\n", "epochs must be an integer >= 1"),
+    ("batch_size: 0\n", "batch_size must be an integer >= 1"),
+    ("limit_per_class: -1\n", "limit_per_class must be an integer >= 0"),
+    ("epochs: [1\n", "not valid YAML"),
+])
+def test_hostile_or_wrong_configs_are_refused_at_once(tmp_path: Path, text: str,
+                                                      reason: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=reason):
+        build_config(["--config", str(path)])
+
+
+def test_damaged_cache_is_rebuilt_and_orphans_removed(tmp_path: Path) -> None:
+    import numpy as np
+
+    from taaf_ros.training.data import read_cache, write_cache
+
+    cache = tmp_path / "train-abc.npz"
+    write_cache(cache, lambda f: np.savez(f, x=np.arange(1000)))
+    cache.write_bytes(cache.read_bytes()[:100])  # truncated
+    assert read_cache(cache, lambda f: np.load(f)["x"]) is None and not cache.exists()
+    dead = tmp_path / "train-abc.npz.999999999.tmp.npz"  # a killed writer's (no such pid)
+    dead.write_bytes(b"partial")
+    write_cache(cache, lambda f: np.savez(f, x=np.arange(3)))
+    assert not dead.exists()
+    assert read_cache(cache, lambda f: np.load(f)["x"]).tolist() == [0, 1, 2]
+
+
+def test_full_disk_is_named_and_orphaned_checkpoints_removed(tmp_path: Path) -> None:
+    import subprocess
+
+    from taaf_ros.model import (
+        CheckpointError,
+        ModelConfig,
+        TAAFNet,
+        make_model_card,
+        remove_orphans,
+        save_checkpoint,
+    )
+
+    model = TAAFNet(ModelConfig())
+    card = make_model_card(model, classes=list("0123456789"), window_s=0.6, audio_rate=8000)
+    (tmp_path / ".last.pt.k2j3.tmp").write_bytes(b"left by a killed write")
+    assert remove_orphans(tmp_path / "last.pt") == 1
+    small = tmp_path / "small"
+    small.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                       capture_output=True, check=False)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        with pytest.raises(CheckpointError, match="no space left on the device"):
+            save_checkpoint(small / "model.pt", model, card)
+        assert not list(small.iterdir())  # no partial file left
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
 def test_cli_reports_errors_cleanly() -> None:
     with pytest.raises(SystemExit, match="epochz"):
         cli.main(["--epochz", "2"])

@@ -15,28 +15,58 @@ the segment and the whole stream line up.
 
 from __future__ import annotations
 
-import math
+import functools
+from fractions import Fraction
 
 import numpy as np
 from scipy import signal
 
+MAX_PHASES = 1000
+"""Largest up or down factor: a rate pair whose exact ratio needs more polyphase branches is
+resampled at the nearest ratio within it, a relative error below 1 / MAX_PHASES (383,999 Hz to
+16 kHz: 1 : 24, 2.6 ppm off, instead of an 8-million-tap filter). The usual rates are exact."""
+
+
+def resample_factors(from_rate: int, to_rate: int, max_phases: int = MAX_PHASES
+                     ) -> tuple[int, int]:
+    """(up, down) for ``to_rate / from_rate``: exact where both fit in ``max_phases``, else the
+    closest fraction that does.
+
+    >>> resample_factors(44_100, 8_000), resample_factors(383_999, 16_000)
+    ((80, 441), (1, 24))
+    """
+    ratio = Fraction(int(to_rate), int(from_rate))
+    # The denominator bound that keeps the numerator within max_phases too.
+    f = ratio.limit_denominator(max(1, int(max_phases / max(ratio, 1))))
+    return max(f.numerator, 1), f.denominator
+
+
+@functools.lru_cache(maxsize=8)
+def _polyphase_filter(up: int, down: int) -> tuple[np.ndarray, int]:
+    """(padded Kaiser FIR, outputs before output sample 0); read-only, shared by streams."""
+    half_len = 10 * max(up, down)
+    h = signal.firwin(2 * half_len + 1, 1.0 / max(up, down),
+                      window=("kaiser", 5.0)).astype(np.float32)
+    h *= up
+    pre_pad = down - half_len % down
+    h = np.concatenate([np.zeros(pre_pad, dtype=np.float32), h])
+    h.flags.writeable = False
+    return h, (half_len + pre_pad) // down
+
 
 class StreamResampler:
-    """Resample a stream from ``from_rate`` to ``to_rate`` (Hz), one chunk at a time."""
+    """Resample a stream from ``from_rate`` to ``to_rate`` (Hz), one chunk at a time.
+
+    The factors come from :func:`resample_factors` (exact for the usual rates), and filters
+    are cached, so a stream whose rate flips between two values pays no filter design twice.
+    """
 
     def __init__(self, from_rate: int, to_rate: int) -> None:
         if from_rate < 1 or to_rate < 1:
             raise ValueError("sample rates must be >= 1")
-        g = math.gcd(int(from_rate), int(to_rate))
         self.from_rate, self.to_rate = int(from_rate), int(to_rate)
-        self.up, self.down = int(to_rate) // g, int(from_rate) // g
-        half_len = 10 * max(self.up, self.down)
-        h = signal.firwin(2 * half_len + 1, 1.0 / max(self.up, self.down),
-                          window=("kaiser", 5.0)).astype(np.float32)
-        h *= self.up
-        pre_pad = self.down - half_len % self.down
-        self._h = np.concatenate([np.zeros(pre_pad, dtype=np.float32), h])
-        self._skip = (half_len + pre_pad) // self.down  # outputs before output sample 0
+        self.up, self.down = resample_factors(self.from_rate, self.to_rate)
+        self._h, self._skip = _polyphase_filter(self.up, self.down)
         self.reset()
 
     def reset(self) -> None:

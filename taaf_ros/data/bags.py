@@ -113,11 +113,39 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[
                 if c.msgtype not in store.fielddefs:
                     raise BagError(f"{path}: topic {c.topic} has type {c.msgtype}, which has no "
                                    "known message definition")
+            _check_db_types(path, conns)
             for conn, log_ns, raw in reader.messages(connections=conns):
-                yield BagMessage(conn.topic, conn.msgtype, int(log_ns),
-                                 store.deserialize_cdr(raw, conn.msgtype))
+                try:
+                    msg = store.deserialize_cdr(raw, conn.msgtype)
+                except Exception as exc:  # noqa: BLE001 - any corrupt payload, named
+                    raise BagError(f"{path}: {where(conn.topic, int(log_ns))}: the "
+                                   f"{conn.msgtype} payload is corrupt "
+                                   f"({type(exc).__name__}: {exc})") from exc
+                yield BagMessage(conn.topic, conn.msgtype, int(log_ns), msg)
     except ReaderError as exc:
         raise BagError(f"{path}: {exc}") from exc
+
+
+def where(topic: str, log_time_ns: int) -> str:
+    """'topic at <log time>' for messages about one message of a bag."""
+    return f"{topic} at log time {log_time_ns / 1e9:.6f} s"
+
+
+def _check_db_types(path: Path, conns: list[Any]) -> None:
+    """A sqlite3 bag whose topics table disagrees with metadata.yaml on a type: rosbags would
+    read no message of that topic, silently."""
+    import sqlite3
+
+    for f in ([path] if path.suffix == ".db3" else sorted(path.glob("*.db3"))):
+        try:
+            with sqlite3.connect(f"file:{f}?mode=ro", uri=True) as db:
+                in_db = dict(db.execute("SELECT name, type FROM topics").fetchall())
+        except sqlite3.Error as exc:
+            raise BagError(f"{f}: not a readable rosbag2 sqlite3 file ({exc})") from exc
+        for c in conns:
+            if c.topic in in_db and in_db[c.topic] != c.msgtype:
+                raise BagError(f"{f}: topic {c.topic} is {in_db[c.topic]} in the db but "
+                               f"{c.msgtype} in metadata.yaml; fix metadata.yaml")
 
 
 def bag_topics(path: str | Path) -> dict[str, str]:
@@ -161,6 +189,14 @@ class BagEventDecoder:
         self.decoders: dict[str, EventDecoder] = {}
 
     def decode(self, item: BagMessage) -> EventChunk:
+        """The message's events; BagError naming the topic and log time for a bad one."""
+        try:
+            return self._decode(item)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            raise BagError(f"{where(item.topic, item.log_time_ns)}: {type(exc).__name__}: "
+                           f"{exc}") from exc
+
+    def _decode(self, item: BagMessage) -> EventChunk:
         m = item.msg
         stamp = _stamp_ns(m.header)
         if item.msgtype in EVENT_PACKET_TYPES:

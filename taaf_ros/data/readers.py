@@ -182,8 +182,13 @@ def read_aedat4(path: str | Path, stream_id: int | None = None
                  if pkt["stream_id"] == sid and "events" in pkt]
     except EventFileError:
         raise
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise EventFileError(f"{path}: not a readable AEDAT4 file ({exc})") from exc
+    except BaseException as exc:  # noqa: BLE001
+        # The Rust reader panics on some malformed files: pyo3's PanicException derives from
+        # BaseException, not Exception. Interrupts and exits pass through.
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise EventFileError(f"{path}: not a readable AEDAT4 file "
+                             f"({type(exc).__name__}: {exc})") from exc
     size = (int(streams[sid]["width"]), int(streams[sid]["height"]))
     if not parts:
         return empty_events(0), size

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from taaf_ros.events.binning import fit_events
 from taaf_ros.frontend import event_tensor
 from taaf_ros.inference.pipeline import Classifier, WindowResult
 from taaf_ros.stream.audio_frames import StreamingCochlea
@@ -72,6 +73,7 @@ class LivePipeline:
                                             fe.window_us, fe.n_time_bins, step,
                                             settings.history_us) if step else None)
         self.event_buf = None if step else EventRingBuffer(settings.event_buffer_capacity)
+        self.outside_sensor = 0  # per-window path: events outside the sensor or the crop
         self.audio = StreamingCochlea(fe, settings.audio_buffer_s)
 
     @property
@@ -79,12 +81,18 @@ class LivePipeline:
         return "streaming" if self.streaming else "per-window"
 
     def push_events(self, events: np.ndarray, sensor_size: tuple[int, int]) -> None:
+        """Events recorded on a sensor of ``sensor_size`` (that message's own: a size holds
+        for the events it came with, never for later ones)."""
+        self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
         if self.frames is not None:
-            self.frames.set_sensor_size(sensor_size)
-            self.frames.push(events)
-        else:
-            self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
-            self.event_buf.push(events)
+            self.frames.push(events, self.sensor_size)
+        elif len(events):
+            # Mapped onto the model's input on arrival, so that the ring holds one geometry.
+            fe = self.classifier.frontend
+            fitted, _ = fit_events(events, (*self.sensor_size, 2), fe.input_size,
+                                   mode=fe.fit_mode)
+            self.outside_sensor += len(events) - len(fitted)
+            self.event_buf.push(fitted)
 
     def push_audio(self, samples: np.ndarray, start_us: int, sample_rate: int) -> int | None:
         """Append a chunk; return the time (µs) up to which audio is now ready, or None."""
@@ -96,7 +104,7 @@ class LivePipeline:
         if self.frames is not None:
             return self.frames.window_tensor(w.start_us, fe.max_count)
         ev = self.event_buf.window(w.start_us, w.end_us, self.settings.max_events_per_window)
-        return event_tensor(ev, self.sensor_size, w.start_us, fe), len(ev)
+        return event_tensor(ev, fe.input_size, w.start_us, fe), len(ev)
 
     def classify(self, w: WindowCut) -> LiveWindow | None:
         """The window's tensors through the network; None where no modality has data."""
@@ -119,11 +127,12 @@ class LivePipeline:
         if self.frames is not None:
             st = self.frames.stats
             out |= {"events.binned": st.binned, "events.outside_sensor": st.outside_sensor,
-                    "events.too_late": st.too_late, "events.sensor_resets": st.resets}
+                    "events.too_late": st.too_late, "events.size_changes": st.size_changes}
         else:
             b = self.event_buf
             st = b.stats
             out |= {"events.size": len(b), "events.capacity": b.capacity,
+                    "events.outside_sensor": self.outside_sensor,
                     "events.overwritten": st.overwritten, "events.late_dropped": st.late_dropped,
                     "events.subsampled": st.subsampled}
         buf, au, fr = self.audio.buffer, self.audio.buffer_stats, self.audio.stats

@@ -3,7 +3,8 @@ no ROS import: decoded data in, windows cut and classified, predictions out, dia
 
 The node (``taaf_ros.nodes.perception_node``) owns the ROS side (parameters, subscriptions,
 message decoding, publishers, the worker thread) and calls :class:`LiveSession` from two
-threads: :meth:`~LiveSession.events`, :meth:`~LiveSession.audio` and :meth:`~LiveSession.bad`
+threads: :meth:`~LiveSession.push_events`, :meth:`~LiveSession.push_audio` and
+:meth:`~LiveSession.bad`
 from the decode thread, :meth:`~LiveSession.run_once` from the inference thread. The pipeline
 and the scheduler take their own locks; the counters are plain ints.
 """
@@ -23,6 +24,7 @@ from taaf_ros.inference.pipeline import Classifier, find_bundled_model
 from taaf_ros.inference.prediction import make_prediction
 from taaf_ros.inference.stats import (
     InputCounters,
+    InputHealth,
     LatencyStats,
     RateMeter,
     WorkerHealth,
@@ -68,6 +70,10 @@ class LiveSession:
                                                "audio.samples")}
         self.window_latency, self.inference_latency = LatencyStats(), LatencyStats()
         self.health = WorkerHealth()
+        self.input_health = InputHealth()
+        # What the classified windows held, summed (diagnostics: inputs that arrive but
+        # contribute nothing).
+        self.window_inputs = {"windows": 0, "events": 0, "audio_coverage": 0.0}
         self.seq = 0
 
     @staticmethod
@@ -109,14 +115,16 @@ class LiveSession:
         return self._sensor_size
 
     # ------------------------------------------------------------------ decode thread
-    def events(self, ev: np.ndarray, reach: int, sensor_size: tuple[int, int],
-               now_us: int) -> None:
-        """One decoded event message: its events (ROS-time µs) and how far the stream reaches."""
+    def push_events(self, ev: np.ndarray, reach: int, sensor_size: tuple[int, int],
+                    now_us: int) -> None:
+        """One decoded event message: its events (ROS-time µs), how far the stream reaches
+        and the sensor size of that message."""
         self.live.push_events(ev, sensor_size)
         self._count("events", len(ev), now_us)
         self.scheduler.note("events", int(ev["t"][0]) if len(ev) else reach, reach, now_us)
 
-    def audio(self, samples: np.ndarray, start_us: int, sample_rate: int, now_us: int) -> None:
+    def push_audio(self, samples: np.ndarray, start_us: int, sample_rate: int,
+                   now_us: int) -> None:
         """One decoded audio chunk, its first sample at start_us (ROS-time µs)."""
         if not len(samples):  # a compressed message that completed no frame yet
             self._count("audio", 0, now_us)
@@ -160,6 +168,10 @@ class LiveSession:
                 inference_ms = (time.perf_counter() - t0) * 1e3
                 latency_ms = (now_us() - w.end_us) / 1e3
                 res = out.result
+                if not np.isfinite(res.probs).all():
+                    raise FloatingPointError(
+                        "the network's output is not finite (NaN or inf): the model's weights "
+                        "are corrupt; retrain it or load another checkpoint")
                 pred = make_prediction(
                     seq=self.seq, window=out.window, probs=res.probs,
                     classes=self.classifier.classes, modality_attention=res.modality_attention,
@@ -167,6 +179,9 @@ class LiveSession:
                     audio_coverage=out.audio_coverage, inference_ms=inference_ms,
                     latency_ms=latency_ms)
                 self.seq += 1
+                self.window_inputs["windows"] += 1
+                self.window_inputs["events"] += out.n_events
+                self.window_inputs["audio_coverage"] += out.audio_coverage
                 publish(out, pred)
                 self.window_latency.add(latency_ms)
                 self.inference_latency.add(inference_ms)
@@ -194,18 +209,28 @@ class LiveSession:
         """
         mono = time.monotonic()
         self.inputs["events"].lost_packets = event_stats.get("lost_packets", 0)
-        stamps = [stamp_advice(name, off) for name, off in stamp_offsets.items()
-                  if off is not None]
-        level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
-                                        stamps)
         extra = {f"events.{k}": v for k, v in event_stats.items() if k != "lost_packets"}
         extra |= {f"audio.{k}": v for k, v in audio_stats.items()}
+        buffers = self.live.stats()
+        sched = self.scheduler.stats
+        counters = {k: v for k, v in (extra | buffers).items() if isinstance(v, int | float)}
+        for name, c in self.inputs.items():
+            counters |= {f"{name}.messages": c.messages, f"{name}.bad_messages": c.bad,
+                         f"{name}.decoded": c.decoded, f"{name}.lost_packets": c.lost_packets}
+        counters |= {"windows.cut": sched.cut, "windows.dropped": sched.dropped,
+                     "windows.late": sum(sched.late.values())}
+        counters |= {f"windows.{k}": v for k, v in self.window_inputs.items()}
+        warnings = [stamp_advice(name, off) for name, off in stamp_offsets.items()
+                    if off is not None]
+        warnings += self.input_health.update(mono, counters)
+        level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
+                                        warnings)
         extra |= {"worker.heartbeat_age_s": f"{self.health.heartbeat_age_s(mono):.2f}",
                   "worker.errors": self.health.errors}
         values = diagnostic_values(
             level=level, message=message, device=device, inputs=self.inputs,
             rates={k: r.rate(now_us / 1e6) for k, r in self.rates.items()},
-            buffers=self.live.stats(), scheduler=self.scheduler.stats,
+            buffers=buffers, scheduler=sched,
             window_latency=self.window_latency.percentiles(),
             inference_latency=self.inference_latency.percentiles(), predictions=self.seq,
             extra=extra)

@@ -113,15 +113,15 @@ def stamp_advice(stream: str, offset_us: int) -> str:
 
 
 def combine_levels(scheduler: tuple[int, str], worker: tuple[int, str],
-                   stamps: list[str]) -> tuple[int, str]:
-    """The node's one level: a failing worker first, then the scheduler's, and implausible
-    stamps raise OK to WARN."""
+                   warnings: list[str]) -> tuple[int, str]:
+    """The node's one level: a failing worker first, then the scheduler's; any warning
+    (implausible stamps, inputs that contribute little, overload) raises OK to WARN."""
     if worker[0] == ERROR:
         return worker
     level, message = scheduler
-    if stamps:
+    if warnings:
         level = level if level == STALE else max(level, WARN)
-        message = "; ".join([message, *stamps])
+        message = "; ".join([message, *warnings])
     return level, message
 
 
@@ -148,3 +148,122 @@ def diagnostic_values(*, level: int, message: str, device: str,
     kv += [(f"inference_ms.{k}", f"{v:.2f}") for k, v in inference_latency.items()]
     kv += list((extra or {}).items())
     return [(k, str(v)) for k, v in kv]
+
+
+# Inputs that arrive but are lost: (counter key, whether the counted items are part of
+# ``decoded`` or were removed before it (None: a sign of corrupt input, warned at any
+# count), what they were, the likely cause and fix).
+_EVENT_LOSSES = (
+    ("events.outside_sensor", True, "outside the sensor or the model's crop",
+     "the declared or configured sensor size does not match the camera: set sensor_width / "
+     "sensor_height or fix the driver's width and height"),
+    ("events.too_late", True, "too late for any window still held",
+     "stamps run behind the stream or jump; check the driver's clock"),
+    ("events.late_dropped", True, "too late for any window still held",
+     "stamps run behind the stream or jump; check the driver's clock"),
+    ("events.time_outliers", None, "far (> 1 s) from the rest of their packet",
+     "corrupt or hostile packets on the event topic"),
+    ("events.decoder.dropped_out_of_range", False, "beyond the size the packets declare",
+     "the driver's width and height are smaller than its events"),
+)
+_AUDIO_LOSSES = (
+    ("audio.overlap_dropped", True, "overlapping audio already placed",
+     "stamps going back or chunks overlapping; check the driver's stamps"),
+    ("audio.input_overlap_dropped", True, "overlapping audio already resampled",
+     "stamps going back or chunks overlapping; check the driver's stamps"),
+    ("audio.ahead_trimmed_samples", None, "past the time they were sent (a chunk longer than "
+     "its stamp allows)", "corrupt or hostile chunks, or a publisher stamping the chunk's "
+     "end; stamp the first sample"),
+    ("audio.stamp_dropped_samples", False,
+     "in time already placed (stamp-less chunks arriving early)",
+     "a publisher whose chunks come faster than real time"),
+)
+
+
+class InputHealth:
+    """Warnings about inputs that arrive but contribute little, from the counters' growth
+    between two diagnostics reports: most events or samples lost to one cause, malformed
+    messages, packets lost, windows late or dropped (overload), format and rate changes.
+
+    A warning stays for ``hold_s`` after the last report that raised it, so that one hostile
+    message is still visible on /diagnostics after the moment it struck.
+
+    >>> h = InputHealth()
+    >>> h.update(0.0, {"events.messages": 10, "events.decoded": 1000})
+    []
+    >>> h.update(1.0, {"events.messages": 20, "events.decoded": 1100,
+    ...                "events.outside_sensor": 90})[0][:58]
+    'events: 90 of 100 events in the last 1.0 s were outside th'
+    """
+
+    def __init__(self, hold_s: float = 10.0, share: float = 0.5, overload_s: float = 3.0
+                 ) -> None:
+        self.hold_s, self.share, self.overload_s = float(hold_s), float(share), float(overload_s)
+        self._windows: deque[tuple[float, float, float]] = deque()
+        self._last: dict[str, float] = {}
+        self._last_s: float | None = None
+        self._held: dict[str, tuple[float, str]] = {}
+
+    def update(self, now_s: float, counters: dict[str, float]) -> list[str]:
+        """The warnings in force after this report (counters are cumulative)."""
+        d = {k: float(v) - self._last.get(k, 0.0) for k, v in counters.items()}
+        span = 0.0 if self._last_s is None else now_s - self._last_s
+        self._last, self._last_s = {k: float(v) for k, v in counters.items()}, now_s
+        for key, text in self._check(d, span, now_s):
+            self._held[key] = (now_s, text)
+        self._held = {k: v for k, v in self._held.items() if now_s - v[0] <= self.hold_s}
+        return [text for _, text in self._held.values()]
+
+    def _check(self, d: dict[str, float], span: float, now_s: float
+               ) -> list[tuple[str, str]]:
+        out = []
+        g = lambda k: d.get(k, 0.0)  # noqa: E731
+        period = f"in the last {span:.1f} s"
+        for name, losses, unit in (("events", _EVENT_LOSSES, "events"),
+                                   ("audio", _AUDIO_LOSSES, "samples")):
+            kept = g(f"{name}.decoded")
+            for key, subset, what, fix in losses:
+                lost = g(key)
+                total = kept if subset else kept + lost
+                if lost > 0 and (subset is None or lost >= self.share * total):
+                    out.append((key, f"{name}: {lost:,.0f} of {total:,.0f} {unit} {period} "
+                                     f"were {what} ({key}): {fix}"))
+            msgs, bad = g(f"{name}.messages"), g(f"{name}.bad_messages")
+            if bad > 0:
+                out.append((f"{name}.bad", f"{name}: {bad:,.0f} of {msgs:,.0f} messages {period} "
+                                           f"could not be decoded ({name}.last_error)"))
+        windows = g("windows.windows")
+        if windows >= 5 and g("events.decoded") > 0 and g("windows.events") == 0:
+            out.append(("events.empty", f"events: {g('events.decoded'):,.0f} decoded {period} "
+                                        f"but none in the {windows:.0f} windows classified: "
+                                        "their times miss the windows (check the stamps)"))
+        coverage = g("windows.audio_coverage") / max(windows, 1)
+        if windows >= 5 and g("audio.decoded") > 0 and coverage < 0.1:
+            out.append(("audio.empty", f"audio: chunks arrive but the {windows:.0f} windows "
+                                       f"{period} held {100 * coverage:.0f} % real audio: "
+                                       "their stamps miss the windows (check the stamps and "
+                                       "the AudioInfo)"))
+        lost, msgs = g("events.lost_packets"), g("events.messages")
+        if lost > 0.01 * (lost + msgs):
+            out.append(("lost", f"events: {lost:,.0f} packets lost {period} (seq gaps): the "
+                                "network or the subscriber cannot keep up"))
+        # Late windows also come for a moment whenever a modality stops (until it times out):
+        # overload is half the windows late for seconds on end, or any window dropped.
+        self._windows.append((now_s, g("windows.late"), g("windows.cut")))
+        while now_s - self._windows[0][0] > self.overload_s:
+            self._windows.popleft()
+        late = sum(w[1] for w in self._windows)
+        cut = sum(w[2] for w in self._windows)
+        dropped = g("windows.dropped")
+        if dropped > 0 or (cut >= 20 and late >= 0.5 * cut):
+            out.append(("overload", f"overloaded: {dropped:,.0f} windows dropped {period}, "
+                                    f"{late:,.0f} of {cut:,.0f} cut late in the last "
+                                    f"{self.overload_s:.0f} s: lower the input rate, raise "
+                                    "hop_s, or use a faster device"))
+        for key, what in (("events.format_changes", "the sensor size or encoding changed"),
+                          ("audio.info_changes_held", "AudioInfo changed again within 1 s "
+                                                      "(held)")):
+            if g(key) > 0:
+                out.append((key, f"{what} {g(key):,.0f} times {period} ({key}): several "
+                                 "publishers on one topic, or a corrupt one"))
+        return out

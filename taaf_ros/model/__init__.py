@@ -10,6 +10,7 @@ from .checkpoint import (
     load_checkpoint,
     load_training_state,
     make_model_card,
+    remove_orphans,
     save_checkpoint,
     save_training_state,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "make_model_card",
     "measure_energy",
     "prepare_model",
+    "remove_orphans",
     "resolve_dtype",
     "save_checkpoint",
     "save_training_state",

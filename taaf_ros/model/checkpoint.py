@@ -14,8 +14,10 @@ training command, model config), so the ROS node needs no other configuration.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,6 +25,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from .card import CardError, check_card
 from .config import ModelConfig
 from .taaf import TAAFNet
 
@@ -83,10 +86,36 @@ def _atomic_save(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError | RuntimeError) and _disk_full(path.parent, exc):
+            raise CheckpointError(
+                f"no space left on the device of {path.parent} while writing {path.name} "
+                f"({shutil.disk_usage(path.parent).free:,} bytes free); the file as it was "
+                "before is intact: free some space and run again (training: --resume)") from exc
         raise
     return path
+
+
+def _disk_full(folder: Path, exc: BaseException) -> bool:
+    """Whether a failed write ran out of space (torch's zip writer says only "unexpected
+    pos", so the free space is asked as well)."""
+    if getattr(exc, "errno", None) == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 16 * 1024 * 1024
+    except OSError:
+        return False
+
+
+def remove_orphans(path: str | os.PathLike[str]) -> int:
+    """Remove the temporary files that killed writes of ``path`` left behind (only the
+    process that writes ``path`` may call this); returns how many."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.*.tmp"))
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)
 
 
 def _payload(model: TAAFNet, card: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +155,10 @@ def _read(path: str | os.PathLike[str], map_location: Any) -> dict[str, Any]:
     for key, typ in (("model_card", dict), ("state_dict", dict)):
         if not isinstance(obj.get(key), typ):
             raise CheckpointError(f"{path}: missing or malformed {key!r}")
+    try:
+        check_card(obj["model_card"])
+    except CardError as e:
+        raise CheckpointError(f"{path}: invalid model card: {e}") from e
     return obj
 
 
@@ -162,6 +195,10 @@ def _rebuild(obj: dict[str, Any], path: Path) -> TAAFNet:
         if not isinstance(have[k], torch.Tensor) or have[k].shape != v.shape:
             shape = getattr(have[k], "shape", type(have[k]).__name__)
             raise CheckpointError(f"{path}: {k} has shape {shape}, expected {tuple(v.shape)}")
+    bad = [k for k, v in have.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: weights are not finite (NaN or inf) in {bad[:5]}: the "
+                              "file is corrupt or training diverged")
     model.load_state_dict(have)
     return model
 

@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from taaf_ros.data.bags import EVENT_TYPES, BagError, BagEventDecoder, BagMessage, bag_topics
+from taaf_ros.data.bags import (
+    EVENT_TYPES,
+    BagError,
+    BagEventDecoder,
+    BagMessage,
+    bag_topics,
+    where,
+)
 from taaf_ros.data.bags import read_bag as read_bag_messages
 
 
@@ -231,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
                     clock_pub.publish(c)
                 # The first header stamp becomes now; every stamp keeps its distance to it.
                 shift = 0 if args.clock else t_wall0 - (stamp0 if stamp0 is not None else log0)
-                msg = conv.convert(item, shift)
+                try:
+                    msg = conv.convert(item, shift)
+                except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                    raise BagError(f"{where(item.topic, item.log_time_ns)}: "
+                                   f"{type(exc).__name__}: {exc}") from exc
                 if msg is None:
                     continue
                 if item.topic not in announced:

@@ -98,8 +98,9 @@ class PerceptionWiring:
 
         try:
             self.session = LiveSession.from_params(self.p, self._now_us(), self.classifier)
-        except (FileNotFoundError, CheckpointError, RuntimeError, ValueError, KeyError) as exc:
-            raise StartupError(f"cannot load the model: {exc}") from exc
+        except (FileNotFoundError, CheckpointError, RuntimeError, ValueError, KeyError,
+                MemoryError) as exc:
+            raise StartupError(f"cannot load the model: {type(exc).__name__}: {exc}") from exc
         self.classifier = self.session.classifier
         size, max_off = self.session.sensor_size, _us(self.p["max_stamp_offset_s"])
         self.events_in = EventInput(self.p["events_type"], size, max_off)
@@ -193,7 +194,7 @@ class PerceptionWiring:
                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
             self._subs.append(self.create_subscription(
                 info_type, self.p["audio_info_topic"],
-                lambda m: setattr(self.audio_in, "info", m), info_qos, callback_group=group))
+                self._on_audio_info, info_qos, callback_group=group))
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         merged, reason = runtime_update(PERCEPTION_PARAMS, self.p, {p.name: p.value
@@ -218,10 +219,10 @@ class PerceptionWiring:
     def _on_events(self, msg: Any, info: Any) -> None:
         now = self._now_us()
         try:
-            ev, reach = self.events_in.decode(msg, now, self._sent_us(info, now))
-            self.session.events(ev, reach, self.events_in.sensor_size, now)
-        except _BAD_INPUT as exc:  # a message must never kill the node
-            self.get_logger().warning(self.session.bad("events", exc), throttle_duration_sec=5.0)
+            piece = self.events_in.decode(msg, now, self._sent_us(info, now))
+            self.session.push_events(*piece, now)
+        except Exception as exc:  # noqa: BLE001 - a message must never kill the node
+            self._bad_message("events", exc)
             return
         self._wake.set()
 
@@ -229,11 +230,25 @@ class PerceptionWiring:
         now = self._now_us()
         try:
             piece = self.audio_in.decode(msg, now, self._sent_us(info, now))
-            self.session.audio(*piece, now)
-        except _BAD_INPUT as exc:
-            self.get_logger().warning(self.session.bad("audio", exc), throttle_duration_sec=5.0)
+            self.session.push_audio(*piece, now)
+        except Exception as exc:  # noqa: BLE001
+            self._bad_message("audio", exc)
             return
         self._wake.set()
+
+    def _on_audio_info(self, msg: Any) -> None:
+        try:
+            self.audio_in.set_info(msg, self._now_us())
+        except Exception as exc:  # noqa: BLE001
+            self._bad_message("audio", exc)
+
+    def _bad_message(self, name: str, exc: Exception) -> None:
+        """Count and log (throttled) a message that failed; malformed input is expected, any
+        other failure (MemoryError included) is a bug a message exposed, logged with its type."""
+        line = self.session.bad(name, exc)
+        if not isinstance(exc, _BAD_INPUT):
+            line += " (not a known input fault: please report it)"
+        self.get_logger().warning(line, throttle_duration_sec=5.0)
 
     # ---------------------------------------------------------------------------- windows
     def _infer_loop(self) -> None:
@@ -252,7 +267,7 @@ class PerceptionWiring:
                                         f"far):\n{error}", throttle_duration_sec=5.0)
 
     def _publish(self, out: LiveWindow, pred: dict[str, Any]) -> None:
-        self.pub_pred.publish(String(data=json.dumps(pred)))
+        self.pub_pred.publish(String(data=json.dumps(pred, allow_nan=False)))
         self.pub_att.publish(outputs.attention_msg(out.result.attention_map))
         if self.pub_cls is not None:
             self.pub_cls.publish(outputs.classification_msg(self._cls_type, self._hyp_type,

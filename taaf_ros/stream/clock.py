@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
+
 
 def stamp_to_us(sec: int, nanosec: int) -> int:
     """builtin_interfaces/Time fields -> µs."""
@@ -59,6 +61,7 @@ class SensorClock:
         self.max_offset_us = int(max_offset_us)
         self.resyncs = 0
         self.implausible = 0
+        self.outliers = 0
         self.last_stamp_offset_us: int | None = None
         self._offset: float | None = None
 
@@ -75,6 +78,35 @@ class SensorClock:
         self.implausible += 1
         self.last_stamp_offset_us = bad
         return int(now_us)
+
+    def place(self, sensor_us: np.ndarray, stamp_us: int, now_us: int) -> tuple[int, np.ndarray]:
+        """Update with one packet's event times; -> (offset to add, mask of the events kept).
+
+        Every event is checked, not only the first: an event more than ``resync_us`` from the
+        packet's reference event is an outlier (a corrupt word, a hostile packet), dropped and
+        counted in ``outliers``, and never moves the clock or the stream's reach. The reference
+        is the packet's first event that agrees with the running offset (within ``resync_us``
+        of the header stamp); where none does (the first packet, a camera reset), the packet's
+        median event, so that one outlier can never be the reference.
+
+        >>> clk = SensorClock()
+        >>> t = np.array([5_000_000, 5_000_010, 3_605_000_000])  # the last: an hour later
+        >>> off, keep = clk.place(t, 1_700_000_000_000_000, 1_700_000_000_000_000)
+        >>> keep.tolist(), clk.outliers, off
+        ([True, True, False], 1, 1699999995000000)
+        """
+        t = np.asarray(sensor_us, dtype=np.int64)
+        stamp = self.checked_stamp(stamp_us, now_us)
+        ref = None
+        if self._offset is not None:
+            agrees = np.flatnonzero(np.abs(t + round(self._offset) - stamp) <= self.resync_us)
+            ref = int(t[agrees[0]]) if len(agrees) else None
+        if ref is None:
+            ref = int(np.partition(t, len(t) // 2)[len(t) // 2])
+        keep = np.abs(t - ref) <= self.resync_us
+        self.outliers += int(len(t) - np.count_nonzero(keep))
+        first = int(t[int(np.argmax(keep))])
+        return self.offset(first, stamp), keep
 
     def offset(self, first_sensor_us: int, stamp_us: int, now_us: int | None = None) -> int:
         """Update with one packet (first event's sensor time, header stamp, and the ROS time
@@ -183,22 +215,45 @@ class StamplessClock:
 
 
 class SeqTracker:
-    """Counts packets lost from gaps in a per-packet sequence number."""
+    """Counts packets lost from gaps in a per-packet sequence number.
 
-    def __init__(self) -> None:
+    A number other than the next one is only a suspect until the packet after it continues
+    from it: then the stream really jumped (a gap of at most ``max_gap`` is counted as lost
+    packets, anything else as a reset: a driver restart, or a jump no stream survives). A
+    suspect that nothing continues (a corrupt or hostile packet between the stream's own) is
+    counted in ``outliers`` and changes nothing.
+
+    >>> s = SeqTracker()
+    >>> [s.update(q) for q in (1, 2, 5, 6, 0, 7, 2**64 - 1, 8)], s.lost, s.resets, s.outliers
+    ([0, 0, 0, 2, 0, 0, 0, 0], 2, 0, 2)
+    """
+
+    def __init__(self, max_gap: int = 100_000) -> None:
+        self.max_gap = int(max_gap)
         self.lost = 0
         self.resets = 0
+        self.outliers = 0
         self._last: int | None = None
+        self._suspect: int | None = None
 
     def update(self, seq: int) -> int:
-        """Record ``seq``; returns how many packets were skipped before it."""
+        """Record ``seq``; returns how many packets were found lost with it."""
         seq = int(seq)
-        gap = 0
-        if self._last is not None:
-            if seq > self._last + 1:
-                gap = seq - self._last - 1
-            elif seq <= self._last:
-                self.resets += 1  # driver restarted or reordered: not a loss
-        self.lost += gap
+        last, suspect = self._last, self._suspect
+        self._suspect = None
+        if last is None or seq == last + 1:
+            self.outliers += int(suspect is not None)
+            self._last = seq
+            return 0
+        if suspect is None or seq != suspect + 1:
+            self.outliers += int(suspect is not None)
+            self._suspect = seq
+            return 0
+        # The stream goes on from the suspect: it really jumped there.
+        gap = suspect - last - 1
         self._last = seq
-        return gap
+        if 0 <= gap <= self.max_gap:
+            self.lost += gap
+            return gap
+        self.resets += 1
+        return 0

@@ -61,8 +61,8 @@ class EventFrameStats:
     """Events outside the sensor, or outside the crop of the model's input."""
     too_late: int = 0
     """Events older than the oldest sub-bin still held (their windows are long gone)."""
-    resets: int = 0
-    """Times the sensor size changed, which restarts the ring."""
+    size_changes: int = 0
+    """Pushes whose sensor size differs from the push before (each is mapped with its own)."""
 
 
 @njit(cache=True, nogil=True)
@@ -111,7 +111,7 @@ class StreamingEventFrames:
     """A ring of sub-bin event counts at the model's input resolution.
 
     Args:
-        sensor_size: the camera's (width, height), pixels.
+        sensor_size: the camera's (width, height), pixels, where a push does not name one.
         input_size: the model's (w, h); events are mapped with the same tables as
             :func:`taaf_ros.events.binning.fit_events` (``fit_mode`` crop or letterbox).
         window_us, n_time_bins: the model's window and its T time bins.
@@ -148,43 +148,37 @@ class StreamingEventFrames:
         self._ring = np.zeros((self.n_sub + 1, 2 * self._plane), dtype=np.int32)
         self._totals = np.zeros(self.n_sub + 1, dtype=np.int64)
         self._state = np.array([np.iinfo(np.int64).min // 2, 0, 0, 0], dtype=np.int64)
-        self._resets = 0
+        self._size_changes = 0
         self._lock = threading.Lock()
-        self.sensor_size = (0, 0)
-        self.set_sensor_size(sensor_size)
+        self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
 
     @property
     def stats(self) -> EventFrameStats:
         with self._lock:
             s = self._state
-            return EventFrameStats(int(s[1]), int(s[2]), int(s[3]), self._resets)
+            return EventFrameStats(int(s[1]), int(s[2]), int(s[3]), self._size_changes)
 
-    def set_sensor_size(self, sensor_size: tuple[int, int]) -> None:
-        """Change the camera size; a different size empties the ring (counted in resets)."""
-        size = (int(sensor_size[0]), int(sensor_size[1]))
-        if size == self.sensor_size:
-            return
-        w, h = self.input_size
-        lut_x, lut_y = fit_tables(size[0], size[1], w, h, self.fit_mode)
-        with self._lock:
-            if self.sensor_size != (0, 0):
-                self._resets += 1
-            self.sensor_size = size
-            self._lut_x, self._lut_y = lut_x, lut_y
-            self._ring[:] = 0
-            self._totals[:] = 0
-            self._state[0] = np.iinfo(np.int64).min // 2
+    def push(self, events: np.ndarray, sensor_size: tuple[int, int] | None = None) -> None:
+        """Count events (EVENT_DTYPE, times on the window clock) into their sub-bins.
 
-    def push(self, events: np.ndarray) -> None:
-        """Count events (EVENT_DTYPE, times on the window clock) into their sub-bins."""
+        sensor_size: the (width, height) these events were recorded with (default: the latest
+        one); it maps these events only, and the ring is kept.
+        """
         if len(events) == 0:
             return
         if events.dtype != EVENT_DTYPE:
             raise TypeError(f"events must be EVENT_DTYPE, got {events.dtype}")
+        size = self.sensor_size if sensor_size is None else (int(sensor_size[0]),
+                                                            int(sensor_size[1]))
         with self._lock:
-            _push_kernel(events["x"], events["y"], events["t"], events["p"], self._lut_x,
-                         self._lut_y, self.input_size[0], self._plane, self.step_us,
-                         self._ring, self._totals, self._state)
+            if size != self.sensor_size:
+                self._size_changes += 1
+                self.sensor_size = size
+            # Cached per size (a few, each O(width + height): sizes are at most 65536).
+            lut_x, lut_y = fit_tables(size[0], size[1], *self.input_size, self.fit_mode)
+            _push_kernel(events["x"], events["y"], events["t"], events["p"], lut_x, lut_y,
+                         self.input_size[0], self._plane, self.step_us, self._ring,
+                         self._totals, self._state)
 
     def window_tensor(self, start_us: int, max_count: int) -> tuple[np.ndarray, int]:
         """float32 ``(T, 2, h, w)`` of the window ``[start_us, start_us + window_us)`` and the

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from taaf_ros.data.corruptions import NOISE_FAMILIES, add_noise, occlusion_patch
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig, audio_tensor
 
-from .data import CACHE_VERSION, speaker_of
+from .data import CACHE_VERSION, read_cache, speaker_of, write_cache
 
 
 @dataclass(frozen=True)
@@ -183,8 +182,8 @@ def noisy_audio_variants(root: str | Path, split: str, ids: list[str], fe: Front
                            "snr": list(snr_db), "seed": seed}, sort_keys=True, default=str)
         key = hashlib.sha256(blob.encode()).hexdigest()[:16]
         cache = Path(cache_dir) / f"noisy-{split}-{key}.npy"
-        if cache.is_file():
-            per_rec = np.load(cache, allow_pickle=False)
+        per_rec = read_cache(cache, lambda f: np.load(f, allow_pickle=False))
+        if per_rec is not None:
             return per_rec[rows]
     raw = {r: ds[where[first[r]]] for r in recordings}
     pool = [(s.pcm, s.sample_rate) for s in raw.values()]
@@ -204,10 +203,7 @@ def noisy_audio_variants(root: str | Path, split: str, ids: list[str], fe: Front
         out.append(np.stack(variants))
     per_rec = np.stack(out)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npy")
-        np.save(tmp, per_rec)
-        tmp.replace(cache)
+        write_cache(cache, lambda f: np.save(f, per_rec))
     return per_rec[rows]
 
 

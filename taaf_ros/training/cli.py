@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import errno
 import shlex
 import sys
 from pathlib import Path
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {e}") from e
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from e
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            where = e.filename or "a cache or report"
+            raise SystemExit(f"error: no space left on the device ({where}); free some space "
+                             "and rerun with --resume") from e
+        raise
     except KeyboardInterrupt:
         print("\ninterrupted: the last finished epoch is in last.pt; continue with --resume",
               file=sys.stderr)

@@ -110,6 +110,12 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     def __post_init__(self) -> None:
+        for name, low in (("epochs", 1), ("batch_size", 1), ("eval_every", 1),
+                          ("eval_batch_size", 1), ("limit_per_class", 0), ("stop_after", 0),
+                          ("num_threads", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.loss.balance_on == "validation" and not self.val_speaker:
             raise ValueError("loss.balance_on validation needs a validation speaker "
                              "(val_speaker)")
@@ -174,11 +180,33 @@ def with_method(cfg: TrainConfig, method: str) -> TrainConfig:
                    optim=replace(cfg.optim, **METHOD_OPTIMIZERS.get(method, {})))
 
 
+MAX_YAML_BYTES = 1_000_000
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of overrides (an empty file is an empty mapping)."""
+    """Read a YAML mapping of overrides (an empty file is an empty mapping).
+
+    Anchors and aliases are refused: a config needs none, and a few hundred bytes of nested
+    aliases ("billion laughs") expand to gigabytes.
+    """
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise ValueError(f"{path}, line {mark.line + 1}: YAML aliases (*name) are not "
+                                 "allowed in a training config; write the value out")
+            return super().compose_node(parent, index)
+
+    path = Path(path)
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size:,} bytes; a training config is at most "
+                         f"{MAX_YAML_BYTES:,}")
+    try:
+        data = yaml.load(path.read_text(), Loader=NoAliasLoader) or {}  # noqa: S506
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of key: value")
     return data

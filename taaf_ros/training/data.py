@@ -11,8 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +24,8 @@ from tqdm import tqdm
 
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig, sample_tensors
+
+T = TypeVar("T")
 
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
 
@@ -86,10 +92,9 @@ def load_split(root: str | Path, split: str, fe: FrontEndConfig, limit_per_class
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"{split}-{_cache_key(ds, split, indices, fe)}.npz"
-        if cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                return TensorSet(z["events"], z["audio"], z["labels"],
-                                 [str(s) for s in z["ids"]]), ds
+        cached = read_cache(cache, _read_tensor_set)
+        if cached is not None:
+            return cached, ds
     dtype = np.uint8 if fe.max_count <= 255 else np.int16  # counts are clipped to max_count
     evs, aus, labels, ids = [], [], [], []
     for i in tqdm(indices, desc=f"front end {split}", unit="sample", disable=not progress):
@@ -103,11 +108,56 @@ def load_split(root: str | Path, split: str, fe: FrontEndConfig, limit_per_class
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         # a name of this process's own: runs in parallel may write the same cache at once
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, events=ts.events, audio=ts.audio, labels=ts.labels,
-                 ids=np.asarray(ids))
-        tmp.replace(cache)  # atomic: a half-written cache is never read
+        write_cache(cache, lambda f: np.savez(f, events=ts.events, audio=ts.audio,
+                                              labels=ts.labels, ids=np.asarray(ids)))
     return ts, ds
+
+
+def _read_tensor_set(path: Path) -> TensorSet:
+    with np.load(path, allow_pickle=False) as z:
+        return TensorSet(z["events"], z["audio"], z["labels"], [str(s) for s in z["ids"]])
+
+
+def read_cache(path: Path, read: Callable[[Path], T]) -> T | None:
+    """``read(path)``, or None where there is no cache; a damaged one (a run killed while an
+    older numpy wrote in place, a truncated copy) is removed with a warning, to be rebuilt."""
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        print(f"warning: damaged cache {path} ({type(exc).__name__}: {exc}); rebuilding it",
+              file=sys.stderr)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def write_cache(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` to a name of this process's own (runs in parallel may build the same cache),
+    then an atomic rename: a half-written cache is never read. Temporary files that killed
+    processes left beside it are removed first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob(f"{path.name}.*.tmp{path.suffix}"):
+        pid = old.name[len(path.name) + 1:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            old.unlink(missing_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def speaker_of(sample_id: str) -> str | None:

@@ -46,6 +46,7 @@ from taaf_ros.model import (
     load_training_state,
     make_model_card,
     measure_energy,
+    remove_orphans,
     save_checkpoint,
     save_training_state,
     select_device,
@@ -323,6 +324,9 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
     best: dict[str, Any] = {}  # validation's pick: epoch, val_acc, state (CPU tensors)
     start_epoch, train_time = 0, 0.0
     last = out / "last.pt"
+    if dctx.is_main:
+        for name in ("last.pt", "model.pt"):
+            remove_orphans(out / name)
     if cfg.resume:
         path = Path(cfg.checkpoint) if cfg.checkpoint else last
         state = load_training_state(path, model, opt)
