@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= $(or $(TAAF_DATA_ROOT),../shared/data)
 
-.PHONY: setup test demo bench bench-peers lint clean interfaces
+.PHONY: setup test demo bench bench-peers lint clean interfaces ros2-tools
 
 setup: $(STAMP)
 
@@ -31,8 +31,33 @@ $(STAMP): setup.py constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) ros2-tools
 	$(BIN)/python -m pytest -q test
+
+# The real `ros2 launch`, `ros2` CLI and launch_testing, for the tests: not on PyPI, installed
+# from their sources in ../shared/vendor when that folder exists (a ROS install has them; a
+# user's pip-only venv needs none of it). Without it, the tests that need them are skipped.
+VENDOR ?= ../shared/vendor/ros2-python-tools/$(ROS_DISTRO)
+ROS2_TOOLS := osrf_pycommon launch launch_xml launch_yaml launch_ros rosidl_runtime_py ros2cli \
+	ros2topic ros2node ros2param ros2lifecycle ros2service ros2pkg ros2run ros2interface \
+	ros2launch launch_testing launch_testing_ros
+TOOLS_STAMP := $(VENV)/.ros2-tools
+
+ros2-tools: $(STAMP)
+	@if [ -d "$(VENDOR)" ]; then $(MAKE) --no-print-directory $(TOOLS_STAMP); \
+	else echo "no $(VENDOR): tests of ros2 launch and the ros2 CLI will be skipped"; fi
+
+$(TOOLS_STAMP): $(STAMP)
+	# A writable copy: pip builds in the source folder, and shared/ is read-only.
+	rm -rf $(VENV)/ros2-tools-src && cp -r $(VENDOR) $(VENV)/ros2-tools-src
+	chmod -R u+w $(VENV)/ros2-tools-src
+	$(BIN)/pip install --quiet setuptools wheel psutil netifaces
+	for d in $(ROS2_TOOLS); do \
+	  $(BIN)/pip install --quiet --no-deps --no-build-isolation $(VENV)/ros2-tools-src/$$d \
+	  || exit 1; done
+	# launch_ros imports composition_interfaces (a service package, not on PyPI either).
+	$(BIN)/taaf_build_interfaces --source $(VENV)/ros2-tools-src/composition_interfaces
+	touch $@
 
 # The drivers' message packages, built into the venv (the tests also do this on first use).
 interfaces: $(STAMP)

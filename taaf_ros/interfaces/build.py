@@ -67,20 +67,22 @@ rosidl_generate_interfaces(${{PROJECT_NAME}}
   DEPENDENCIES {deps})
 ament_export_dependencies(rosidl_default_runtime)
 ament_package()
+"""
 
+FIX_INCLUDE_FOLDERS = """
 get_directory_property(_imported IMPORTED_TARGETS)
 foreach(_target IN LISTS _imported)
-  get_target_property(_dirs ${{_target}} INTERFACE_INCLUDE_DIRECTORIES)
+  get_target_property(_dirs ${_target} INTERFACE_INCLUDE_DIRECTORIES)
   if(_dirs)
     set(_kept "")
     foreach(_dir IN LISTS _dirs)
-      if(EXISTS "${{_dir}}" OR _dir MATCHES "^\\\\$<")
-        list(APPEND _kept "${{_dir}}")
+      if(EXISTS "${_dir}" OR _dir MATCHES "^\\\\$<")
+        list(APPEND _kept "${_dir}")
       else()
-        message(STATUS "${{_target}}: dropping missing include folder ${{_dir}}")
+        message(STATUS "${_target}: dropping missing include folder ${_dir}")
       endif()
     endforeach()
-    set_target_properties(${{_target}} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${{_kept}}")
+    set_target_properties(${_target} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_kept}")
   endif()
 endforeach()
 """
@@ -109,7 +111,7 @@ def package_sources(package: str) -> dict[str, str]:
             name=package,
             find_deps="\n".join(f"find_package({d} REQUIRED)" for d in deps),
             msgs="\n".join(f'  "msg/{m}.msg"' for m in msgs),
-            deps=" ".join(deps)),
+            deps=" ".join(deps)) + FIX_INCLUDE_FOLDERS,
         **{f"msg/{m}.msg": text for m, text in msgs.items()},
     }
 
@@ -124,8 +126,12 @@ def _toolchain_version() -> str:
 
 def source_digest(package: str) -> str:
     """What a build of ``package`` depends on: its sources, the generator, the Python."""
+    return _digest(package_sources(package))
+
+
+def _digest(sources: dict[str, str]) -> str:
     h = hashlib.sha256(_toolchain_version().encode())
-    for path, text in sorted(package_sources(package).items()):
+    for path, text in sorted(sources.items()):
         h.update(path.encode() + b"\0" + text.encode() + b"\0")
     return h.hexdigest()
 
@@ -170,15 +176,30 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
         raise InterfaceBuildError(f"{cmd[0]} failed (log: {log}): {_explain(log.read_text())}")
 
 
-def build_package(package: str, prefix: Path, work_dir: Path, jobs: int) -> float:
-    """Configure, build and install one package into ``prefix``; the seconds it took."""
+def source_tree(folder: Path) -> dict[str, str]:
+    """``{relative path: text}`` of an existing ament_cmake interface package (its CMakeLists
+    with the include-folder fix appended): e.g. composition_interfaces, which launch_ros needs
+    and PyPI lacks."""
+    files = {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.suffix in (".txt", ".xml", ".msg", ".srv", ".action")}
+    if "CMakeLists.txt" not in files or "package.xml" not in files:
+        raise InterfaceBuildError(f"{folder}: not an ament_cmake package (no CMakeLists.txt "
+                                  "and package.xml)")
+    files["CMakeLists.txt"] += FIX_INCLUDE_FOLDERS
+    return files
+
+
+def build_package(package: str, prefix: Path, work_dir: Path, jobs: int,
+                  sources: dict[str, str] | None = None) -> float:
+    """Configure, build and install one package (``sources``: default, the packaged one's)
+    into ``prefix``; the seconds it took."""
     cmake = shutil.which("cmake")
     if cmake is None:
         raise InterfaceBuildError("cmake not found: install it (apt install cmake, or "
                                   "pip install cmake) to build the message packages")
     t0 = time.perf_counter()
     src, build = work_dir / package / "src", work_dir / package / "build"
-    for path, text in package_sources(package).items():
+    for path, text in (sources or package_sources(package)).items():
         (src / path).parent.mkdir(parents=True, exist_ok=True)
         (src / path).write_text(text)
     build.mkdir(parents=True, exist_ok=True)
@@ -191,7 +212,8 @@ def build_package(package: str, prefix: Path, work_dir: Path, jobs: int) -> floa
           "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release"], src, env, log)
     _run([cmake, "--build", str(build), "--parallel", str(jobs)], src, env, log)
     _run([cmake, "--install", str(build)], src, env, log)
-    (prefix / "share" / package / DIGEST_FILE).write_text(source_digest(package) + "\n")
+    digest = source_digest(package) if sources is None else _digest(sources)
+    (prefix / "share" / package / DIGEST_FILE).write_text(digest + "\n")
     return time.perf_counter() - t0
 
 
@@ -224,9 +246,14 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"packages to build (default: all of {', '.join(PACKAGES)})")
     ap.add_argument("--prefix", type=Path, default=None,
                     help="install prefix (default: this virtual environment, sys.prefix)")
+    ap.add_argument("--source", type=Path, default=None, metavar="DIR",
+                    help="build this ament_cmake interface package instead (e.g. "
+                         "composition_interfaces for launch_ros)")
     ap.add_argument("--force", action="store_true", help="rebuild even if current")
     ap.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPUs)")
     args = ap.parse_args(argv)
+    if args.source is not None:
+        return _build_source(args.source, args.prefix, args.force, args.jobs)
     unknown = sorted(set(args.packages) - set(PACKAGES))
     if unknown:
         ap.error(f"unknown package(s) {', '.join(unknown)}; choose from {', '.join(PACKAGES)}")
@@ -238,6 +265,28 @@ def main(argv: list[str] | None = None) -> int:
     built = [r for r in results if r.built]
     print(f"{len(built)} built in {sum(r.seconds for r in built):.1f} s, "
           f"{len(results) - len(built)} already current: {', '.join(r.package for r in results)}")
+    return 0
+
+
+def _build_source(folder: Path, prefix: Path | None, force: bool, jobs: int | None) -> int:
+    prefix = Path(prefix or sys.prefix).resolve()
+    try:
+        sources = source_tree(folder)
+        name = re.search(r"<name>\s*(\S+?)\s*</name>", sources["package.xml"])
+        if name is None:
+            raise InterfaceBuildError(f"{folder}/package.xml names no package")
+        package = name.group(1)
+        digest = prefix / "share" / package / DIGEST_FILE
+        if not force and digest.is_file() and digest.read_text().strip() == _digest(sources):
+            print(f"{package} already current")
+            return 0
+        with tempfile.TemporaryDirectory(prefix="taaf_interfaces_") as work:
+            seconds = build_package(package, prefix, Path(work), jobs or os.cpu_count() or 1,
+                                    sources)
+    except (InterfaceBuildError, OSError) as exc:
+        print(f"taaf_build_interfaces: {exc}", file=sys.stderr)
+        return 1
+    print(f"built {package} in {seconds:.1f} s")
     return 0
 
 
