@@ -598,7 +598,7 @@ def test_managed_node_transitions_over_the_lifecycle_services(context, checkpoin
                  "audio_topic": topic("lc", "audio"), "audio_sample_rate": 8000,
                  "modality_timeout_s": 0.3}
             remap = ["--ros-args", "-r", f"__ns:=/{UNIQUE}/lc/{name}",
-                     "-r", f"/taaf/prediction:={topic('lc', 'prediction')}"]
+                     "-r", f"taaf/prediction:={topic('lc', 'prediction')}"]  # in __ns
             nodes[name] = g.add(ManagedPerceptionNode(
                 context=context, parameter_overrides=_overrides(p), cli_args=remap))
         g.add(src.node)

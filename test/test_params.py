@@ -52,7 +52,7 @@ def test_config_yaml_is_generated_from_the_table():
     assert path.read_text() == params.render_yaml()
     doc = yaml.safe_load(path.read_text())
     for node, table in TABLES.items():
-        assert doc[node]["ros__parameters"] == params.defaults(table)
+        assert doc[f"/**/{node}"]["ros__parameters"] == params.defaults(table)
 
 
 def _doc_rows(text: str, heading: str) -> dict[str, tuple[str, str]]:

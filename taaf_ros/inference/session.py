@@ -200,12 +200,14 @@ class LiveSession:
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self, now_us: int, *, device: str, event_stats: dict[str, int],
-                    audio_stats: dict[str, int],
-                    stamp_offsets: dict[str, int | None]) -> tuple[int, str, list[tuple[str, str]]]:
+                    audio_stats: dict[str, int], stamp_offsets: dict[str, int | None],
+                    warnings: list[str] | None = None
+                    ) -> tuple[int, str, list[tuple[str, str]]]:
         """(level, message, key/value pairs) of the node's DiagnosticStatus.
 
         event_stats / audio_stats: the decoders' counters; stamp_offsets: per stream ("event",
-        "audio") the offset of the last implausible header stamp (µs), or None.
+        "audio") the offset of the last implausible header stamp (µs), or None; warnings: the
+        caller's own (e.g. the ROS graph's), raising OK to WARN.
         """
         mono = time.monotonic()
         self.inputs["events"].lost_packets = event_stats.get("lost_packets", 0)
@@ -220,8 +222,8 @@ class LiveSession:
         counters |= {"windows.cut": sched.cut, "windows.dropped": sched.dropped,
                      "windows.late": sum(sched.late.values())}
         counters |= {f"windows.{k}": v for k, v in self.window_inputs.items()}
-        warnings = [stamp_advice(name, off) for name, off in stamp_offsets.items()
-                    if off is not None]
+        warnings = [*(warnings or []), *(stamp_advice(name, off) for name, off
+                                         in stamp_offsets.items() if off is not None)]
         warnings += self.input_health.update(mono, counters)
         level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
                                         warnings)

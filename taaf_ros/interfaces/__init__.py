@@ -2,7 +2,7 @@
 
 ``event_camera_msgs``, ``audio_common_msgs``, ``vision_msgs`` and ``dvs_msgs`` are not on PyPI.
 Their ``.msg`` files live here, one folder per package (``<package>/msg/*.msg``, copied from the
-maintainers' repositories; vision_msgs only the two types this node publishes). They serve two
+maintainers' repositories; vision_msgs only the four types this node publishes). They serve two
 uses: the bag reader registers them with ``rosbags`` (:func:`msg_definitions`), and
 :mod:`taaf_ros.interfaces.build` turns them into real ROS 2 message packages with the rosidl
 generators from PyPI, installed into the running virtual environment.
@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 SOURCES: dict[str, str] = {
     "event_camera_msgs": "github.com/ros-event-camera/event_camera_msgs msg_ros2/",
     "audio_common_msgs": "github.com/ros-drivers/audio_common (ros2) audio_common_msgs/msg/",
-    "vision_msgs": "github.com/ros-perception/vision_msgs (ros2) vision_msgs/msg/ (two types)",
+    "vision_msgs": "github.com/ros-perception/vision_msgs (ros2) vision_msgs/msg/ (four types)",
     "dvs_msgs": "uzh-rpg/rpg_dvs_ros dvs_msgs/msg/ as its ROS 2 ports define it",
 }
 DEPENDENCIES: dict[str, tuple[str, ...]] = {

@@ -199,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
+    from rclpy.executors import ExternalShutdownException
     from rclpy.qos import qos_profile_sensor_data
 
-    rclpy.init(args=None)
+    # Only the program name: this command's own flags (--remap) are not ROS arguments.
+    rclpy.init(args=sys.argv[:1])
     node = rclpy.create_node("taaf_bag_play")
     clock_pub = None
     if args.clock:
@@ -224,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             t_wall0, log0, stamp0 = time.time_ns(), None, None
             for item in read_bag_messages(args.bag, args.topics):
+                if not rclpy.ok():  # SIGTERM / SIGINT shut the context down: stop quietly
+                    break
                 stamp = _header_ns(item.msg)
                 log0 = item.log_time_ns if log0 is None else log0
                 stamp0 = stamp if stamp0 is None else stamp0
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(min(wait, 0.025))
                 if clock_pub is not None:
                     c = clock_pub.msg_type()
-                    _set(c.clock, bag_t)
+                    c.clock.sec, c.clock.nanosec = divmod(int(bag_t), 1_000_000_000)
                     clock_pub.publish(c)
                 # The first header stamp becomes now; every stamp keeps its distance to it.
                 shift = 0 if args.clock else t_wall0 - (stamp0 if stamp0 is not None else log0)
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                           + _size_hint(conv, item), flush=True)
                 pubs[item.topic].publish(msg)
                 played += 1
-            if not args.loop:
+            if not args.loop or not rclpy.ok():
                 break
         # Publishing only queues a sample: a process that exits at once can take the last
         # ones with it (best effort resends nothing). Give them time to leave.
@@ -260,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     except BagError as exc:
         print(f"taaf_bag_play: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C or SIGTERM: stop quietly, say how far it got
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

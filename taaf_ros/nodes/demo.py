@@ -45,12 +45,12 @@ def find_config() -> Path:
 
 
 def load_params(path: Path, node: str) -> dict[str, Any]:
-    """The ros__parameters of ``node`` (or of '/**') in a ROS parameters file."""
+    """The ros__parameters of ``node`` (or of '/**', '/**/node') in a ROS parameters file."""
     import yaml
 
     doc = yaml.safe_load(path.read_text()) or {}
     out: dict[str, Any] = {}
-    for key in ("/**", node, "/" + node):
+    for key in ("/**", "/**/" + node, node, "/" + node):
         out.update((doc.get(key) or {}).get("ros__parameters", {}))
     return out
 

@@ -29,12 +29,17 @@ from taaf_ros.nodes.perception_wiring import PerceptionWiring, StartupError
 
 
 class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
-    """The perception node, doing its work only between activate and deactivate."""
+    """The perception node, doing its work only between activate and deactivate. Every
+    parameter can be set while unconfigured (configure reads them); /diagnostics report the
+    lifecycle state in every state."""
+
+    managed = True
 
     def __init__(self, **kwargs: Any) -> None:
         self._init_wiring()
         super().__init__(PERCEPTION_NODE, **kwargs)
         self._declare_parameters()
+        self._make_diagnostics()
         self.get_logger().info("unconfigured: waiting for configure")
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -68,10 +73,22 @@ class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
         self._halt()
         self._drop_publishers()
         self.classifier = self.session = None
+        self.get_logger().info("unconfigured: model and publishers released")
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        """On exit (Ctrl-C, SIGTERM) without a shutdown transition: say what is released."""
+        if self.classifier is not None:
+            self.get_logger().info(f"exiting from {self._lifecycle_state() or 'a state'}: "
+                                   "stopped, model released")
+        super().destroy_node()
+
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        return self.on_cleanup(state)
+        self._halt()
+        self._drop_publishers()
+        self.classifier = self.session = None
+        self.get_logger().info(f"finalized (from {state.label}): stopped, model released")
+        return TransitionCallbackReturn.SUCCESS
 
 
 def main(args: list[str] | None = None) -> int:

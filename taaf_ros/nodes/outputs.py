@@ -29,22 +29,39 @@ def attention_msg(attention_map: np.ndarray) -> Float32MultiArray:
     return msg
 
 
-def image_msg(rgb: np.ndarray, t_us: int) -> Image:
+def image_msg(rgb: np.ndarray, t_us: int, frame_id: str = "") -> Image:
     """rgb8 Image of an (H, W, 3) uint8 array."""
     msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
     set_stamp(msg.header, t_us)
+    msg.header.frame_id = frame_id
     msg.data = rgb.tobytes()  # bytes, not an ndarray: element-wise uint8[] assignment is slow
     return msg
 
 
-def classification_msg(cls_type: Any, hyp_type: Any, pred: dict[str, Any], end_us: int) -> Any:
-    """vision_msgs/Classification of a prediction's top-k, stamped at the window end."""
+def classification_msg(cls_type: Any, hyp_type: Any, pred: dict[str, Any], end_us: int,
+                       frame_id: str = "") -> Any:
+    """vision_msgs/Classification of a prediction's top-k, stamped at the window end, in the
+    input's frame."""
     msg = cls_type()
     set_stamp(msg.header, end_us)
+    msg.header.frame_id = frame_id
     for item in pred["top_k"]:
         h = hyp_type()
         h.class_id, h.score = item["label"], float(item["score"])
         msg.results.append(h)
+    return msg
+
+
+def label_info_msg(info_type: Any, class_type: Any, classes: list[str], stamp_us: int,
+                   frame_id: str = "") -> Any:
+    """vision_msgs/LabelInfo: class id -> name, for tools that show Classification."""
+    msg = info_type()
+    set_stamp(msg.header, stamp_us)
+    msg.header.frame_id = frame_id
+    for i, name in enumerate(classes):
+        c = class_type()
+        c.class_id, c.class_name = i, name
+        msg.class_map.append(c)
     return msg
 
 

@@ -75,18 +75,21 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     P("torch_threads", 1, "CPU threads for inference (torch intra-op, process-wide); 0 = torch's "
       "default (one per core). 1 suits a batch-1 network beside decoding and other processes",
       low=0, high=1024),
-    P("events_topic", "/event_camera/events", "event camera input topic"),
+    P("events_topic", "~/events", "event camera input topic (the launch files remap ~/events "
+      "onto the driver's /event_camera/events)"),
     P("events_type", "event_packet", "event message type: event_packet "
       "(event_camera_msgs), dvs_event_array (dvs_msgs) or pointcloud2 (sensor_msgs)",
       choices=EVENT_TYPES),
-    P("audio_topic", "/audio/audio_stamped", "microphone input topic"),
+    P("audio_topic", "~/audio", "microphone input topic (the launch files remap ~/audio onto "
+      "audio_capture's /audio/audio_stamped)"),
     P("audio_type", "audio_data_stamped", "audio message type: audio_data_stamped "
       "(ros-drivers audio_common_msgs), audio_stamped (mgonzs13 audio_common_msgs), "
       "int16_multiarray or float32_multiarray (std_msgs: the t_ns layout stamp if present, "
       "else the receipt time)",
       choices=AUDIO_TYPES),
-    P("audio_info_topic", "/audio/audio_info", "AudioInfo topic (audio_data_stamped only); "
-      "until one arrives the audio_sample_rate/audio_channels fallbacks are used"),
+    P("audio_info_topic", "~/audio_info", "AudioInfo topic (audio_data_stamped only; the "
+      "launch files remap it onto /audio/audio_info); until one arrives the "
+      "audio_sample_rate/audio_channels fallbacks are used"),
     P("audio_sample_rate", 16000, "input sample rate (Hz) when the message does not carry it",
       low=1000, high=384000),
     P("audio_channels", 1, "interleaved input channels when the message does not carry them "
@@ -121,7 +124,7 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       low=0.5, high=600.0),
     P("top_k", 3, "number of best classes listed in each prediction", low=1, high=1000,
       runtime=True),
-    P("publish_debug_image", False, "publish /taaf/debug_image (event frame, audio raster, "
+    P("publish_debug_image", False, "publish taaf/debug_image (event frame, audio raster, "
       "attention bars)", runtime=True),
     P("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", low=0.1, high=60.0),
 )
@@ -196,8 +199,12 @@ def validate(table: Iterable[ParamSpec], values: Mapping[str, Any]) -> list[str]
 
 
 def runtime_update(table: Iterable[ParamSpec], current: Mapping[str, Any],
-                   changes: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+                   changes: Mapping[str, Any], unconfigured: bool = False
+                   ) -> tuple[dict[str, Any] | None, str]:
     """A set-parameters request: (all values after it, "") or (None, why it is refused).
+
+    unconfigured: a managed node that has not loaded yet, which accepts every parameter (it
+    reads them at configure).
 
     Refused: an unknown name, a parameter read only at start-up, a value out of its range,
     or a rule between parameters broken by the change (window_s and hop_s are re-checked).
@@ -205,8 +212,9 @@ def runtime_update(table: Iterable[ParamSpec], current: Mapping[str, Any],
     table = tuple(table)
     for name in changes:
         try:
-            if not spec(table, name).runtime:
-                return None, f"{name} is read at start-up: restart the node"
+            if not spec(table, name).runtime and not unconfigured:
+                return None, (f"{name} is read at start-up: restart the node (managed node: "
+                              "set it while unconfigured, it is read at configure)")
         except KeyError:
             return None, f"unknown parameter {name}"
     merged = {**current, **changes}
@@ -225,11 +233,14 @@ def describe(s: ParamSpec) -> str:
     return s.description + "." + extra + ("" if s.runtime else " Read at start-up.")
 
 
-def declare_all(node: Any, table: Iterable[ParamSpec]) -> dict[str, Any]:
+def declare_all(node: Any, table: Iterable[ParamSpec], all_settable: bool = False
+                ) -> dict[str, Any]:
     """Declare every parameter of ``table`` on an rclpy node; return the validated values.
 
     Each gets a ParameterDescriptor with the description, its range (IntegerRange or
-    FloatingPointRange, so tools show it) and ``read_only`` unless it may change at run time.
+    FloatingPointRange, so tools show it) and ``read_only`` unless it may change at run time
+    (``all_settable``: none is read-only; a managed node refuses changes itself once
+    configured).
     Raises ValueError listing every refused value, with the reason, so a node refuses to start
     on a bad configuration instead of running with a surprise.
     """
@@ -242,7 +253,8 @@ def declare_all(node: Any, table: Iterable[ParamSpec]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     errors: list[str] = []
     for s in table:
-        desc = ParameterDescriptor(description=describe(s), read_only=not s.runtime)
+        desc = ParameterDescriptor(description=describe(s),
+                                   read_only=not (s.runtime or all_settable))
         # Ranges are checked by validate() with our messages; the descriptor ones tell tools.
         if s.type is int and (s.low is not None or s.high is not None):
             desc.integer_range = [IntegerRange(from_value=int(s.low), to_value=int(s.high))]
@@ -278,7 +290,8 @@ def render_yaml() -> str:
              "# Use: ros2 run taaf_ros perception_node --ros-args --params-file "
              "config/perception.yaml", ""]
     for node, table in TABLES.items():
-        lines += [f"{node}:", "  ros__parameters:"]
+        # /**/: the node in any namespace (namespace:=robot1 in the launch files).
+        lines += [f"/**/{node}:", "  ros__parameters:"]
         for s in table:
             lines += [f"    # {s.description}", f"    {s.name}: {fmt(s.default)}"]
         lines.append("")

@@ -28,6 +28,7 @@ class PerceptionNode(PerceptionWiring, Node):
         self._init_wiring()
         super().__init__(PERCEPTION_NODE, **kwargs)
         self._declare_parameters()
+        self._make_diagnostics()
         self._load()
         self._make_publishers()
         self._start()

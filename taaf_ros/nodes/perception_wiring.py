@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, String
@@ -43,6 +46,10 @@ from taaf_ros.nodes.msg_imports import (
     try_import_msg,
 )
 from taaf_ros.nodes.params import PERCEPTION_PARAMS, declare_all, runtime_update
+from taaf_ros.stream.scheduler import STALE
+
+NO_PUBLISHER_GRACE_S = 5.0
+"""After this long without a publisher on an input topic, /diagnostics say so."""
 
 _BAD_INPUT = (EventFormatError, AudioFormatError, ValueError, TypeError, AttributeError,
               OverflowError, IndexError, KeyError)
@@ -84,10 +91,15 @@ class PerceptionWiring:
         self._pubs: list[Any] = []
         self.classifier: Any = None
         self.session: Any = None
+        self.pub_image: Any = None
+        self._frame_id = ""  # the input's frame (events, else audio), carried to the outputs
+
+    managed = False
+    """A lifecycle node: every parameter may be set while unconfigured."""
 
     def _declare_parameters(self) -> None:
         try:
-            self.p = declare_all(self, PERCEPTION_PARAMS)
+            self.p = declare_all(self, PERCEPTION_PARAMS, all_settable=self.managed)
         except ValueError as exc:
             raise StartupError(str(exc)) from exc
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -97,11 +109,17 @@ class PerceptionWiring:
         from taaf_ros.model import CheckpointError
 
         try:
-            self.session = LiveSession.from_params(self.p, self._now_us(), self.classifier)
+            classifier = self.classifier or LiveSession.load_classifier(self.p)
         except (FileNotFoundError, CheckpointError, RuntimeError, ValueError, KeyError,
                 MemoryError) as exc:
             raise StartupError(f"cannot load the model: {type(exc).__name__}: {exc}") from exc
-        self.classifier = self.session.classifier
+        window_s = classifier.window_us / 1e6
+        if self.p["hop_s"] > window_s:
+            raise StartupError(f"hop_s ({self.p['hop_s']} s) exceeds the window ({window_s} s, "
+                               "from the model card or window_s): data between windows would "
+                               "never be classified; lower hop_s")
+        self.classifier = classifier
+        self.session = LiveSession.from_params(self.p, self._now_us(), classifier)
         size, max_off = self.session.sensor_size, _us(self.p["max_stamp_offset_s"])
         self.events_in = EventInput(self.p["events_type"], size, max_off)
         self.audio_in = AudioInput(self.p["audio_type"], self.p["audio_sample_rate"],
@@ -115,23 +133,54 @@ class PerceptionWiring:
         except MissingMessagePackageError as exc:
             raise StartupError(str(exc)) from exc
 
+    def _make_diagnostics(self) -> None:
+        """/diagnostics in every state (absolute: where aggregators listen), on a steady
+        clock: a bag's /clock that stops must not stop the node's health reports."""
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
+        self._timer = self.create_timer(self.p["diagnostics_period_s"], self._on_diagnostics,
+                                        MutuallyExclusiveCallbackGroup(),
+                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._started_s = time.monotonic()
+
     def _make_publishers(self) -> None:
+        """Outputs relative to the node's namespace (``/robot1/taaf/prediction``);
+        ``qos_overrides./taaf/prediction.publisher.depth`` and friends change their QoS."""
         qos = QoSProfile(depth=10)
-        self.pub_pred = self.create_publisher(String, "/taaf/prediction", qos)
-        self.pub_att = self.create_publisher(Float32MultiArray, "/taaf/attention", qos)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", qos)
-        self.pub_image = self.create_publisher(Image, "/taaf/debug_image", qos)
+        pub = lambda t, name, q=qos: self.create_publisher(  # noqa: E731
+            t, name, q, qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self.pub_pred = pub(String, "taaf/prediction")
+        self.pub_att = pub(Float32MultiArray, "taaf/attention")
+        self.pub_image = None  # advertised only while publish_debug_image is true
+        self._update_debug_image()
         self._cls_type = try_import_msg("vision_msgs", "Classification")
         self._hyp_type = try_import_msg("vision_msgs", "ObjectHypothesis")
-        self.pub_cls = (self.create_publisher(self._cls_type, "/taaf/classification", qos)
+        self.pub_cls = (pub(self._cls_type, "taaf/classification")
                         if self._cls_type is not None else None)
-        self._pubs = [self.pub_pred, self.pub_att, self.pub_diag, self.pub_image, self.pub_cls]
+        self.pub_labels = None
+        info_type = try_import_msg("vision_msgs", "LabelInfo")
+        if info_type is not None:
+            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.pub_labels = pub(info_type, "taaf/label_info", latched)
+            self.pub_labels.publish(outputs.label_info_msg(
+                info_type, try_import_msg("vision_msgs", "VisionClass"),
+                self.classifier.classes, self._now_us()))
+        self._pubs = [self.pub_pred, self.pub_att, self.pub_cls, self.pub_labels]
+
+    def _update_debug_image(self) -> None:
+        if self.p["publish_debug_image"] and self.pub_image is None:
+            self.pub_image = self.create_publisher(
+                Image, "taaf/debug_image", QoSProfile(depth=10),
+                qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        elif not self.p["publish_debug_image"] and self.pub_image is not None:
+            self.destroy_publisher(self.pub_image)
+            self.pub_image = None
 
     def _drop_publishers(self) -> None:
-        for pub in self._pubs:
+        for pub in [*self._pubs, self.pub_image]:
             if pub is not None:
                 self.destroy_publisher(pub)
-        self._pubs = []
+        self._pubs, self.pub_image = [], None
 
     def _start(self) -> None:
         """Subscribe, start the diagnostics timer and the inference thread."""
@@ -141,8 +190,6 @@ class PerceptionWiring:
             self._subscribe(MutuallyExclusiveCallbackGroup())
         except MissingMessagePackageError as exc:
             raise StartupError(str(exc)) from exc
-        self._timer = self.create_timer(self.p["diagnostics_period_s"], self._on_diagnostics,
-                                        MutuallyExclusiveCallbackGroup())
         self._stop.clear()
         self._worker = threading.Thread(target=self._infer_loop, name="taaf_inference",
                                         daemon=True)
@@ -158,22 +205,25 @@ class PerceptionWiring:
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
 
     def destroy_node(self) -> None:
         """Stop the inference thread first: it must not publish on a destroyed node."""
         self._halt()
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
         super().destroy_node()  # the rclpy Node this is mixed into
 
     def _started_line(self) -> str:
+        """What runs, with the topic names as resolved (namespace and remaps applied)."""
+        names = [sub.topic_name for sub in self._subs]
         return (f"model {self.classifier.path} on {self.classifier.device}; window "
                 f"{self.classifier.window_us / 1e6:.3f} s, hop {self.p['hop_s']} s, event front "
-                f"end {self.session.live.mode}; events {self.p['events_type']} on "
-                f"{self.p['events_topic']}, audio {self.p['audio_type']} on "
-                f"{self.p['audio_topic']}"
-                + ("" if self.pub_cls else "; vision_msgs absent: no /taaf/classification"))
+                f"end {self.session.live.mode}; events {self.p['events_type']} on {names[0]}, "
+                f"audio {self.p['audio_type']} on {names[1]}"
+                + (f" (AudioInfo on {names[2]})" if len(names) > 2 else "")
+                + f"; predictions on {self.pub_pred.topic_name}"
+                + ("" if self.pub_cls else "; vision_msgs absent: no taaf/classification"))
 
     def _subscribe(self, group: MutuallyExclusiveCallbackGroup) -> None:
         # Sensor-data QoS (best effort, volatile: drivers publish best effort) but a history of
@@ -181,12 +231,15 @@ class PerceptionWiring:
         # 50 ms; 100 is still bounded (about a second of packets).
         qos = QoSProfile(depth=100, reliability=qos_profile_sensor_data.reliability,
                          durability=qos_profile_sensor_data.durability)
+        overrides = QoSOverridingOptions.with_default_policies()
         self._subs.append(self.create_subscription(
             event_msg_type(self.p["events_type"]), self.p["events_topic"],
-            with_message_info(self._on_events), qos, callback_group=group))
+            with_message_info(self._on_events), qos, callback_group=group,
+            qos_overriding_options=overrides))
         self._subs.append(self.create_subscription(
             audio_msg_type(self.p["audio_type"]), self.p["audio_topic"],
-            with_message_info(self._on_audio), qos, callback_group=group))
+            with_message_info(self._on_audio), qos, callback_group=group,
+            qos_overriding_options=overrides))
         if self.p["audio_type"] == "audio_data_stamped":
             info_type = import_msg("audio_common_msgs", "AudioInfo", "audio_data_stamped")
             # AudioInfo is latched by audio_capture: reliable + transient local to get it.
@@ -197,11 +250,15 @@ class PerceptionWiring:
                 self._on_audio_info, info_qos, callback_group=group))
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        merged, reason = runtime_update(PERCEPTION_PARAMS, self.p, {p.name: p.value
-                                                                     for p in params})
+        changes = {p.name: p.value for p in params if not p.name.startswith("qos_overrides.")
+                   and p.name != "use_sim_time"}
+        merged, reason = runtime_update(PERCEPTION_PARAMS, self.p, changes,
+                                        unconfigured=self.managed and self.session is None)
         if merged is None:
             return SetParametersResult(successful=False, reason=reason)
         self.p = merged
+        if self._pubs:  # publishers exist (configured)
+            self._update_debug_image()
         if self.session is not None:
             self.session.reconfigure(max_events_per_window=merged["max_events_per_window"],
                                      max_wait_us=_us(merged["max_wait_s"]),
@@ -218,6 +275,8 @@ class PerceptionWiring:
 
     def _on_events(self, msg: Any, info: Any) -> None:
         now = self._now_us()
+        self._frame_id = str(getattr(getattr(msg, "header", None), "frame_id", "") or
+                             self._frame_id)
         try:
             piece = self.events_in.decode(msg, now, self._sent_us(info, now))
             self.session.push_events(*piece, now)
@@ -228,6 +287,8 @@ class PerceptionWiring:
 
     def _on_audio(self, msg: Any, info: Any) -> None:
         now = self._now_us()
+        if not self._frame_id:
+            self._frame_id = str(getattr(getattr(msg, "header", None), "frame_id", "") or "")
         try:
             piece = self.audio_in.decode(msg, now, self._sent_us(info, now))
             self.session.push_audio(*piece, now)
@@ -271,19 +332,61 @@ class PerceptionWiring:
         self.pub_att.publish(outputs.attention_msg(out.result.attention_map))
         if self.pub_cls is not None:
             self.pub_cls.publish(outputs.classification_msg(self._cls_type, self._hyp_type,
-                                                            pred, out.window.end_us))
-        if self.p["publish_debug_image"]:
-            self.pub_image.publish(outputs.image_msg(render_window(out.result),
-                                                     out.window.end_us))
+                                                            pred, out.window.end_us,
+                                                            self._frame_id))
+        image = self.pub_image
+        if image is not None:
+            image.publish(outputs.image_msg(render_window(out.result), out.window.end_us,
+                                            self._frame_id))
 
     # ---------------------------------------------------------------------------- diagnostics
     def _on_diagnostics(self) -> None:
+        name = f"{self.get_name()}: perception"
+        state = self._lifecycle_state()
+        if self.session is None or not self._subs:
+            # Not running (a managed node before activate): say so, every period.
+            what = "unconfigured" if self.session is None else state or "inactive"
+            self.pub_diag.publish(outputs.diagnostics_msg(
+                name, "", STALE, f"{what}: no input is read, no predictions",
+                [("lifecycle_state", what)], self._now_us()))
+            return
         offsets = {"event": self.events_in.clock.last_stamp_offset_us,
                    "audio": self.audio_in.last_stamp_offset_us}
         level, message, values = self.session.diagnostics(
             self._now_us(), device=str(self.classifier.device),
             event_stats=self.events_in.stats(), audio_stats=self.audio_in.stats(),
-            stamp_offsets=offsets)
+            stamp_offsets=offsets, warnings=self._graph_warnings())
+        values += [("topic." + k, sub.topic_name) for k, sub in
+                   zip(("events", "audio", "audio_info"), self._subs, strict=False)]
+        if state:
+            values.append(("lifecycle_state", state))
         self.pub_diag.publish(outputs.diagnostics_msg(
-            f"{self.get_name()}: perception", str(self.classifier.device), level, message,
-            values, self._now_us()))
+            name, str(self.classifier.device), level, message, values, self._now_us()))
+
+    def _lifecycle_state(self) -> str:
+        """The lifecycle state's label (managed node), else ''."""
+        machine = getattr(self, "_state_machine", None)
+        return str(getattr(machine, "current_state", ("", ""))[1]) if machine else ""
+
+    def _graph_warnings(self) -> list[str]:
+        """A subscribed topic whose publishers have another type (silent in DDS), or none
+        after the grace period: what to fix."""
+        out = []
+        for sub, kind in zip(self._subs, ("events_type", "audio_type", None), strict=False):
+            want = _type_name(sub.msg_type)
+            types = {i.topic_type for i in self.get_publishers_info_by_topic(sub.topic_name)}
+            wrong = sorted(types - {want})
+            if wrong:
+                fix = (f": set {kind} to match, or remap the topic" if kind else "")
+                out.append(f"{sub.topic_name} has publishers of {', '.join(wrong)} but this "
+                           f"node subscribes {want}; their messages never arrive{fix}")
+            elif not types and time.monotonic() - self._started_s > NO_PUBLISHER_GRACE_S:
+                out.append(f"no publisher on {sub.topic_name} ({want}): start the driver or "
+                           "remap the topic (events_topic:= / audio_topic:= in the launch)")
+        return out
+
+
+def _type_name(msg_type: Any) -> str:
+    """``pkg/msg/Type`` of a message class, as the graph reports it."""
+    module = msg_type.__module__.split(".")
+    return f"{module[0]}/msg/{msg_type.__name__}"

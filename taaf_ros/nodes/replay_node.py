@@ -72,10 +72,7 @@ class ReplayNode(Node):
             self._make_publishers()
         except MissingMessagePackageError as exc:
             raise StartupError(str(exc)) from exc
-        now = self.get_clock().now().nanoseconds // 1000
-        self.plan = ReplayPlan(round(self.p["window_s"] * 1e6), round(self.p["hop_s"] * 1e6),
-                               round(self.p["gap_s"] * 1e6), round(self.p["packet_s"] * 1e6),
-                               now + round(self.p["start_delay_s"] * 1e6))
+        self.plan = self._plan()
         self.audio_rate = int(self.dataset.meta.get("audio_rate", 0)) or self[0].sample_rate
         self.finished = False
         # Bounded whatever loop:=true plays: a count and the latest sample only.
@@ -85,13 +82,22 @@ class ReplayNode(Node):
         self._loaded: tuple[int, EadSample, np.ndarray] | None = None
         self._seq = 0
         self._evt3_clock_us = 0  # sensor time of the last event sent (evt3 continues it)
-        self.create_timer(self.plan.packet_us / 1e6, self._on_tick)
+        self.create_timer(self.p["packet_s"], self._on_tick)
         self.get_logger().info(
             f"replaying {n} samples ({self.p['order']}) of {self.p['data_root']}/"
-            f"{self.p['split']} in slots of "
-            f"{self.plan.slot_us / 1e6:.3f} s from t={self.plan.origin_us / 1e6:.3f} s; events "
-            f"{self.p['events_type']} on {self.p['events_topic']}, audio {self.p['audio_type']} "
-            f"at {self.audio_rate} Hz on {self.p['audio_topic']}")
+            f"{self.p['split']}; events {self.p['events_type']} on {self.p['events_topic']}, "
+            f"audio {self.p['audio_type']} at {self.audio_rate} Hz on {self.p['audio_topic']}"
+            + ("" if self.plan else "; waiting for /clock (use_sim_time)"))
+
+    def _plan(self) -> ReplayPlan | None:
+        """The slots, from now plus the start delay; None while a simulated clock has not
+        started (no /clock yet: planning from t = 0 would send every early packet at once)."""
+        now = self.get_clock().now().nanoseconds // 1000
+        if now == 0 and self.get_clock().ros_time_is_active:
+            return None
+        return ReplayPlan(round(self.p["window_s"] * 1e6), round(self.p["hop_s"] * 1e6),
+                          round(self.p["gap_s"] * 1e6), round(self.p["packet_s"] * 1e6),
+                          now + round(self.p["start_delay_s"] * 1e6))
 
     def __getitem__(self, i: int) -> EadSample:
         return self.dataset[self.indices[i % len(self.indices)]]
@@ -121,6 +127,12 @@ class ReplayNode(Node):
     def _on_tick(self) -> None:
         if self.finished:
             return
+        if self.plan is None:
+            self.plan = self._plan()
+            if self.plan is None:
+                return
+            self.get_logger().info(f"slots of {self.plan.slot_us / 1e6:.3f} s from "
+                                   f"t={self.plan.origin_us / 1e6:.3f} s")
         now = self.get_clock().now().nanoseconds // 1000
         while True:
             slot, a, b = self.plan.packet(self._packet)

@@ -1,0 +1,318 @@
+"""The launch files and the nodes driven as a ROS user drives them: the real ``ros2 launch``,
+``ros2 param``, ``ros2 lifecycle``, ``ros2 topic`` (installed from ../shared/vendor by
+``make ros2-tools``; see the ``ros2_install`` fixture), over Fast DDS on loopback.
+
+Every launch gets a namespace of its own (``/t<pid>_<n>``), so tests, and sessions that share
+a ROS_DOMAIN_ID, never hear each other. Inputs are published from this process with rclpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import PointCloud2  # noqa: E402
+from std_msgs.msg import Int16MultiArray, MultiArrayDimension, String  # noqa: E402
+
+from taaf_ros.events import events_to_pointcloud2, make_events  # noqa: E402
+from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims  # noqa: E402
+
+pytestmark = pytest.mark.ros
+REPO = Path(__file__).resolve().parent.parent
+STOCK = ["events_type:=pointcloud2", "audio_type:=int16_multiarray", "device:=cpu",
+         "audio_sample_rate:=8000"]
+_names = count()
+
+
+def namespace() -> str:
+    return f"t{os.getpid()}_{next(_names)}"
+
+
+class Launch:
+    """``ros2 launch taaf_ros FILE args...`` in a process group of its own; its output kept."""
+
+    def __init__(self, env: dict[str, str], file: str, *args: str) -> None:
+        self.proc = subprocess.Popen(["ros2", "launch", "taaf_ros", file, *args], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.proc.poll() is None:
+            if text in self.output:
+                return True
+            time.sleep(0.1)
+        return text in self.output
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; the exit code."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def ros2(env: dict[str, str], *args: str, timeout: float = 30) -> str:
+    """Run one ``ros2`` CLI command; its stdout (fails the test on a non-zero exit)."""
+    r = subprocess.run(["ros2", *args], env=env, capture_output=True, text=True,
+                       timeout=timeout, check=False)
+    assert r.returncode == 0, f"ros2 {' '.join(args)}: {r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def retry(fn: Callable[[], str], ok: Callable[[str], bool], timeout: float = 30) -> str:
+    """Call ``fn`` until ``ok`` of its result (a node still starting), at most ``timeout``."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            out = fn()
+            if ok(out):
+                return out
+        except AssertionError:
+            if time.monotonic() > end:
+                raise
+        if time.monotonic() > end:
+            return out
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    """One rclpy context and executor thread for the test's own publishers and listeners."""
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set() and ctx.ok():
+            ex.spin_once(timeout_sec=0.05)
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    yield ctx, ex
+    stop.set()
+    thread.join(timeout=5)
+    ex.shutdown()
+    ctx.try_shutdown()
+
+
+class Sensors:
+    """A stock-message camera and microphone: 10 ms PointCloud2 packets and stamped audio."""
+
+    def __init__(self, graph, events_topic: str, audio_topic: str, frame_id: str = "") -> None:
+        ctx, ex = graph
+        self.ex = ex
+        self.node = rclpy.create_node(f"sensors_{next(_names)}", context=ctx)
+        self.events = self.node.create_publisher(PointCloud2, events_topic,
+                                                 qos_profile_sensor_data)
+        self.audio = self.node.create_publisher(Int16MultiArray, audio_topic,
+                                                qos_profile_sensor_data)
+        self.frame_id = frame_id
+        self.rng = np.random.default_rng(0)
+        self.node.create_timer(0.01, self._tick)
+        ex.add_node(self.node)
+
+    def _tick(self) -> None:
+        now = self.node.get_clock().now().nanoseconds // 1000
+        t = np.sort(self.rng.integers(now - 10_000, now, 200))
+        ev = make_events(self.rng.integers(0, 34, 200), self.rng.integers(0, 34, 200), t, 1)
+        msg = events_to_pointcloud2(ev, frame_id=self.frame_id)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(t[0]) * 1000, 10**9)
+        self.events.publish(msg)
+        au = Int16MultiArray(data=(2000 * np.sin(np.arange(80) * 0.3)).astype(int).tolist())
+        au.layout.dim = [MultiArrayDimension(label=a, size=b, stride=c)
+                         for a, b, c in stamped_layout_dims(80, (now - 10_000) * 1000)]
+        self.audio.publish(au)
+
+    def close(self) -> None:
+        self.ex.remove_node(self.node)
+        self.node.destroy_node()
+
+
+class Listener:
+    """Collects the JSON predictions of one topic."""
+
+    def __init__(self, graph, topic: str) -> None:
+        ctx, ex = graph
+        self.ex = ex
+        self.node = rclpy.create_node(f"listener_{next(_names)}", context=ctx)
+        self.got: list[dict] = []
+        self.node.create_subscription(String, topic, lambda m: self.got.append(
+            json.loads(m.data)), QoSProfile(depth=100))
+        ex.add_node(self.node)
+
+    def wait(self, n: int, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and len(self.got) < n:
+            time.sleep(0.1)
+        return len(self.got) >= n
+
+    def close(self) -> None:
+        self.ex.remove_node(self.node)
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def my_model(tmp_path_factory) -> Path:
+    """The bundled model under a name of the user's own (so where it came from shows)."""
+    path = tmp_path_factory.mktemp("models") / "mine.pt"
+    shutil.copy(REPO / "models" / "taaf_avdigits.pt", path)
+    return path
+
+
+def test_a_parameters_file_sets_what_no_argument_overrides(ros2_install, my_model, tmp_path):
+    """Row 3: config:= can set model_path, device and types; a given argument still wins."""
+    ns = namespace()
+    mine = tmp_path / "mine.yaml"
+    # /**/: any namespace (a bare taaf_perception: would only match the root namespace).
+    mine.write_text(f"/**/taaf_perception:\n  ros__parameters:\n    model_path: '{my_model}'\n"
+                    "    device: cpu\n    events_type: pointcloud2\n"
+                    "    audio_type: int16_multiarray\n    top_k: 2\n    hop_s: 0.1\n")
+    launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}",
+                    f"config:={mine}", "hop_s:=0.05")
+    try:
+        node = f"/{ns}/taaf_perception"
+        got = retry(lambda: ros2(ros2_install, "param", "get", node, "model_path"),
+                    lambda out: "mine.pt" in out)
+        assert str(my_model) in got, launch.output
+        assert "2" in ros2(ros2_install, "param", "get", node, "top_k")
+        assert "pointcloud2" in ros2(ros2_install, "param", "get", node, "events_type")
+        assert "0.05" in ros2(ros2_install, "param", "get", node, "hop_s")  # the argument
+        assert launch.wait_for_line(f"model {my_model}", 30), launch.output
+    finally:
+        assert launch.stop() == 0, launch.output[-3000:]
+    assert "Traceback" not in launch.output, launch.output[-3000:]
+
+
+def test_two_robots_in_namespaces_share_one_graph(ros2_install, graph):
+    """Rows 7 and 8: inputs and outputs resolve in the namespace; the log names them."""
+    ns1, ns2 = namespace(), namespace()
+    launches = [Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", *STOCK,
+                       "audio_topic:=audio/audio") for ns in (ns1, ns2)]
+    sensors = Sensors(graph, f"/{ns1}/event_camera/events", f"/{ns1}/audio/audio",
+                      frame_id="robot1_camera")
+    heard = [Listener(graph, f"/{ns}/taaf/prediction") for ns in (ns1, ns2)]
+    try:
+        assert heard[0].wait(10, 60), launches[0].output[-3000:]
+        assert not heard[1].got  # robot 2 has no sensors: nothing crosses over
+        for ns, launch in zip((ns1, ns2), launches, strict=True):
+            assert launch.wait_for_line(f"on /{ns}/event_camera/events", 10), launch.output
+            assert f"predictions on /{ns}/taaf/prediction" in launch.output
+        topics = ros2(ros2_install, "topic", "list", "--no-daemon", "--spin-time", "5")
+        assert f"/{ns1}/taaf/prediction" in topics and f"/{ns2}/taaf/prediction" in topics
+        echo = ros2(ros2_install, "topic", "echo", f"/{ns1}/taaf/prediction", "--once",
+                    "--full-length", "--no-daemon", timeout=30)
+        data = echo.split("data: ", 1)[1].strip().splitlines()[0].strip("'\"")
+        assert json.loads(data.replace("''", "'"))["label"]
+    finally:
+        sensors.close()
+        for h in heard:
+            h.close()
+        for launch in launches:
+            assert launch.stop() == 0, launch.output[-3000:]
+
+
+def test_use_sim_time_and_a_bad_hop_reach_the_node(ros2_install):
+    """Row 2: use_sim_time:= is a launch argument; row 11: a hop longer than the model's
+    window is refused at start-up with the reason."""
+    ns = namespace()
+    launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", *STOCK,
+                    "use_sim_time:=true")
+    try:
+        got = retry(lambda: ros2(ros2_install, "param", "get", f"/{ns}/taaf_perception",
+                                 "use_sim_time"), lambda out: "True" in out)
+        assert "True" in got
+    finally:
+        launch.stop()
+    bad = Launch(ros2_install, "perception.launch.py", f"namespace:={namespace()}", *STOCK,
+                 "hop_s:=0.7")
+    bad.proc.wait(timeout=60)
+    assert "hop_s (0.7 s) exceeds the window (0.6 s" in bad.output, bad.output[-3000:]
+    wrong = Launch(ros2_install, "perception.launch.py", "top_k:=many")
+    wrong.proc.wait(timeout=60)
+    assert wrong.proc.returncode != 0 and "top_k:='many' is not a int" in wrong.output
+
+
+def test_managed_node_autostarts_and_takes_parameters_while_unconfigured(ros2_install,
+                                                                          my_model):
+    """Row 10 and the autostart argument, through ros2 lifecycle and ros2 param."""
+    ns = namespace()
+    node = f"/{ns}/taaf_perception"
+    launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", *STOCK,
+                    "managed:=true")
+    try:
+        state = retry(lambda: ros2(ros2_install, "lifecycle", "get", node),
+                      lambda out: "unconfigured" in out)
+        assert "unconfigured" in state, launch.output[-2000:]
+        ros2(ros2_install, "param", "set", node, "model_path", str(my_model))
+        ros2(ros2_install, "lifecycle", "set", node, "configure")
+        assert launch.wait_for_line(f"configured: {my_model}", 60), launch.output[-3000:]
+        refused = subprocess.run(["ros2", "param", "set", node, "hop_s", "0.1"],
+                                 env=ros2_install, capture_output=True, text=True, timeout=30)
+        assert "read at start-up" in refused.stdout + refused.stderr
+    finally:
+        launch.stop()
+    assert "exiting from inactive: stopped, model released" in launch.output, \
+        launch.output[-3000:]
+    ns = namespace()
+    auto = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", *STOCK,
+                  "managed:=true", "autostart:=true")
+    try:
+        state = retry(lambda: ros2(ros2_install, "lifecycle", "get", f"/{ns}/taaf_perception"),
+                      lambda out: out.startswith("active"), timeout=60)
+        assert state.startswith("active"), auto.output[-3000:]
+    finally:
+        auto.stop()
+
+
+def test_replay_gets_the_perception_types(ros2_install, graph, avdigits_small):
+    """Row 4: use_replay:=true with the drivers' types (the default) predicts."""
+    ns = namespace()
+    heard = Listener(graph, f"/{ns}/taaf/prediction")
+    launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", "device:=cpu",
+                    "use_replay:=true", f"data_root:={avdigits_small}",
+                    "audio_sample_rate:=8000")
+    try:
+        assert heard.wait(5, 90), launch.output[-3000:]
+        assert "events event_packet" in launch.output
+    finally:
+        heard.close()
+        launch.stop()
+
+
+@pytest.fixture(scope="module")
+def avdigits_small(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from taaf_ros.data.avdigits import ensure_ead_dataset
+
+    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
+                              limit_per_class=1, progress=False)
