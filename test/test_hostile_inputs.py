@@ -223,3 +223,23 @@ def test_absurd_seq_is_an_outlier_not_a_loss(stream):
     stream.step(3)
     st = stream.events_in.stats()
     assert st["lost_packets"] == 0 and st["seq_outliers"] == 1 and st["seq_resets"] == 0
+
+
+def test_most_events_outside_the_sensor_is_a_warning_naming_the_size():
+    """A 1280 x 720 camera's PointCloud2 events on a node left at the model's 34 x 34."""
+    pytest.importorskip("sensor_msgs")
+    from taaf_ros.events.messages import events_to_pointcloud2
+
+    s = Stream("pointcloud2")
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        ev = make_events(rng.integers(0, 1280, 300), rng.integers(0, 720, 300),
+                         np.sort(rng.integers(s.sensor_us, s.sensor_us + STEP_US, 300)), 1)
+        cloud = events_to_pointcloud2(ev)
+        cloud.header.stamp.sec, cloud.header.stamp.nanosec = divmod(s.now * 1000, 10**9)
+        s.events(cloud)
+        s.sensor_us += STEP_US
+        s.now += STEP_US
+    level, message, _ = s.diagnostics()
+    assert level == WARN and "events.outside_sensor" in message
+    assert "sensor size in use (34 x 34)" in message and "sensor_width" in message

@@ -316,3 +316,13 @@ def avdigits_small(data_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
                               limit_per_class=1, progress=False)
+
+
+def test_launch_testing_runs_the_perception_launch(ros2_install):
+    """launch_testing's own runner on the perception launch file (STALE without input)."""
+    env = dict(ros2_install, TAAF_TEST_NAMESPACE=namespace())
+    r = subprocess.run(["launch_test", str(REPO / "test" / "launch_tests" /
+                                           "perception_diagnostics.py")],
+                       env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "OK" in r.stdout + r.stderr

@@ -1,81 +1,67 @@
-"""Static checks of the launch files without importing launch (not on PyPI): parsed with ast."""
+"""The launch files' table and rules without the launch system (test_launch_real.py runs them
+with the real ``ros2 launch``)."""
 
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import pytest
+
+from taaf_ros.nodes import launch_setup
+from taaf_ros.nodes.params import PERCEPTION_PARAMS
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))
 
 
-def _console_scripts() -> set[str]:
-    text = (REPO / "setup.py").read_text()
-    return set(re.findall(r'"(\w+)\s*=\s*[\w.]+:\w+"', text))
-
-
-def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-            and getattr(n.func, "id", getattr(n.func, "attr", None)) == name]
-
-
-def _kw(call: ast.Call, key: str):
-    return next((k.value for k in call.keywords if k.arg == key), None)
-
-
-def test_launch_files_exist():
-    assert {p.name for p in LAUNCH} >= {"perception.launch.py", "demo.launch.py"}
-
-
-@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
-def test_executables_are_console_scripts(path):
-    tree = ast.parse(path.read_text())
-    common = {k.arg: k.value for c in _calls(tree, "dict") for k in c.keywords}
-    for call in _calls(tree, "Node") + _calls(tree, "LifecycleNode"):
-        exe = _kw(call, "executable")
-        assert isinstance(exe, ast.Constant) and exe.value in _console_scripts(), exe
-        package = _kw(call, "package") or common.get("package")
-        assert package.value == "taaf_ros"
-
-
-@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
-def test_every_argument_has_a_description(path):
-    tree = ast.parse(path.read_text())
-    assigns = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
-               for t in n.targets if isinstance(t, ast.Name)}
-    args = assigns["ARGS"]
-    assert isinstance(args, ast.List) and args.elts
-    for item in args.elts:
-        name, _, desc = item.elts
-        assert isinstance(desc, ast.Constant) and len(desc.value) > 10, ast.unparse(name)
-    assert _calls(tree, "DeclareLaunchArgument")
-    # Every LaunchConfiguration used is declared.
-    declared = {e.elts[0].value for e in args.elts}
-    used = {c.args[0].value for c in _calls(tree, "cfg") + _calls(tree, "LaunchConfiguration")
-            if c.args and isinstance(c.args[0], ast.Constant)}
-    assert used <= declared, used - declared
-
-
-@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
-def test_named_files_are_installed(path):
-    """Files found through FindPackageShare are installed by setup.py data_files."""
-    tree = ast.parse(path.read_text())
+def test_launch_files_build_from_the_table():
+    assert {p.name for p in LAUNCH} == {"perception.launch.py", "demo.launch.py"}
+    for path in LAUNCH:
+        tree = ast.parse(path.read_text())
+        calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name)}
+        assert "launch_description" in calls, path.name
     setup = (REPO / "setup.py").read_text()
-    for call in _calls(tree, "PathJoinSubstitution"):
-        parts = [e.value for e in call.args[0].elts[1:] if isinstance(e, ast.Constant)]
-        folder, name = parts[0], parts[-1]
-        assert f'glob("{folder}/*' in setup, folder
-        assert (REPO / folder / name).is_file(), f"{folder}/{name}"
-    assert path.name.endswith(".launch.py") and 'glob("launch/*.launch.py")' in setup
+    assert 'glob("launch/*.launch.py")' in setup and 'glob("config/*.yaml")' in setup
 
 
-def test_perception_args_cover_the_brief():
-    tree = ast.parse((REPO / "launch" / "perception.launch.py").read_text())
-    args = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
-                and getattr(n.targets[0], "id", "") == "ARGS")
-    names = {e.elts[0].value for e in args.elts}
-    assert {"model", "device", "config", "events_topic", "events_type", "audio_topic",
-            "audio_type", "use_replay", "data_root", "split", "managed"} <= names
+def test_every_parameter_is_an_argument_with_its_description():
+    args = {name: (default, desc) for name, default, desc in launch_setup.argument_table()}
+    remapped = {n for n, _, _ in launch_setup.INPUT_REMAPS}
+    for s in PERCEPTION_PARAMS:
+        default, desc = args[s.name]
+        if s.name in remapped:  # the topic to remap the node's private input onto
+            assert "remapped onto the node's ~/" in desc
+        else:
+            assert s.description in desc
+            assert default == launch_setup.FROM_FILE  # never overrides the file unless given
+    for name in ("config", "model", "namespace", "use_sim_time", "log_level", "respawn",
+                 "managed", "autostart", "use_replay", "sensor_width", "sensor_height"):
+        assert name in args
+
+
+def test_docs_list_every_argument():
+    assert launch_setup.render_markdown() in (REPO / "docs" / "ros.md").read_text()
+
+
+def test_only_given_arguments_reach_the_node_typed_and_checked():
+    assert launch_setup.given_parameters({}) == {}
+    got = launch_setup.given_parameters({"device": "cpu", "publish_debug_image": "True",
+                                         "sensor_width": "1280", "use_sim_time": "true",
+                                         "events_topic": "/prophesee/events"})
+    assert got == {"device": "cpu", "publish_debug_image": True, "sensor_width": 1280,
+                   "use_sim_time": True}
+    for bad, reason in ((("hop_s", "-1"), "hop_s must be >= 0.005"),
+                        (("device", "gpu"), "device must be one of"),
+                        (("publish_debug_image", "yes"), "is not a bool")):
+        with pytest.raises(ValueError, match=reason):
+            launch_setup.given_parameters(dict([bad]))
+
+
+def test_replay_follows_the_perception_types_or_says_why_not():
+    p = launch_setup.replay_parameters({"data_root": "/d"}, {})
+    assert (p["events_type"], p["audio_type"]) == ("event_packet", "audio_data_stamped")
+    assert p["events_topic"] == "event_camera/events"
+    with pytest.raises(ValueError, match="publishes events_type pointcloud2 or event_packet"):
+        launch_setup.replay_parameters({}, {"events_type": "dvs_event_array"})

@@ -139,7 +139,7 @@ def perception(context, ckpt, prefix: str, **extra) -> PerceptionNode:
          "diagnostics_period_s": 0.2} | extra
     remap = ["--ros-args"]
     for out in ("/taaf/prediction", "/taaf/attention", "/taaf/debug_image", "/diagnostics",
-                "/taaf/classification"):
+                "/taaf/classification", "/taaf/label_info"):
         remap += ["-r", f"{out}:={topic(prefix, out.rsplit('/', 1)[1])}"]
     return PerceptionNode(context=context, parameter_overrides=_overrides(p), cli_args=remap)
 
@@ -309,6 +309,7 @@ class Source:
                                                  qos_profile_sensor_data)
         self.audio_on = True
         self.events_per_packet = 200
+        self.frame_id = ""
         self.rng = np.random.default_rng(0)
         self.node.create_timer(0.01, self._tick)
 
@@ -318,7 +319,7 @@ class Source:
         t = np.sort(self.rng.integers(now - 10_000, now, n))
         ev = make_events(self.rng.integers(0, 34, n), self.rng.integers(0, 34, n), t,
                          self.rng.integers(0, 2, n))
-        msg = events_to_pointcloud2(ev)
+        msg = events_to_pointcloud2(ev, frame_id=self.frame_id)
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(t[0]) * 1000, 10**9)
         self.pub_ev.publish(msg)
         if self.audio_on:
@@ -598,7 +599,8 @@ def test_managed_node_transitions_over_the_lifecycle_services(context, checkpoin
                  "audio_topic": topic("lc", "audio"), "audio_sample_rate": 8000,
                  "modality_timeout_s": 0.3}
             remap = ["--ros-args", "-r", f"__ns:=/{UNIQUE}/lc/{name}",
-                     "-r", f"taaf/prediction:={topic('lc', 'prediction')}"]  # in __ns
+                     "-r", f"taaf/prediction:={topic('lc', 'prediction')}",  # in __ns
+                     "-r", f"/diagnostics:={topic('lc', 'diagnostics')}"]
             nodes[name] = g.add(ManagedPerceptionNode(
                 context=context, parameter_overrides=_overrides(p), cli_args=remap))
         g.add(src.node)
@@ -627,7 +629,15 @@ def test_managed_node_transitions_over_the_lifecycle_services(context, checkpoin
             return src.node.count_subscribers(topic("lc", "events"))
 
         assert state() == "unconfigured" and subscribers() == 0
+
+        def status_of_good() -> str:
+            mine = [st for d in g.diagnostics for st in d.status if "/good/" in st.name]
+            return mine[-1].message if mine else ""
+
+        # /diagnostics in every state, the lifecycle state named (STALE: nothing is read).
+        assert g.wait_for(lambda: status_of_good().startswith("unconfigured"), 10)
         assert transition(Transition.TRANSITION_CONFIGURE)
+        assert g.wait_for(lambda: status_of_good().startswith("inactive"), 10)
         assert state() == "inactive" and nodes["good"].classifier is not None
         time.sleep(0.5)
         assert subscribers() == 0 and not g.predictions  # configured is not running
@@ -654,5 +664,117 @@ def test_managed_node_transitions_over_the_lifecycle_services(context, checkpoin
         assert not call(bad_change, ChangeState.Request(
             transition=Transition(id=Transition.TRANSITION_CONFIGURE))).success
         assert call(bad_get, GetState.Request()).current_state.label == "unconfigured"
+    finally:
+        g.close()
+
+
+# ----------------------------------------------------------------------------- ROS citizenship
+def test_outputs_carry_the_frame_name_the_classes_and_warn_of_wrong_types(context, checkpoint,
+                                                                          driver_msgs):
+    """frame_id from the input, vision_msgs/LabelInfo (latched), the debug image advertised
+    only while enabled, a QoS override, and /diagnostics naming a publisher of another type
+    and a topic without publishers."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    from vision_msgs.msg import Classification, LabelInfo
+
+    g = Graph(context, "cit")
+    src = Source(context, "cit")
+    src.frame_id = "camera_optical"
+    node = g.add(perception(context, checkpoint, "cit", audio_type="float32_multiarray",
+                            audio_topic=topic("cit", "audio_f32"),
+                            # keyed by the topic's resolved name (after the remap)
+                            **{f"qos_overrides.{topic('cit', 'prediction')}.publisher.depth":
+                               3}))
+    # A String publisher where the node expects Float32MultiArray: DDS matches neither way,
+    # silently. (Another participant: one refuses a topic name under two types.)
+    other = rclpy.Context()
+    rclpy.init(context=other)
+    stranger = rclpy.create_node("stranger_cit", context=other)
+    wrong = stranger.create_publisher(String, topic("cit", "audio_f32"), 10)
+    classes, labels = [], []
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    g.listener.create_subscription(Classification, topic("cit", "classification"),
+                                   classes.append, QoSProfile(depth=50))
+    g.listener.create_subscription(LabelInfo, topic("cit", "label_info"), labels.append,
+                                   latched)
+    g.add(src.node)
+    try:
+        g.start()
+        assert g.wait_for(lambda: len(classes) >= 3, 30)
+        assert {c.header.frame_id for c in classes} == {"camera_optical"}
+        assert g.wait_for(lambda: labels, 10)
+        assert [c.class_name for c in labels[-1].class_map] == node.classifier.classes
+        assert g.wait_for(lambda: "but this node subscribes std_msgs/msg/Float32MultiArray"
+                          in g.last_status().message, 10), g.last_status().message
+        assert "std_msgs/msg/String" in g.last_status().message
+        assert g.last_status().level == b"\x01"
+        pred_qos = node.pub_pred.qos_profile
+        assert pred_qos.depth == 3  # qos_overrides.<topic>.publisher.depth
+        assert node.count_publishers(topic("cit", "debug_image")) == 0
+        node.set_parameters(_overrides({"publish_debug_image": True}))
+        assert node.count_publishers(topic("cit", "debug_image")) == 1
+        stranger.destroy_publisher(wrong)
+        node._started_s -= 10  # as if the node had run past the grace period
+        assert g.wait_for(lambda: "no publisher on" in g.last_status().message, 10), \
+            g.last_status().message
+    finally:
+        g.close()
+        stranger.destroy_node()
+        other.try_shutdown()
+
+
+def test_a_bag_played_with_its_clock_into_a_sim_time_node(context, checkpoint, event_bags):
+    """taaf_bag_play --clock publishes the recorded stamps and /clock; a node with
+    use_sim_time predicts with windows in the bag's time, and /diagnostics keep coming."""
+    bag = event_bags / "test_data_evt3_trigger"
+    g = Graph(context, "sim")
+    node = g.add(perception(context, checkpoint, "sim", use_sim_time=True, sensor_width=1280,
+                            sensor_height=720, modality_timeout_s=0.3))
+    try:
+        g.start()
+        exe = shutil.which("taaf_bag_play")
+        cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.bag_play"]
+        r = subprocess.run([*cmd, str(bag), "--clock", "--pointcloud2", "--remap",
+                            f"/event_camera/events:={topic('sim', 'events')}",
+                            "--wait-for-subscribers", "10"],
+                           capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+                           check=False)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert g.wait_for(lambda: len(g.predictions) >= 2, 10), (r.stdout, node.events_in.stats())
+        bag_start_ns = 1691878988653097653  # metadata.yaml's starting_time
+        for p in g.predictions:
+            assert abs(p["window"]["end_ns"] - bag_start_ns) < 5 * 10**9, p["window"]
+        n = len(g.diagnostics)
+        time.sleep(1.5)  # the bag's clock has stopped: diagnostics still come (steady timer)
+        assert len(g.diagnostics) > n
+    finally:
+        g.close()
+
+
+def test_replay_on_sim_time_waits_for_the_clock(context, avdigits):
+    """Under use_sim_time the replay plans nothing before /clock says what time it is (it
+    used to plan from t = 1 s and send its first samples at once)."""
+    from rosgraph_msgs.msg import Clock
+
+    g = Graph(context, "rsim")
+    replay = g.add(ReplayNode(context=context, parameter_overrides=_overrides({
+        "data_root": str(avdigits), "samples": 2, "use_sim_time": True, "start_delay_s": 0.2,
+        "events_topic": topic("rsim", "events"), "audio_topic": topic("rsim", "audio"),
+        "ground_truth_topic": topic("rsim", "ground_truth")}),
+        cli_args=["--ros-args", "-r", f"/clock:={topic('rsim', 'clock')}"]))
+    clock = g.listener.create_publisher(Clock, topic("rsim", "clock"), 10)
+    try:
+        g.start()
+        time.sleep(1.0)
+        assert replay.plan is None and replay.played == 0
+        t_ns = 1_000_000 * 10**9
+        end = time.monotonic() + 10
+        while replay.played == 0 and time.monotonic() < end:
+            t_ns += 10**7
+            clock.publish(Clock(clock=rclpy.time.Time(nanoseconds=t_ns).to_msg()))
+            time.sleep(0.01)
+        assert replay.played >= 1
+        assert replay.plan.origin_us >= 1_000_000 * 10**6  # planned from the bag's clock
     finally:
         g.close()

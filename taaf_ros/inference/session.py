@@ -224,7 +224,8 @@ class LiveSession:
         counters |= {f"windows.{k}": v for k, v in self.window_inputs.items()}
         warnings = [*(warnings or []), *(stamp_advice(name, off) for name, off
                                          in stamp_offsets.items() if off is not None)]
-        warnings += self.input_health.update(mono, counters)
+        w, h = self.live.sensor_size
+        warnings += self.input_health.update(mono, counters, {"sensor": f"{w} x {h}"})
         level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
                                         warnings)
         extra |= {"worker.heartbeat_age_s": f"{self.health.heartbeat_age_s(mono):.2f}",

@@ -155,8 +155,8 @@ def diagnostic_values(*, level: int, message: str, device: str,
 # count), what they were, the likely cause and fix).
 _EVENT_LOSSES = (
     ("events.outside_sensor", True, "outside the sensor or the model's crop",
-     "the declared or configured sensor size does not match the camera: set sensor_width / "
-     "sensor_height or fix the driver's width and height"),
+     "the sensor size in use ({sensor}) does not match the camera: set sensor_width / "
+     "sensor_height (launch arguments too) or fix the driver's width and height"),
     ("events.too_late", True, "too late for any window still held",
      "stamps run behind the stream or jump; check the driver's clock"),
     ("events.late_dropped", True, "too late for any window still held",
@@ -200,12 +200,16 @@ class InputHealth:
                  ) -> None:
         self.hold_s, self.share, self.overload_s = float(hold_s), float(share), float(overload_s)
         self._windows: deque[tuple[float, float, float]] = deque()
+        self._notes: dict[str, str] = {}
         self._last: dict[str, float] = {}
         self._last_s: float | None = None
         self._held: dict[str, tuple[float, str]] = {}
 
-    def update(self, now_s: float, counters: dict[str, float]) -> list[str]:
-        """The warnings in force after this report (counters are cumulative)."""
+    def update(self, now_s: float, counters: dict[str, float],
+               notes: dict[str, str] | None = None) -> list[str]:
+        """The warnings in force after this report (counters are cumulative; notes: values
+        the advice names, e.g. ``sensor``, the event sensor size in use)."""
+        self._notes = {"sensor": "?", **(notes or {})}
         d = {k: float(v) - self._last.get(k, 0.0) for k, v in counters.items()}
         span = 0.0 if self._last_s is None else now_s - self._last_s
         self._last, self._last_s = {k: float(v) for k, v in counters.items()}, now_s
@@ -227,7 +231,7 @@ class InputHealth:
                 total = kept if subset else kept + lost
                 if lost > 0 and (subset is None or lost >= self.share * total):
                     out.append((key, f"{name}: {lost:,.0f} of {total:,.0f} {unit} {period} "
-                                     f"were {what} ({key}): {fix}"))
+                                     f"were {what} ({key}): {fix.format(**self._notes)}"))
             msgs, bad = g(f"{name}.messages"), g(f"{name}.bad_messages")
             if bad > 0:
                 out.append((f"{name}.bad", f"{name}: {bad:,.0f} of {msgs:,.0f} messages {period} "

@@ -41,7 +41,8 @@ from taaf_ros.data.bags import read_bag as read_bag_messages
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="taaf_bag_play", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="taaf_bag_play",
+                                 description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("bag", help="bag folder (with metadata.yaml) or a .db3 / .mcap file")
     ap.add_argument("--topics", nargs="+", default=None, help="topics to play (default: all)")
     ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor")

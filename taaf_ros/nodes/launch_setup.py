@@ -214,3 +214,12 @@ def _autostart(node: Any) -> list[Any]:
                 target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
                 entities=[change(Transition.TRANSITION_ACTIVATE)])),
             change(Transition.TRANSITION_CONFIGURE)]
+
+
+def render_markdown() -> str:
+    """The launch-argument table of docs/ros.md (a test keeps the two equal)."""
+    rows = ["| argument | default | description |", "|---|---|---|"]
+    for name, default, desc in argument_table():
+        shown = f"`{default}`" if default else "(not given)"
+        rows.append(f"| `{name}` | {shown} | {desc} |")
+    return "\n".join(rows)

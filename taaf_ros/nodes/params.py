@@ -137,7 +137,8 @@ REPLAY_PARAMS: tuple[ParamSpec, ...] = (
       choices=("interleaved", "listed")),
     P("samples", 0, "number of samples to replay (0 = all)", low=0, high=10_000_000),
     P("start_index", 0, "first sample index (in that order)", low=0, high=10_000_000),
-    P("loop", False, "start over after the last sample (else stop publishing)"),
+    P("loop", False, "start over after the last sample (else the node exits after it; its "
+      "latched ground truth goes with it)"),
     P("window_s", 0.6, "slot content length (s): each sample's first window_s seconds are "
       "played; set to the model's window", low=0.01, high=10.0),
     P("hop_s", 0.05, "the perception hop (s): slots start on multiples of it", low=0.005,

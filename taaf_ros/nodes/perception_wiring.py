@@ -169,9 +169,10 @@ class PerceptionWiring:
 
     def _update_debug_image(self) -> None:
         if self.p["publish_debug_image"] and self.pub_image is None:
-            self.pub_image = self.create_publisher(
-                Image, "taaf/debug_image", QoSProfile(depth=10),
-                qos_overriding_options=QoSOverridingOptions.with_default_policies())
+            # No QoS overrides here: they declare parameters, and this runs inside the
+            # set-parameters callback when the image is switched on at run time.
+            self.pub_image = self.create_publisher(Image, "taaf/debug_image",
+                                                   QoSProfile(depth=10))
         elif not self.p["publish_debug_image"] and self.pub_image is not None:
             self.destroy_publisher(self.pub_image)
             self.pub_image = None
@@ -341,7 +342,8 @@ class PerceptionWiring:
 
     # ---------------------------------------------------------------------------- diagnostics
     def _on_diagnostics(self) -> None:
-        name = f"{self.get_name()}: perception"
+        # Namespaced like the node ("robot1/taaf_perception: perception"): robots apart.
+        name = f"{self.get_fully_qualified_name().lstrip('/')}: perception"
         state = self._lifecycle_state()
         if self.session is None or not self._subs:
             # Not running (a managed node before activate): say so, every period.
