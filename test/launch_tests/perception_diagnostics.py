@@ -16,7 +16,6 @@ from ament_index_python.packages import get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
-
 NAMESPACE = os.environ.get("TAAF_TEST_NAMESPACE", "launch_test")
 
 
