@@ -82,9 +82,12 @@ class Launch:
 
 
 def ros2(env: dict[str, str], *args: str, timeout: float = 30) -> str:
-    """Run one ``ros2`` CLI command; its stdout (fails the test on a non-zero exit)."""
-    r = subprocess.run(["ros2", *args], env=env, capture_output=True, text=True,
-                       timeout=timeout, check=False)
+    """Run one ``ros2`` CLI command without the CLI's daemon (none is left behind); its
+    stdout (fails the test on a non-zero exit)."""
+    # Without the daemon, each command discovers the graph itself: give it time to.
+    extra = ["--spin-time", "3"] if args[0] in ("param", "lifecycle") else []
+    r = subprocess.run(["ros2", *args, "--no-daemon", *extra], env=env, capture_output=True,
+                       text=True, timeout=timeout, check=False)
     assert r.returncode == 0, f"ros2 {' '.join(args)}: {r.stdout}\n{r.stderr}"
     return r.stdout
 
@@ -228,10 +231,10 @@ def test_two_robots_in_namespaces_share_one_graph(ros2_install, graph):
         for ns, launch in zip((ns1, ns2), launches, strict=True):
             assert launch.wait_for_line(f"on /{ns}/event_camera/events", 10), launch.output
             assert f"predictions on /{ns}/taaf/prediction" in launch.output
-        topics = ros2(ros2_install, "topic", "list", "--no-daemon", "--spin-time", "5")
+        topics = ros2(ros2_install, "topic", "list", "--spin-time", "5")
         assert f"/{ns1}/taaf/prediction" in topics and f"/{ns2}/taaf/prediction" in topics
         echo = ros2(ros2_install, "topic", "echo", f"/{ns1}/taaf/prediction", "--once",
-                    "--full-length", "--no-daemon", timeout=30)
+                    "--full-length", timeout=30)
         data = echo.split("data: ", 1)[1].strip().splitlines()[0].strip("'\"")
         assert json.loads(data.replace("''", "'"))["label"]
     finally:
@@ -277,7 +280,8 @@ def test_managed_node_autostarts_and_takes_parameters_while_unconfigured(ros2_in
         ros2(ros2_install, "param", "set", node, "model_path", str(my_model))
         ros2(ros2_install, "lifecycle", "set", node, "configure")
         assert launch.wait_for_line(f"configured: {my_model}", 60), launch.output[-3000:]
-        refused = subprocess.run(["ros2", "param", "set", node, "hop_s", "0.1"],
+        refused = subprocess.run(["ros2", "param", "set", node, "hop_s", "0.1", "--no-daemon",
+                                  "--spin-time", "3"],
                                  env=ros2_install, capture_output=True, text=True, timeout=30)
         assert "read at start-up" in refused.stdout + refused.stderr
     finally:

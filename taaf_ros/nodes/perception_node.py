@@ -6,6 +6,7 @@ both do (threads, inputs, outputs, diagnostics) is ``perception_wiring.Perceptio
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,9 @@ def spin_node(make: Callable[[], Node], name: str) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C in a terminal reaches the node twice under ros2 launch (the terminal signals
+        # the process group, launch forwards it): the second must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -15,6 +15,7 @@ no data in time: the perception node sees exactly the plan's timeline.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -239,6 +240,7 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (see perception_node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
