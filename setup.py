@@ -41,6 +41,7 @@ setup(
         "pyyaml>=6",
         "rosbags>=0.10",
         "av>=12",  # MP3 (audio_capture's default) and other compressed audio
+        "pillow>=9",  # the debug view's caption
         "setuptools",
     ],
     extras_require={

@@ -681,7 +681,8 @@ def test_outputs_carry_the_frame_name_the_classes_and_warn_of_wrong_types(contex
     src = Source(context, "cit")
     src.frame_id = "camera_optical"
     node = g.add(perception(context, checkpoint, "cit", audio_type="float32_multiarray",
-                            audio_topic=topic("cit", "audio_f32"),
+                            audio_topic=topic("cit", "audio_f32"), sensor_width=64,
+                            sensor_height=48,
                             # keyed by the topic's resolved name (after the remap)
                             **{f"qos_overrides.{topic('cit', 'prediction')}.publisher.depth":
                                3}))
@@ -712,8 +713,18 @@ def test_outputs_carry_the_frame_name_the_classes_and_warn_of_wrong_types(contex
         pred_qos = node.pub_pred.qos_profile
         assert pred_qos.depth == 3  # qos_overrides.<topic>.publisher.depth
         assert node.count_publishers(topic("cit", "debug_image")) == 0
+        images = []
+        from sensor_msgs.msg import Image
+
+        g.listener.create_subscription(Image, topic("cit", "debug_image"), images.append,
+                                       QoSProfile(depth=10))
         node.set_parameters(_overrides({"publish_debug_image": True}))
         assert node.count_publishers(topic("cit", "debug_image")) == 1
+        assert g.wait_for(lambda: len(images) >= 2, 20)
+        img = images[-1]  # at the sensor's resolution, captioned below
+        assert (img.width, img.header.frame_id) == (136, "camera_optical")
+        pixels = np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.width, 3)
+        assert pixels[:48, :64].any() and not pixels[:48, 64:].any() and img.height > 48
         stranger.destroy_publisher(wrong)
         node._started_s -= 10  # as if the node had run past the grace period
         assert g.wait_for(lambda: "no publisher on" in g.last_status().message, 10), \

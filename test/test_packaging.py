@@ -31,7 +31,7 @@ def test_package_xml_is_format_3_with_ament_python():
 
 # ROS packages a stock ROS 2 install has though PyPI does not (launch is pure Python, not on PyPI)
 STOCK_NOT_ON_PYPI = {"launch", "launch_ros", "launch_testing", "launch_testing_ros"}
-SYSTEM_KEYS = {"python3-numpy", "python3-scipy", "python3-yaml", "python3-pytest"}
+SYSTEM_KEYS = {"python3-numpy", "python3-scipy", "python3-yaml", "python3-pytest", "python3-pil"}
 
 
 def test_package_xml_declares_only_keys_rosdep_resolves():

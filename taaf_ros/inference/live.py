@@ -51,6 +51,8 @@ class LiveWindow:
     result: WindowResult
     n_events: int
     audio_coverage: float
+    raw_events: np.ndarray | None = None  # the window's events as recorded (debug view only)
+    sensor_size: tuple[int, int] | None = None
 
 
 class LivePipeline:
@@ -74,16 +76,28 @@ class LivePipeline:
                                             settings.history_us) if step else None)
         self.event_buf = None if step else EventRingBuffer(settings.event_buffer_capacity)
         self.outside_sensor = 0  # per-window path: events outside the sensor or the crop
+        self.raw: EventRingBuffer | None = None  # see keep_raw_events
         self.audio = StreamingCochlea(fe, settings.audio_buffer_s)
 
     @property
     def mode(self) -> str:
         return "streaming" if self.streaming else "per-window"
 
+    def keep_raw_events(self, capacity: int) -> None:
+        """Keep the last ``capacity`` events as recorded (0: none), for a debug view of each
+        window at the sensor's resolution; memory 21 bytes an event, only while asked for."""
+        if capacity <= 0:
+            self.raw = None
+        elif self.raw is None or self.raw.capacity != capacity:
+            self.raw = EventRingBuffer(capacity)
+
     def push_events(self, events: np.ndarray, sensor_size: tuple[int, int]) -> None:
         """Events recorded on a sensor of ``sensor_size`` (that message's own: a size holds
         for the events it came with, never for later ones)."""
         self.sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
+        raw = self.raw
+        if raw is not None and len(events):
+            raw.push(events)
         if self.frames is not None:
             self.frames.push(events, self.sensor_size)
         elif len(events):
@@ -119,7 +133,12 @@ class LivePipeline:
             return None
         res = self.classifier.classify_tensors(ev, au)
         present = WindowCut(w.start_us, w.end_us, (ev is not None, au is not None), w.timed_out)
-        return LiveWindow(present, res, n_events, coverage)
+        raw = self.raw
+        if raw is None:
+            return LiveWindow(present, res, n_events, coverage)
+        return LiveWindow(present, res, n_events, coverage,
+                          raw.window(w.start_us, w.end_us, self.settings.max_events_per_window),
+                          self.sensor_size)
 
     def stats(self) -> dict[str, Any]:
         """Buffer and front-end counters for /diagnostics."""

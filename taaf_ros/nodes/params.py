@@ -124,8 +124,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       low=0.5, high=600.0),
     P("top_k", 3, "number of best classes listed in each prediction", low=1, high=1000,
       runtime=True),
-    P("publish_debug_image", False, "publish taaf/debug_image (event frame, audio raster, "
-      "attention bars)", runtime=True),
+    P("publish_debug_image", False, "publish taaf/debug_image: the window's events at the "
+      "sensor's resolution, the audio raster, attention bars, label and confidence (keeps "
+      "the last million raw events while on)", runtime=True),
     P("diagnostics_period_s", 1.0, "period of /diagnostics messages (s)", low=0.1, high=60.0),
 )
 

@@ -48,6 +48,9 @@ from taaf_ros.nodes.msg_imports import (
 from taaf_ros.nodes.params import PERCEPTION_PARAMS, declare_all, runtime_update
 from taaf_ros.stream.scheduler import STALE
 
+DEBUG_VIEW_EVENTS = 1_000_000
+"""Raw events kept for the debug view while publish_debug_image is on (21 MB)."""
+
 NO_PUBLISHER_GRACE_S = 5.0
 """After this long without a publisher on an input topic, /diagnostics say so."""
 
@@ -168,6 +171,9 @@ class PerceptionWiring:
         self._pubs = [self.pub_pred, self.pub_att, self.pub_cls, self.pub_labels]
 
     def _update_debug_image(self) -> None:
+        if self.session is not None:  # raw events for the sensor-resolution view, while on
+            self.session.live.keep_raw_events(DEBUG_VIEW_EVENTS if self.p["publish_debug_image"]
+                                              else 0)
         if self.p["publish_debug_image"] and self.pub_image is None:
             # No QoS overrides here: they declare parameters, and this runs inside the
             # set-parameters callback when the image is switched on at run time.
@@ -184,7 +190,8 @@ class PerceptionWiring:
         self._pubs, self.pub_image = [], None
 
     def _start(self) -> None:
-        """Subscribe, start the diagnostics timer and the inference thread."""
+        """Subscribe and start the inference thread."""
+        self._update_debug_image()  # this session keeps raw events if the view is on
         # Groups matter where a MultiThreadedExecutor spins the node (several nodes in one
         # process): decoders keep state from message to message, so decoding is never parallel.
         try:
@@ -337,8 +344,10 @@ class PerceptionWiring:
                                                             self._frame_id))
         image = self.pub_image
         if image is not None:
-            image.publish(outputs.image_msg(render_window(out.result), out.window.end_us,
-                                            self._frame_id))
+            view = render_window(out.result, events=out.raw_events, sensor_size=out.sensor_size,
+                                 label=pred["label"], confidence=pred["confidence"],
+                                 modalities=tuple(pred["modality_attention"]))
+            image.publish(outputs.image_msg(view, out.window.end_us, self._frame_id))
 
     # ---------------------------------------------------------------------------- diagnostics
     def _on_diagnostics(self) -> None:
