@@ -242,3 +242,27 @@ def test_lif_sequence_is_the_pure_function_the_layer_wraps() -> None:
     assert torch.equal(z, torch.stack(ref)) and 0 < float(z.mean()) < 1
     layer = LIFLayer(T=5, tau_syn_inv=300.0, tau_mem_inv=150.0, v_th=0.4, dt=1e-3)
     assert torch.equal(layer(x.reshape(35, 3)).reshape(5, 7, 3), z)
+
+
+def test_the_bundled_model_exports_and_the_export_equals_eager() -> None:
+    """The inference forward has no host round trip and no data-dependent Python branch, so
+    torch.export traces it whole (the door to ONNX, AOT compilation and CUDA graphs)."""
+    from pathlib import Path
+
+    from taaf_ros.model import load_checkpoint
+
+    model = load_checkpoint(Path(__file__).resolve().parent.parent / "models" /
+                            "taaf_avdigits.pt").model.eval()
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(0)
+    ev = torch.randint(0, 4, (cfg.T, 1, *cfg.event_shape), generator=g).float()
+    au = torch.randint(0, 3, (cfg.T, 1, 2, cfg.audio_channels), generator=g).float()
+    program = torch.export.export(model, (ev, au))
+    with torch.no_grad():
+        eager = model(ev, au)
+        exported = program.module()(ev, au)
+        other = program.module()(ev * 2, au.flip(0))  # a new input, not the traced one
+        eager_other = model(ev * 2, au.flip(0))
+    for field in ("logits", "modality_attention", "attention_map", "unimodal_logits"):
+        torch.testing.assert_close(getattr(exported, field), getattr(eager, field))
+        torch.testing.assert_close(getattr(other, field), getattr(eager_other, field))

@@ -127,18 +127,24 @@ class TAAFNet(nn.Module):
         T, B = given[0].shape[:2]
         if T != self.cfg.T:
             raise ValueError(f"expected T={self.cfg.T} time steps, got {T}")
-        dev = next(self.parameters()).device
-        avail = torch.tensor(
-            [inputs[m] is not None and m in self.encoders for m in MODALITIES], device=dev
-        )
-        present = avail.expand(B, -1) if present is None else present.to(dev).bool() & avail
-        if not bool(present.any(dim=1).all()):
+        dev, dtype = self.readout_weights.device, self.readout_weights.dtype
+        # Which encoders run is structure (configured, given), never a device value: in eval
+        # the forward reads nothing back to the host, so torch.export, ONNX and CUDA graphs
+        # work. Which samples have a modality is the mask `present`, used arithmetically.
+        avail = [inputs[m] is not None and m in self.encoders for m in MODALITIES]
+        mask_avail = torch.stack([torch.full((B,), a, dtype=torch.bool, device=dev)
+                                  for a in avail], dim=1)  # (B, M), no host-to-device copy
+        present = mask_avail if present is None else present.to(dev).bool() & mask_avail
+        if self.training and not bool(present.any(dim=1).all()):
+            # Inference callers (Classifier, the trainer's evaluation) check this themselves.
             raise ValueError("every sample needs at least one present, configured modality")
-        dtype = next(self.parameters()).dtype
-        h = torch.zeros(T, B, len(MODALITIES), self.cfg.hidden, device=dev, dtype=dtype)
+        hs = []
         for i, m in enumerate(MODALITIES):
-            if not bool(avail[i]) or not (self.run_every_encoder or bool(present[:, i].any())):
-                continue  # nobody uses this encoder in this batch: skip its compute
+            skip = not avail[i] or (self.training and not self.run_every_encoder
+                                    and not bool(present[:, i].any()))
+            if skip:  # no encoder, no input, or (training) nobody in this batch uses it
+                hs.append(torch.zeros(T, B, self.cfg.hidden, device=dev, dtype=dtype))
+                continue
             x = inputs[m]
             if tuple(x.shape[2:]) != self._input_shape(m) or x.shape[1] != B:
                 raise ValueError(
@@ -147,8 +153,8 @@ class TAAFNet(nn.Module):
             mask = present[:, i].to(dtype)  # (B,)
             x = x.to(device=dev, dtype=dtype) * self.cfg.input_scale
             x = x * mask.reshape(1, B, *([1] * (x.dim() - 2)))  # absent -> zero input
-            hm = self.encoders[m](x) * mask.reshape(1, B, 1)  # (T, B, D)
-            h = h.index_copy(2, torch.tensor([i], device=dev), hm.unsqueeze(2))
+            hs.append(self.encoders[m](x) * mask.reshape(1, B, 1))  # (T, B, D)
+        h = torch.stack(hs, dim=2)  # (T, B, M, D)
         out = self.head(h, present, grad_scale)
         if self.calibrated:
             out = out._replace(logits=combine_readouts(out.head_logits, out.unimodal_logits,
