@@ -27,7 +27,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"share/{PACKAGE}/models", ["models/taaf_avdigits.pt"]),  # DEFAULT_MODEL
+        # DEFAULT_MODEL and its ONNX graph (taaf_export; the onnxruntime backend)
+        (f"share/{PACKAGE}/models", ["models/taaf_avdigits.pt", "models/taaf_avdigits.onnx"]),
     ],
     package_data={PACKAGE: ["py.typed", "interfaces/*/msg/*.msg"]},
     install_requires=[
@@ -54,6 +55,8 @@ setup(
         + ["catkin_pkg"],
         "interfaces-jazzy": [f"ros-jazzy-{p}" for p in INTERFACE_TOOLS + INTERFACE_TOOLS_JAZZY]
         + ["catkin_pkg"],
+        # The onnxruntime inference backend and taaf_export --onnx.
+        "onnx": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
         # Event files beyond .npy and N-MNIST .bin: HDF5 and AEDAT4.
         "files": ["h5py>=3", "aedat>=2"],
         # Offline work: building datasets, training (tyro: its command line), reports.
@@ -62,7 +65,8 @@ setup(
         "bench": ["expelliarmus"],
         # faery writes the AEDAT4 files the reader is tested on (another implementation).
         "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "aedat>=2", "faery>=0.7",
-                "colcon-common-extensions"],
+                "colcon-common-extensions", "onnx>=1.16", "onnxscript>=0.2",
+                "onnxruntime>=1.18"],
     },
     entry_points={
         "console_scripts": [
@@ -78,6 +82,7 @@ setup(
             "taaf_optim_select = taaf_ros.training.optim_select:main",
             "taaf_fusion_study = taaf_ros.training.fusion_study:main",
             "taaf_build_interfaces = taaf_ros.interfaces.build:main",
+            "taaf_export = taaf_ros.model.export:main",
         ],
     },
 )

@@ -7,6 +7,7 @@
 * per-step: the same weights, every layer called once per step with norse's
   ``lif_feed_forward_step`` (how SNN code is usually written); outputs are checked to match.
 * ANN: the same layers with ReLU instead of LIF (folded time too), the non-spiking reference.
+* ONNX Runtime: the exported graph (``taaf_export``, the node's ``inference_backend``), CPU.
 Reports inference latency at batch 1, training step time, energy per inference, firing rates.
 With the bundled model (``models/taaf_avdigits.pt``, or ``--checkpoint``) the trained weights are
 used and, where an EAD-layout test split is found (``--data-root`` / ``TAAF_DATA_ROOT``), energy
@@ -139,6 +140,38 @@ def timeit(fn: Callable[[], object], sync: Callable[[], None], n: int, warm: int
     return statistics.median(times) * 1e3  # ms
 
 
+def onnxruntime_row(net: TAAFNet, checkpoint: str, ev: torch.Tensor, au: torch.Tensor,
+                    iters: int, threads: int) -> float | None:
+    """Median ms of the exported graph in ONNX Runtime's CPU provider (the node's
+    ``inference_backend:=onnxruntime``), checked against the eager network; None where
+    onnxruntime is absent."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("onnxruntime not installed: no ONNX Runtime row (pip install 'taaf_ros[onnx]')")
+        return None
+    import tempfile
+
+    from taaf_ros.model.export import (
+        OnnxRunner,
+        check_against_eager,
+        export_onnx,
+        file_digest,
+        graph_source,
+        onnx_path,
+    )
+
+    path = onnx_path(checkpoint) if checkpoint else None
+    if path is None or not path.is_file() or graph_source(path) != file_digest(checkpoint):
+        path = export_onnx(net, Path(tempfile.mkdtemp()) / "net.onnx")
+    runner = OnnxRunner(path, threads=threads)
+    diff = check_against_eager(net, runner)
+    assert diff < 1e-4, f"ONNX Runtime differs from the network by {diff}"
+    e, a = ev.float().cpu().numpy(), au.float().cpu().numpy()
+    present = np.ones((1, 2), dtype=bool)
+    return timeit(lambda: runner(e, a, present), lambda: None, iters)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
@@ -188,6 +221,7 @@ def main() -> None:
         "ANN (ReLU, same layers)": timeit(infer(lambda: ann(ev, au)), sync, args.iters),
     }
 
+    ort_ms = onnxruntime_row(net, args.checkpoint, ev, au, args.iters, args.threads)
     evb, aub = make_inputs(cfg, args.train_batch, dev)
     y = torch.arange(args.train_batch, device=dev) % cfg.n_classes
 
@@ -229,6 +263,9 @@ def main() -> None:
             f"{name:26s} {rows[name]:13.2f} {rows[name] / base:9.2f}x "
             f"{train_rows[name]:15.2f} {train_rows[name] / tbase:9.2f}x"
         )
+    if ort_ms is not None:
+        print(f"{'ONNX Runtime (exported)':26s} {ort_ms:13.2f} {ort_ms / base:9.2f}x "
+              f"{'-':>15s} {'-':>10s}")
 
     source = "random sparse input, 5 % event / 15 % audio density"
     e_ev, e_au = ev.float(), au.float()

@@ -84,7 +84,8 @@ class Classifier:
     """
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto",
-                 window_s: float = 0.0, dtype: str = "float32") -> None:
+                 window_s: float = 0.0, dtype: str = "float32", backend: str = "eager"
+                 ) -> None:
         import dataclasses
 
         import torch
@@ -104,6 +105,12 @@ class Classifier:
             fe = dataclasses.replace(fe, window_s=float(window_s))
         self.frontend = fe
         self._torch = torch
+        self.backend = backend
+        self.runner = None
+        if backend == "onnxruntime":
+            self.runner = _onnx_runner(self.path, loaded.model, self.device)
+        elif backend != "eager":
+            raise ValueError(f"backend must be eager or onnxruntime, got {backend!r}")
 
     @property
     def window_us(self) -> int:
@@ -148,6 +155,8 @@ class Classifier:
             au = None
         if ev is None and au is None:
             raise ValueError("no modality present")
+        if self.runner is not None:
+            return self._classify_onnx(ev, au)
         present = torch.tensor([[ev is not None, au is not None]], device=self.device)
         with inference_context(self.device, self.dtype):
             out = self.model(
@@ -159,3 +168,37 @@ class Classifier:
             att = out.modality_attention[0].float().cpu().numpy()
             amap = out.attention_map[0].float().cpu().numpy()
         return WindowResult(probs, att, amap, ev, au)
+
+    def _classify_onnx(self, ev: np.ndarray | None, au: np.ndarray | None) -> WindowResult:
+        """The exported graph: an absent modality is zeros, masked."""
+        cfg = self.model.cfg
+        e = (np.zeros((cfg.T, *cfg.event_shape), np.float32) if ev is None else ev)[:, None]
+        a = (np.zeros((cfg.T, 2, cfg.audio_channels), np.float32) if au is None else au)[:, None]
+        present = np.array([[ev is not None, au is not None]])
+        probs, att, amap = self.runner(e, a, present)
+        return WindowResult(probs[0], att[0], amap[0], ev, au)
+
+
+def _onnx_runner(checkpoint: str, model: Any, device: Any) -> Any:
+    """ONNX Runtime on the checkpoint's graph: ``<model>.onnx`` beside it when current, else
+    exported once into the user cache (a share folder may be read-only)."""
+    from taaf_ros.model.export import (
+        OnnxRunner,
+        export_onnx,
+        file_digest,
+        graph_source,
+        onnx_path,
+    )
+
+    beside, digest = onnx_path(checkpoint), file_digest(checkpoint)
+    if beside.is_file() and graph_source(beside) == digest:
+        path = beside
+    else:  # none, or made from another checkpoint: export once, keyed by the checkpoint
+        path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "taaf_ros" / \
+            "onnx" / f"{Path(checkpoint).stem}-{digest[:16]}.onnx"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            export_onnx(model, path, source_digest=digest)
+    providers = (["CUDAExecutionProvider", "CPUExecutionProvider"]
+                 if getattr(device, "type", "cpu") == "cuda" else ["CPUExecutionProvider"])
+    return OnnxRunner(path, providers)

@@ -88,7 +88,7 @@ class LiveSession:
             # cores make inference many times slower (threads spin-wait on busy cores).
             torch.set_num_threads(p["torch_threads"])
         classifier = Classifier(p["model_path"] or str(find_bundled_model()), p["device"],
-                                p["window_s"], p["dtype"])
+                                p["window_s"], p["dtype"], p["inference_backend"])
         classifier.warm_up()
         return classifier
 

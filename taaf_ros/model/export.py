@@ -1,0 +1,190 @@
+"""The network as an ONNX graph, and ONNX Runtime as an inference backend.
+
+At batch 1 the eager network is bound by Python dispatch and per-op overhead (about 1,800
+aten ops a window), not arithmetic. Its inference forward has no host round trip and no
+data-dependent branch (see ``TAAFNet.forward``), so ``torch.export`` traces it whole and
+``torch.onnx`` writes it as one graph with T unrolled; ONNX Runtime then runs the graph
+without Python in the loop. The exported graph takes both inputs and the presence mask, so
+one file serves every combination of present modalities (an absent one is zeros, masked).
+
+    taaf_export models/taaf_avdigits.pt --onnx      # writes models/taaf_avdigits.onnx
+
+Runtimes: onnxruntime's CPU provider (tested), its CUDA / TensorRT providers on a GPU or a
+Jetson (written, see docs/model.md; not run here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .taaf import TAAFNet
+
+INPUTS = ("events", "audio", "present")
+OUTPUTS = ("probs", "modality_attention", "attention_map")
+OPSET = 18
+
+
+class InferenceGraph(nn.Module):
+    """What a live node needs of one window: class probabilities, modality attention and the
+    T x M attention map, from (events, audio, present) with batch 1 or more."""
+
+    def __init__(self, net: TAAFNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, events: torch.Tensor, audio: torch.Tensor, present: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg = self.net.cfg
+        out = self.net(events if "events" in cfg.modalities else None,
+                       audio if "audio" in cfg.modalities else None, present)
+        return out.logits.softmax(dim=-1), out.modality_attention, out.attention_map
+
+
+def example_inputs(net: TAAFNet, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """Zero inputs of the network's shapes, both modalities present."""
+    cfg = net.cfg
+    return (torch.zeros(cfg.T, batch, *cfg.event_shape),
+            torch.zeros(cfg.T, batch, 2, cfg.audio_channels),
+            torch.ones(batch, 2, dtype=torch.bool))
+
+
+def onnx_path(checkpoint: str | Path) -> Path:
+    """Where the ONNX graph of a checkpoint lives: beside it, ``.onnx`` for ``.pt``."""
+    return Path(checkpoint).with_suffix(".onnx")
+
+
+SOURCE_KEY = "taaf_ros.checkpoint_sha256"
+"""Metadata of an exported graph: the checkpoint it was made from (file mtimes say nothing
+after a git checkout)."""
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_onnx(net: TAAFNet, path: str | Path, opset: int = OPSET,
+                source_digest: str = "") -> Path:
+    """Write the inference graph of ``net`` (a copy in eval mode, CPU, float32) to ``path``;
+    ``source_digest`` (the checkpoint's sha256) is recorded in its metadata."""
+    import onnx
+
+    net = copy.deepcopy(net).eval().float().cpu()
+    program = torch.onnx.export(InferenceGraph(net).eval(), example_inputs(net), dynamo=True,
+                                input_names=list(INPUTS), output_names=list(OUTPUTS),
+                                opset_version=opset, verbose=False)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    program.save(str(tmp))
+    graph = onnx.load(str(tmp))
+    graph.metadata_props.add(key=SOURCE_KEY, value=source_digest)
+    onnx.save(graph, str(tmp))
+    tmp.replace(path)  # never a half-written graph beside the model
+    return path
+
+
+def graph_source(path: str | Path) -> str:
+    """The checkpoint digest an exported graph records ('' if none)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    return next((p.value for p in graph.metadata_props if p.key == SOURCE_KEY), "")
+
+
+class OnnxRunner:
+    """An ONNX Runtime session on an exported graph, called like the network in
+    ``Classifier``: numpy inputs of batch 1, numpy outputs.
+
+    providers: onnxruntime execution providers in order of preference (default CPU; on a GPU
+    ``["CUDAExecutionProvider", "CPUExecutionProvider"]``, on a Jetson the TensorRT one
+    first). threads: intra-op threads (1 suits a batch-1 graph beside the node's decoding).
+    """
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None,
+                 threads: int = 1) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeError("the onnxruntime backend needs the onnxruntime package: "
+                               "pip install 'taaf_ros[onnx]'") from exc
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), opts,
+                                            providers=providers or ["CPUExecutionProvider"])
+
+    def __call__(self, events: np.ndarray, audio: np.ndarray, present: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        feeds = {"events": events.astype(np.float32, copy=False),
+                 "audio": audio.astype(np.float32, copy=False), "present": present}
+        probs, att, amap = self.session.run(list(OUTPUTS), feeds)
+        return probs, att, amap
+
+
+def check_against_eager(net: TAAFNet, runner: OnnxRunner, trials: int = 5,
+                        seed: int = 0) -> float:
+    """The largest absolute difference between ONNX Runtime's and the eager network's outputs
+    over random inputs and every presence pattern."""
+    g = torch.Generator().manual_seed(seed)
+    graph = InferenceGraph(copy.deepcopy(net).eval().float().cpu()).eval()
+    worst = 0.0
+    patterns = [(True, True), (True, False), (False, True)]
+    for i in range(trials):
+        ev, au, _ = example_inputs(net)
+        ev = torch.randint(0, 6, ev.shape, generator=g).float()
+        au = torch.randint(0, 4, au.shape, generator=g).float()
+        present = torch.tensor([patterns[i % len(patterns)]])
+        with torch.no_grad():
+            want = graph(ev * present[0, 0], au * present[0, 1], present)
+        got = runner(ev.numpy() * present[0, 0].item(), au.numpy() * present[0, 1].item(),
+                     present.numpy())
+        worst = max(worst, *(float(np.abs(a - b.numpy()).max()) for a, b in zip(got, want,
+                                                                                 strict=True)))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``taaf_export``: the ONNX graph of a checkpoint, checked with onnxruntime."""
+    ap = argparse.ArgumentParser(prog="taaf_export", description=__doc__.split("\n")[0])
+    ap.add_argument("checkpoint", type=Path, help="a taaf_ros checkpoint (.pt)")
+    ap.add_argument("--onnx", action="store_true", required=True,
+                    help="write the ONNX graph (the only format so far)")
+    ap.add_argument("--output", type=Path, default=None,
+                    help="where (default: beside the checkpoint, .onnx)")
+    ap.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    args = ap.parse_args(argv)
+    try:
+        net = load_checkpoint(args.checkpoint).model
+    except CheckpointError as exc:
+        print(f"taaf_export: error: {exc}", file=sys.stderr)
+        return 2
+    out = args.output or onnx_path(args.checkpoint)
+    t0 = time.perf_counter()
+    export_onnx(net, out, args.opset, file_digest(args.checkpoint))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {args.opset}) in "
+          f"{time.perf_counter() - t0:.1f} s")
+    try:
+        diff = check_against_eager(net, OnnxRunner(out))
+    except RuntimeError as exc:
+        print(f"taaf_export: not checked: {exc}", file=sys.stderr)
+        return 0
+    print(f"onnxruntime (CPU) against the eager network: largest difference {diff:.2e}")
+    if diff > 1e-4:
+        print("taaf_export: error: the graph disagrees with the network", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
