@@ -193,7 +193,7 @@ def main() -> None:
     card = None
     if args.checkpoint:
         loaded = load_checkpoint(args.checkpoint, map_location=dev)
-        net, card = loaded.model.eval(), loaded.card
+        net, card = loaded.model.to(dev).eval(), loaded.card  # rebuilt on the CPU: move it
         cfg = net.cfg
     else:
         cfg = ModelConfig()
