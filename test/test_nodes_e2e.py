@@ -236,7 +236,10 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
         assert node.events_in.stats()["lost_packets"] == 0
         # One Classification per prediction, same stamp, same ranking and scores.
         by_end = {p["window"]["end_ns"]: p for p in g.predictions}
-        assert len(classifications) == len(g.predictions) > 0
+        got = {c.header.stamp.sec * 10**9 + c.header.stamp.nanosec for c in classifications}
+        # Windows go on after the replay: the newest prediction's Classification may still be
+        # on its way when the graph closes; every other one must have arrived.
+        assert classifications and set(by_end) - got <= {max(by_end)}
         for c in classifications:
             p = by_end[c.header.stamp.sec * 10**9 + c.header.stamp.nanosec]
             assert [h.class_id for h in c.results] == [e["label"] for e in p["top_k"]]
