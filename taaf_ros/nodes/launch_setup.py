@@ -25,6 +25,7 @@ from taaf_ros.nodes.params import (
     PERCEPTION_PARAMS,
     REPLAY_NODE,
     ParamSpec,
+    limits,
 )
 
 FROM_FILE = ""
@@ -80,12 +81,8 @@ def argument_table(defaults: Mapping[str, str] | None = None) -> list[tuple[str,
 
 
 def _describe(s: ParamSpec) -> str:
-    extra = ""
-    if s.choices:
-        extra = f"; one of {', '.join(s.choices)}" + (" or cuda:N" if s.name == "device" else "")
-    elif s.low is not None and s.high is not None:
-        extra = f"; range [{_text(s.low)}, {_text(s.high)}]"
-    return s.description + extra
+    lim = limits(s)
+    return s.description + (f"; {lim[0]} {lim[1]}" if lim else "")
 
 
 def _text(v: Any) -> str:

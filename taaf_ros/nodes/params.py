@@ -230,13 +230,19 @@ def runtime_update(table: Iterable[ParamSpec], current: Mapping[str, Any],
     return (None, "; ".join(errors)) if errors else (merged, "")
 
 
+def limits(s: ParamSpec) -> tuple[str, str] | None:
+    """("one of", "a, b") or ("range", "[low, high]") of a parameter, None where unlimited."""
+    if s.choices:
+        return "one of", ", ".join(s.choices) + (" or cuda:N" if s.name == "device" else "")
+    if s.low is not None or s.high is not None:
+        return "range", f"[{s.low}, {s.high}]"
+    return None
+
+
 def describe(s: ParamSpec) -> str:
     """Description plus the range or choices, as shown in the ParameterDescriptor."""
-    extra = ""
-    if s.choices:
-        extra = f" One of: {', '.join(s.choices)}" + (" or cuda:N." if s.name == "device" else ".")
-    elif s.low is not None or s.high is not None:
-        extra = f" Range: [{s.low}, {s.high}]."
+    lim = limits(s)
+    extra = f" {lim[0].capitalize()}: {lim[1]}." if lim else ""
     return s.description + "." + extra + ("" if s.runtime else " Read at start-up.")
 
 
