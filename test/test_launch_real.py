@@ -108,34 +108,65 @@ def retry(fn: Callable[[], str], ok: Callable[[str], bool], timeout: float = 30)
         time.sleep(0.5)
 
 
+class Graph:
+    """The test's own rclpy context, spun by one thread. Nodes join and leave under the lock
+    the spinning holds: a node destroyed between the executor picking its timer and running it
+    would raise in the spin thread and end it, deafening every later listener."""
+
+    def __init__(self) -> None:
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.lock = threading.Lock()
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set() and self.ctx.ok():
+            try:
+                with self.lock:
+                    self.ex.spin_once(timeout_sec=0.05)
+            except Exception as exc:  # kept for the fixture's teardown to raise
+                self.errors.append(exc)
+            time.sleep(0.001)  # outside the lock: add and remove get their turn
+
+    def create_node(self, name: str):
+        return rclpy.create_node(name, context=self.ctx)
+
+    def add(self, node) -> None:
+        with self.lock:
+            self.ex.add_node(node)
+
+    def remove(self, node) -> None:
+        with self.lock:
+            self.ex.remove_node(node)
+            node.destroy_node()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.ex.shutdown()
+        self.ctx.try_shutdown()
+        if self.errors:
+            raise self.errors[0]
+
+
 @pytest.fixture(scope="module")
 def graph():
     """One rclpy context and executor thread for the test's own publishers and listeners."""
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set() and ctx.ok():
-            ex.spin_once(timeout_sec=0.05)
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    yield ctx, ex
-    stop.set()
-    thread.join(timeout=5)
-    ex.shutdown()
-    ctx.try_shutdown()
+    g = Graph()
+    yield g
+    g.close()
 
 
 class Sensors:
     """A stock-message camera and microphone: 10 ms PointCloud2 packets and stamped audio."""
 
     def __init__(self, graph, events_topic: str, audio_topic: str, frame_id: str = "") -> None:
-        ctx, ex = graph
-        self.ex = ex
-        self.node = rclpy.create_node(f"sensors_{next(_names)}", context=ctx)
+        self.graph = graph
+        self.node = graph.create_node(f"sensors_{next(_names)}")
         self.events = self.node.create_publisher(PointCloud2, events_topic,
                                                  qos_profile_sensor_data)
         self.audio = self.node.create_publisher(Int16MultiArray, audio_topic,
@@ -143,7 +174,7 @@ class Sensors:
         self.frame_id = frame_id
         self.rng = np.random.default_rng(0)
         self.node.create_timer(0.01, self._tick)
-        ex.add_node(self.node)
+        graph.add(self.node)
 
     def _tick(self) -> None:
         now = self.node.get_clock().now().nanoseconds // 1000
@@ -158,21 +189,19 @@ class Sensors:
         self.audio.publish(au)
 
     def close(self) -> None:
-        self.ex.remove_node(self.node)
-        self.node.destroy_node()
+        self.graph.remove(self.node)
 
 
 class Listener:
     """Collects the JSON predictions of one topic."""
 
     def __init__(self, graph, topic: str) -> None:
-        ctx, ex = graph
-        self.ex = ex
-        self.node = rclpy.create_node(f"listener_{next(_names)}", context=ctx)
+        self.graph = graph
+        self.node = graph.create_node(f"listener_{next(_names)}")
         self.got: list[dict] = []
         self.node.create_subscription(String, topic, lambda m: self.got.append(
             json.loads(m.data)), QoSProfile(depth=100))
-        ex.add_node(self.node)
+        graph.add(self.node)
 
     def wait(self, n: int, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -181,8 +210,7 @@ class Listener:
         return len(self.got) >= n
 
     def close(self) -> None:
-        self.ex.remove_node(self.node)
-        self.node.destroy_node()
+        self.graph.remove(self.node)
 
 
 @pytest.fixture(scope="module")
