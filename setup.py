@@ -76,6 +76,7 @@ setup(
             "taaf_bag_play = taaf_ros.nodes.bag_play:main",
             "taaf_demo = taaf_ros.nodes.demo:main",
             "taaf_build_avdigits = taaf_ros.data.avdigits:main",
+            "taaf_dataset = taaf_ros.data.dataset_builder:main",
             "taaf_train = taaf_ros.training.cli:main",
             "taaf_robustness = taaf_ros.training.robustness:main",
             "taaf_loso = taaf_ros.training.loso:main",

@@ -8,11 +8,13 @@ a ROS_DOMAIN_ID, never hear each other. Inputs are published from this process w
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -358,3 +360,80 @@ def test_launch_testing_runs_the_perception_launch(ros2_install):
                        env=env, capture_output=True, text=True, timeout=180, check=False)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "OK" in r.stdout + r.stderr
+
+
+def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_small,
+                                                 tmp_path):
+    """Your own data, end to end as a user goes: a bag recorded as a robot records it
+    (EventPacket evt3, AudioDataStamped MP3 + AudioInfo) and a labels CSV of three classes ->
+    taaf_dataset -> train_ead.py --init-from the bundled model, two epochs -> ros2 launch with
+    model:= -> the bag played into it with its clock: for every labelled window the node's
+    prediction equals the offline evaluation of that window's training sample."""
+    from recordings import bag_messages, timeline
+
+    from taaf_ros.data.bags import write_bag
+    from taaf_ros.data.readers import EadDataset
+    from taaf_ros.frontend import sample_tensors
+    from taaf_ros.inference.pipeline import Classifier
+
+    ds = EadDataset(avdigits_small, "train")
+    names = {"0": "zero", "1": "one", "2": "two"}
+    picked = [(ds[i], names[ds.classes[label]]) for i, (_, _, label, _) in enumerate(ds.samples)
+              if ds.classes[label] in names]
+    tl = timeline(picked)
+    bag = write_bag(tmp_path / "kitchen", bag_messages(tl, coding="mp3"))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("recording,start,end,label,group\n" + "\n".join(
+        f"kitchen,{a},{b},{lab},take{i % 3}" for i, (a, b, lab) in enumerate(tl.spans)) + "\n")
+    env = dict(ros2_install)
+    run = lambda *cmd: subprocess.run(cmd, env=env, capture_output=True, text=True,  # noqa: E731
+                                      timeout=600, check=False)
+    r = run("taaf_dataset", "bag", str(labels), "--out", str(tmp_path / "ds"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = run(sys.executable, str(REPO / "train_ead.py"), "--data-root", str(tmp_path / "ds"), "--init-from",
+            str(REPO / "models" / "taaf_avdigits.pt"), "--epochs", "2", "--out-dir",
+            str(tmp_path / "run"), "--no-progress", "--num-threads", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    model = tmp_path / "run" / "model.pt"
+    ns = namespace()
+    heard = Listener(graph, f"/{ns}/taaf/prediction")
+    # max_wait_s: an MP3 frame is 72 ms and the decoder lags another frame; a window waits
+    # for all of its audio, as the dataset's windows do.
+    launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", f"model:={model}",
+                    "device:=cpu", "use_sim_time:=true", "max_wait_s:=0.5")
+    try:
+        assert launch.wait_for_line(f"model {model}", 60), launch.output[-3000:]
+        play = run("taaf_bag_play", str(bag), "--clock", "--wait-for-subscribers", "20",
+                   "--remap", f"/event_camera/events:=/{ns}/event_camera/events",
+                   f"/audio/audio_stamped:=/{ns}/audio/audio_stamped",
+                   f"/audio/audio_info:=/{ns}/audio/audio_info")
+        assert play.returncode == 0, play.stdout + play.stderr
+        rows = list(csv.DictReader((tmp_path / "ds" / "samples.csv").read_text().splitlines()))
+        starts = {int(r["start_ns"]) for r in rows}
+        got = lambda: {p["window"]["start_ns"]: p for p in heard.got  # noqa: E731
+                       if p["window"]["start_ns"] in starts}
+        end = time.monotonic() + 30
+        while len(got()) < len(starts) and time.monotonic() < end:
+            time.sleep(0.2)
+    finally:
+        heard.close()
+        launch.stop()
+    live = got()
+    assert len(live) == len(starts), (sorted(starts - live.keys()), launch.output[-3000:])
+    offline = Classifier(model, "cpu")
+    start_of = {r["id"]: int(r["start_ns"]) for r in rows}
+    for split in ("train", "test"):
+        data = EadDataset(tmp_path / "ds", split)
+        for i in range(len(data)):
+            s = data[i]
+            ev, au = sample_tensors(s.events, data.sensor_size, s.pcm, s.sample_rate,
+                                    offline.frontend)
+            res = offline.classify_tensors(ev, au)
+            p = live[start_of[s.id]]
+            assert p["present"] == ["events", "audio"] and not p["degraded"], p
+            assert p["inputs"]["audio_coverage"] == 1.0, (s.id, p["window"], p["inputs"])
+            assert p["label"] == offline.classes[int(np.argmax(res.probs))], s.id
+            scores = {c["label"]: c["score"] for c in p["top_k"]}
+            for label, score in scores.items():
+                assert abs(score - float(res.probs[offline.classes.index(label)])) < 1e-4
+    assert offline.classes == ["one", "two", "zero"]

@@ -235,3 +235,22 @@ def events_from_bag(path: str | Path, topic: str | None = None
         parts.append(chunk.events)
         size = chunk.sensor_size if chunk.sensor_size != (0, 0) else size
     return (np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)), size
+
+
+def write_bag(path: str | Path, messages: Iterable[tuple[str, str, int, Any]],
+              storage: str = "sqlite3") -> Path:
+    """Write a ROS 2 bag (``sqlite3`` or ``mcap``) of ``(topic, type, log time ns, message)``
+    in log-time order, messages built from :func:`typestore`'s classes (the driver types
+    included); what tests, benchmarks and users converting their own recordings need. No QoS
+    is recorded (taaf_bag_play plays each type with its driver's QoS)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = typestore()
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    conns: dict[str, Any] = {}
+    with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
+        for topic, msgtype, log_ns, msg in messages:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=store)
+            writer.write(conns[topic], int(log_ns), store.serialize_cdr(msg, msgtype))
+    return Path(path)

@@ -8,13 +8,17 @@ EAD layout::
     <root>/meta.json                       classes, sensor_size, audio_rate, ...
     <root>/<split>/<class>/<id>.events.npy structured events
     <root>/<split>/<class>/<id>.wav        the matching audio
+    <root>/samples.csv                     optional: each id's group (taaf_dataset writes it)
+
+docs/data.md describes the layout in full (taaf_dataset's version 2 adds the optional files).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -196,8 +200,94 @@ def read_aedat4(path: str | Path, stream_id: int | None = None
     return _to_event_dtype(ev["x"], ev["y"], ev["t"], ev["on"], str(path)), size
 
 
+# ---------------------------------------------------------------- Prophesee .raw (EVT 3.0)
+RAW_CHUNK_BYTES = 1 << 22  # 4 MiB of words per decoded chunk: ~2 M events
+
+
+def read_raw_header(f: BinaryIO, source: str) -> tuple[dict[str, str], tuple[int, int]]:
+    """The ``% key value`` header of a Prophesee ``.raw`` file (``f`` left at the first data
+    byte) and the sensor (width, height) it declares. Only EVT 3.0 is read."""
+    header: dict[str, str] = {}
+    while True:
+        pos = f.tell()
+        first = f.read(1)
+        if first != b"%":
+            f.seek(pos)
+            break
+        line = f.readline().decode("ascii", "replace").strip()
+        if line == "end":
+            break
+        key, _, value = line.partition(" ")
+        header[key] = value.strip()
+    fmt = header.get("format", "")
+    evt = header.get("evt", "")
+    if not (fmt.upper().startswith("EVT3") or evt == "3.0"):
+        raise EventFileError(f"{source}: not an EVT 3.0 .raw file (header evt {evt!r}, format "
+                             f"{fmt!r}); other RAW formats are not read")
+    fields = dict(kv.split("=", 1) for kv in fmt.split(";")[1:] if "=" in kv)
+    try:
+        if "width" in fields:
+            size = (int(fields["width"]), int(fields["height"]))
+        else:
+            w, h = header["geometry"].lower().split("x")
+            size = (int(w), int(h))
+    except (KeyError, ValueError):
+        raise EventFileError(f"{source}: the header declares no sensor size (format "
+                             "...;width=W;height=H or geometry WxH)") from None
+    return header, size
+
+
+def read_raw_evt3_chunks(path: str | Path, chunk_bytes: int = RAW_CHUNK_BYTES
+                         ) -> tuple[tuple[int, int], Iterator[np.ndarray]]:
+    """(sensor size, events chunk by chunk) of a Prophesee ``.raw`` EVT 3.0 recording,
+    decoded by one :class:`~taaf_ros.events.EventDecoder` (the node's), so memory is
+    bounded by ``chunk_bytes`` whatever the file's size. Times are the sensor's, µs."""
+    from taaf_ros.events import EventDecoder
+
+    path = Path(path)
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise EventFileError(f"{path}: cannot open ({exc})") from exc
+    try:
+        _, size = read_raw_header(f, str(path))
+    except BaseException:
+        f.close()
+        raise
+
+    def chunks() -> Iterator[np.ndarray]:
+        decoder = EventDecoder("evt3", size[0], size[1])
+        with f:
+            while block := f.read(chunk_bytes - chunk_bytes % 2):
+                yield decoder.decode(block)
+        if decoder.stats.truncated_bytes:
+            raise EventFileError(f"{path}: ends inside an EVT 3.0 word (a truncated file)")
+
+    return size, chunks()
+
+
+def read_raw_evt3(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """All events of a Prophesee ``.raw`` EVT 3.0 file and its sensor (width, height)."""
+    size, chunks = read_raw_evt3_chunks(path)
+    parts = list(chunks)
+    return (np.concatenate(parts) if parts else empty_events(0)), size
+
+
+def write_raw_evt3(path: str | Path, events: np.ndarray, sensor_size: tuple[int, int]) -> None:
+    """Write events as a ``.raw`` file as a Prophesee camera (Metavision) writes EVT 3.0:
+    the ``%`` header, then the word stream."""
+    from taaf_ros.events.evt3 import encode_evt3
+
+    w, h = int(sensor_size[0]), int(sensor_size[1])
+    head = (f"% camera_integrator_name Prophesee\n% evt 3.0\n% format EVT3;height={h};"
+            f"width={w}\n% generation 4.2\n% geometry {w}x{h}\n"
+            "% integrator_name Prophesee\n% end\n")
+    Path(path).write_bytes(head.encode("ascii") + encode_evt3(events))
+
+
 def read_events(path: str | Path) -> np.ndarray:
-    """Read an event file, choosing the reader by suffix (.bin, .npy, .h5/.hdf5, .aedat4)."""
+    """Read an event file, choosing the reader by suffix (.bin, .npy, .h5/.hdf5, .aedat4,
+    .raw)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".bin":
@@ -208,6 +298,8 @@ def read_events(path: str | Path) -> np.ndarray:
         return read_h5_events(path)
     if suffix == ".aedat4":
         return read_aedat4(path)[0]
+    if suffix == ".raw":
+        return read_raw_evt3(path)[0]
     raise EventFileError(f"{path}: unknown event file type {suffix!r}")
 
 
@@ -244,15 +336,28 @@ class EadDataset:
         self.classes: list[str] = [str(c) for c in self.meta.get("classes", [])] or sorted(
             d.name for d in split_dir.iterdir() if d.is_dir())
         index = {c: i for i, c in enumerate(self.classes)}
+        self.modalities: tuple[str, ...] = tuple(self.meta.get("modalities",
+                                                               ("events", "audio")))
         self.samples: list[tuple[Path, Path, int, str]] = []
+        # A sample is its .events.npy and its .wav; a one-modality dataset (meta.json
+        # "modalities") has only that modality's file, and the other reads as empty.
+        suffix = ".events.npy" if "events" in self.modalities else ".wav"
         for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
             if class_dir.name not in index:
                 raise ValueError(f"class folder {class_dir.name!r} not in meta.json classes")
-            for ev_path in sorted(class_dir.glob("*.events.npy")):
-                sid = ev_path.name[: -len(".events.npy")]
-                wav = class_dir / f"{sid}.wav"
-                if wav.is_file():
+            for path in sorted(class_dir.glob(f"*{suffix}")):
+                sid = path.name[: -len(suffix)]
+                ev_path, wav = class_dir / f"{sid}.events.npy", class_dir / f"{sid}.wav"
+                if all(p.is_file() for m, p in (("events", ev_path), ("audio", wav))
+                       if m in self.modalities):
                     self.samples.append((ev_path, wav, index[class_dir.name], sid))
+        groups = self.root / "samples.csv"
+        self.groups: dict[str, str] = {}
+        if groups.is_file():
+            import csv
+
+            self.groups = {r["id"]: r["group"] for r in csv.DictReader(
+                groups.read_text().splitlines()) if r.get("id") and r.get("group")}
 
     @property
     def sensor_size(self) -> tuple[int, int]:
@@ -265,5 +370,10 @@ class EadDataset:
 
     def __getitem__(self, i: int) -> EadSample:
         ev_path, wav_path, label, sid = self.samples[i]
-        audio = read_wav(wav_path)
-        return EadSample(read_npy_events(ev_path), audio.samples, audio.sample_rate, label, sid)
+        rate = int(self.meta.get("audio_rate", 8000))
+        pcm = np.zeros(0, np.float32)
+        if "audio" in self.modalities:
+            audio = read_wav(wav_path)
+            pcm, rate = audio.samples, audio.sample_rate
+        events = read_npy_events(ev_path) if "events" in self.modalities else empty_events(0)
+        return EadSample(events, pcm, rate, label, sid)

@@ -120,8 +120,11 @@ class LivePipeline:
         ev = self.event_buf.window(w.start_us, w.end_us, self.settings.max_events_per_window)
         return event_tensor(ev, fe.input_size, w.start_us, fe), len(ev)
 
-    def classify(self, w: WindowCut) -> LiveWindow | None:
-        """The window's tensors through the network; None where no modality has data."""
+    def window_tensors(self, w: WindowCut) -> tuple[np.ndarray | None, int,
+                                                    np.ndarray | None, float]:
+        """(event tensor, events in it, audio tensor, audio coverage) of the window, each
+        tensor None where its modality is not present: what :meth:`classify` feeds the
+        network, and what a training sample of that window holds (taaf_dataset)."""
         ev_present, au_present = w.present
         ev = au = None
         n_events, coverage = 0, 0.0
@@ -129,6 +132,11 @@ class LivePipeline:
             ev, n_events = self._event_input(w)
         if au_present and self.audio.latest_time is not None:
             au, coverage = self.audio.window_tensor(w.start_us, w.end_us)
+        return ev, n_events, au, coverage
+
+    def classify(self, w: WindowCut) -> LiveWindow | None:
+        """The window's tensors through the network; None where no modality has data."""
+        ev, n_events, au, coverage = self.window_tensors(w)
         if ev is None and au is None:
             return None
         res = self.classifier.classify_tensors(ev, au)

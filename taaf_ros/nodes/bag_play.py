@@ -201,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     from rclpy.executors import ExternalShutdownException
-    from rclpy.qos import qos_profile_sensor_data
-
     # Only the program name: this command's own flags (--remap) are not ROS arguments.
     rclpy.init(args=sys.argv[:1])
     node = rclpy.create_node("taaf_bag_play")
@@ -221,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             cls = output_type(msgtype, args.pointcloud2)
             if cls is not None and (args.topics is None or name in args.topics):
                 pubs[name] = node.create_publisher(cls, args.remap.get(name, name),
-                                                   qos_profile_sensor_data)
+                                                   publisher_qos(msgtype))
         _wait_for_subscribers(node, pubs, args.wait_for_subscribers)
         time.sleep(args.start_delay)
         while True:
@@ -272,6 +270,22 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
     print(f"taaf_bag_play: {played} messages played", flush=True)
     return 0
+
+
+LATCHED_TYPES = ("audio_common_msgs/msg/AudioInfo",)
+"""Published reliable and transient local, as their drivers publish them (audio_capture
+latches its AudioInfo): a late subscriber still gets the last one, and the node's reliable
+subscription matches (a best-effort publisher never would)."""
+
+
+def publisher_qos(msgtype: str) -> Any:
+    """The QoS a topic of ``msgtype`` is played with: sensor data, or latched."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+    if msgtype in LATCHED_TYPES:
+        return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return qos_profile_sensor_data
 
 
 def _wait_for_subscribers(node: Any, pubs: dict[str, Any], timeout_s: float) -> None:

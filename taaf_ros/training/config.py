@@ -74,6 +74,11 @@ class TrainConfig:
         resume: continue from out_dir/last.pt (or --checkpoint) exactly where it stopped.
         eval_only: only evaluate --checkpoint on data_root's test split and write metrics.
         checkpoint: checkpoint file for --eval-only / --resume.
+        init_from: start from this checkpoint's weights (transfer learning on one's own data):
+            encoders and fusion are copied, the readouts too where the classes are the same;
+            the model card records it. Needs the checkpoint's front end and method.
+        init_freeze: with init_from, train only part: none, encoders (the fusion head and
+            readouts learn) or all-but-readouts.
         model: the network. n_classes, T, event_shape and audio_channels follow the data and the
             front end, fusion and modalities the method: leave them unset.
         frontend: windows, bins and the cochlea: the tensors training and the live node share.
@@ -104,6 +109,8 @@ class TrainConfig:
     resume: bool = False
     eval_only: bool = False
     checkpoint: str = ""
+    init_from: str = ""
+    init_freeze: Literal["none", "encoders", "all-but-readouts"] = "none"
     model: ModelConfig = field(default_factory=ModelConfig)
     frontend: FrontEndConfig = field(default_factory=FrontEndConfig)
     loss: LossConfig = field(default_factory=LossConfig)

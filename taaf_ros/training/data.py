@@ -166,15 +166,20 @@ def speaker_of(sample_id: str) -> str | None:
     return parts[1] if len(parts) >= 3 and parts[0].isdigit() and parts[2].isdigit() else None
 
 
-def split_validation(train: TensorSet, speaker: str) -> tuple[TensorSet, TensorSet, str]:
+def split_validation(train: TensorSet, speaker: str, groups: dict[str, str] | None = None
+                     ) -> tuple[TensorSet, TensorSet, str]:
     """(train without the validation speaker, that speaker's samples, the speaker): a
     speaker-disjoint validation split, as the test split is. ``speaker="auto"``: the training
-    speaker with the most samples (ties: alphabetical). Raises ValueError when the ids carry
-    no speaker or either side would be empty."""
-    speakers = [speaker_of(i) for i in train.ids]
+    speaker with the most samples (ties: alphabetical). ``groups``: each id's group where the
+    dataset gives one (taaf_dataset's samples.csv: a session, a room, a speaker), which then
+    stands for the speaker. Raises ValueError when the ids carry no speaker or either side
+    would be empty."""
+    groups = groups or {}
+    speakers = [groups.get(i) or speaker_of(i) for i in train.ids]
     if any(s is None for s in speakers):
-        raise ValueError("sample ids carry no speaker ({digit}_{speaker}_{take}): give "
-                         "--val-speaker '' (no validation split) for this dataset")
+        raise ValueError("sample ids carry no speaker ({digit}_{speaker}_{take}) and the "
+                         "dataset no groups (samples.csv): give --val-speaker '' (no "
+                         "validation split) for this dataset")
     counts: dict[str, int] = {}
     for s in speakers:
         counts[s] = counts.get(s, 0) + 1

@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from taaf_ros.data.avdigits import ensure_ead_dataset
+from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import (
     MODALITIES,
@@ -66,6 +67,7 @@ from .config import TrainConfig, flatten
 from .data import TensorSet, epoch_generator, load_split, split_validation
 from .distributed import Distributed, init_distributed, shutdown_distributed
 from .optim import make_optimizer, scale_encoder_lr
+from .transfer import init_from_checkpoint, trainable
 
 #: Config keys that may differ between a run and its resumption (they do not change results).
 RESUME_FREE_KEYS = {"resume", "progress", "num_threads", "device", "out_dir", "data_root",
@@ -208,10 +210,36 @@ def _dataset_info(root: Path, ds_meta: dict, train: TensorSet | None, test: Tens
 
 
 def _card(model: TAAFNet, classes: list[str], fe: FrontEndConfig, audio_rate: int,
-          metrics: dict[str, Any], command: str, method: str) -> dict[str, Any]:
-    return make_model_card(model, classes=classes, window_s=fe.window_s, audio_rate=audio_rate,
+          metrics: dict[str, Any], command: str, method: str,
+          init_from: dict[str, Any] | None = None) -> dict[str, Any]:
+    card = make_model_card(model, classes=classes, window_s=fe.window_s, audio_rate=audio_rate,
                            frontend=fe.to_dict(), metrics=metrics, command=command,
                            method=method)
+    if init_from:
+        card["init_from"] = init_from  # where the weights started: path, sha256, classes
+    return card
+
+
+def _check_dataset(ds: EadDataset, cfg: TrainConfig) -> None:
+    """A dataset built for another front end, or without a modality the method reads, would
+    train on tensors the node never computes: refused with the fix."""
+    missing = [m for m in cfg.model.modalities if m not in ds.modalities]
+    if missing:
+        raise ValueError(f"{ds.root}: the dataset has no {' or '.join(missing)} "
+                         f"(modalities {', '.join(ds.modalities)}): train it with --method "
+                         f"{'events-only' if 'events' in ds.modalities else 'audio-only'}")
+    window = ds.meta.get("window_s")
+    if window is not None and abs(float(window) - cfg.frontend.window_s) > 1e-9:
+        raise ValueError(f"{ds.root}: samples are {window} s windows, the front end's are "
+                         f"{cfg.frontend.window_s} s: give --frontend.window-s {window} or "
+                         "rebuild the dataset with a model of that window (taaf_dataset "
+                         "--model)")
+    rate = ds.meta.get("audio_rate")
+    if "frontend" in ds.meta and rate is not None and int(rate) != \
+            cfg.frontend.cochlea.sample_rate:
+        raise ValueError(f"{ds.root}: audio at {rate} Hz (the model rate it was built for), "
+                         f"the front end's cochlea runs at {cfg.frontend.cochlea.sample_rate} "
+                         "Hz: rebuild the dataset with taaf_dataset --model of this front end")
 
 
 def _share_held_out_contributions(loss_fn: BalancedFusionLoss, dctx: Distributed) -> None:
@@ -291,9 +319,11 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
                                cfg.progress)
     test_set, _ = load_split(root, cfg.test_split, fe, cfg.limit_per_class, cache,
                              cfg.progress)
+    _check_dataset(ds, cfg)
     val_set, val_speaker = None, None
     if cfg.val_speaker:
-        train_set, val_set, val_speaker = split_validation(train_set, cfg.val_speaker)
+        train_set, val_set, val_speaker = split_validation(train_set, cfg.val_speaker,
+                                                           ds.groups)
     if cfg.augment.noise > 0:  # noisy copies of the training recordings only (augment.py)
         train_set.noisy_audio = noisy_audio_variants(
             root, cfg.train_split, train_set.ids, fe, cfg.augment.noise_variants,
@@ -310,6 +340,13 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
 
     torch.manual_seed(cfg.seed)
     model, loss_fn = build_model(cfg, len(classes))
+    provenance: dict[str, Any] = {}
+    if cfg.init_from:
+        provenance = init_from_checkpoint(model, cfg.init_from, fe, classes, cfg.init_freeze)
+        if dctx.is_main:
+            print(f"initialised from {cfg.init_from}: {provenance['copied_tensors']} tensors "
+                  f"copied, rebuilt {', '.join(provenance['rebuilt']) or 'nothing'}; "
+                  f"freeze {cfg.init_freeze}: {trainable(model):,} parameters train")
     model.to(device)
     net: torch.nn.Module = model
     if dctx.enabled:
@@ -431,7 +468,8 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
                   f"{'val' if val_set is not None else 'test'} acc {acc}", flush=True)
         # After every epoch: atomic, so an interrupt never loses a finished epoch.
         save_training_state(
-            last, model, _card(model, classes, fe, audio_rate, {}, command, cfg.method), opt,
+            last, model,
+            _card(model, classes, fe, audio_rate, {}, command, cfg.method, provenance), opt,
             epoch + 1,
             extra={"scheduler": sched.state_dict(), "rng_state": torch.get_rng_state(),
                    "history": history, "train_time_s": train_time, "best": best,
@@ -481,7 +519,8 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
                                             "val_acc")}
     card_metrics["dataset"] = metrics["dataset"]["name"]
     save_checkpoint(out / "model.pt", model,
-                    _card(model, classes, fe, audio_rate, card_metrics, command, cfg.method))
+                    _card(model, classes, fe, audio_rate, card_metrics, command, cfg.method,
+                          provenance))
     write_outputs(out, metrics)
     return metrics
 

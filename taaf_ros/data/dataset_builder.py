@@ -1,0 +1,488 @@
+"""``taaf_dataset``: a user's recordings and a labels CSV -> a dataset in the EAD layout.
+
+Usage::
+
+    taaf_dataset bag   LABELS.csv --out DIR [--events-topic T] [--audio-topic T] ...
+    taaf_dataset files LABELS.csv --out DIR [--audio-offset-s S] ...
+    (--dry-run: the report only; --on-bad report: skip bad samples, counted, instead of
+     stopping at the first)
+
+Every sample is a window the perception node would cut (see :mod:`.span_cutter`), decoded
+and timed by the node's own input code (see :mod:`.recording`). The layout, the CSV and the
+report are documented in docs/data.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taaf_ros.data.bags import BagError
+from taaf_ros.data.labels import LabelError, LabelSpan, read_labels
+from taaf_ros.data.readers import EventFileError
+from taaf_ros.data.recording import Piece, RecordingSource, open_bag, open_files
+from taaf_ros.data.span_cutter import (
+    BACKGROUND,
+    CutSample,
+    WindowCutter,
+    WindowRequest,
+    cut_recording,
+    span_windows,
+)
+from taaf_ros.frontend import FrontEndConfig
+
+LAYOUT = "taaf_ros/ead"
+LAYOUT_VERSION = 2
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]*$")
+
+
+class DatasetError(ValueError):
+    """A recording, a span or a setting that cannot give a correct dataset; names the cause."""
+
+
+@dataclass
+class BuildSettings:
+    """How ``taaf_dataset`` turns recordings into samples (see ``taaf_dataset --help``)."""
+
+    labels: Path
+    out: Path
+    source: str = "bag"  # "bag" or "files"
+    model: str = ""  # the front end's model ('' = the bundled one)
+    classes: tuple[str, ...] = ()  # the allowed labels, in order ((): the labels found)
+    times: str = "relative"
+    grid_s: float = 0.05
+    stride_s: float = 0.0  # 0: the window length
+    background: bool = False
+    background_stride_s: float = 0.0  # 0: the window length
+    test_ratio: float = 0.25
+    seed: int = 0
+    on_bad: str = "error"
+    min_audio_coverage: float = 0.9
+    dry_run: bool = False
+    overwrite: bool = False
+    events_topic: str = ""
+    audio_topic: str = ""
+    audio_info_topic: str = ""
+    sensor_size: tuple[int, int] = (0, 0)
+    audio_rate: int = 16000
+    audio_offset_s: float = 0.0
+    progress: bool = True
+
+
+@dataclass
+class Report:
+    """What a build found: per split and class, per recording, and every problem."""
+
+    table: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    events_decoded: int = 0
+    seconds: float = 0.0
+
+    def add(self, split: str, label: str, s: CutSample, window_s: float) -> None:
+        row = self.table.setdefault((split, label), {"samples": 0, "seconds": 0.0,
+                                                     "events": 0, "audio_coverage": 0.0})
+        row["samples"] += 1
+        row["seconds"] += window_s
+        row["events"] += len(s.events)
+        row["audio_coverage"] += s.audio_coverage
+
+    def render(self) -> str:
+        lines = ["| split | class | samples | seconds | events | audio coverage |",
+                 "|---|---|---:|---:|---:|---:|"]
+        for (split, label), r in sorted(self.table.items()):
+            n = max(r["samples"], 1)
+            lines.append(f"| {split} | {label} | {r['samples']} | {r['seconds']:.1f} | "
+                         f"{r['events']:,} | {r['audio_coverage'] / n:.2f} |")
+        lines += ["", "| recording | events | audio | clock offset events / audio (ms) |",
+                  "|---|---|---|---|"]
+        for rec in self.recordings:
+            off = rec["stamp_offset_ms"]
+            lines.append(f"| {rec['recording']} | {rec['events'] or '-'} | {rec['audio'] or '-'}"
+                         f" | {_ms(off['events'])} / {_ms(off['audio'])} |")
+        if self.problems:
+            lines += ["", f"{len(self.problems)} problem(s):", *(f"- {p}" for p in self.problems)]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        table = [{"split": s, "class": c, **r} for (s, c), r in sorted(self.table.items())]
+        return {"table": table,
+                "recordings": self.recordings, "problems": self.problems,
+                "events_decoded": self.events_decoded, "seconds": self.seconds}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+# ------------------------------------------------------------------------------- splits
+def assign_splits(spans: Sequence[LabelSpan], test_ratio: float, seed: int) -> dict[int, str]:
+    """CSV line -> split. A ``split`` column is used as given (every row needs one, and one
+    recording may not be in two splits); else whole groups (``group`` column, else the
+    recording) go to ``test`` until it holds ``test_ratio`` of the spans, the rest ``train``.
+    """
+    given = [s for s in spans if s.split]
+    if given:
+        if len(given) != len(spans):
+            row = next(s for s in spans if not s.split)
+            raise DatasetError(f"line {row.line}: no split, while other rows give one: give "
+                               "every row a split, or none (then --test-ratio assigns them)")
+        splits_of: dict[Path, set[str]] = {}
+        for s in spans:
+            splits_of.setdefault(s.recording, set()).add(s.split)
+        for rec, names in splits_of.items():
+            if len(names) > 1:
+                raise DatasetError(f"{rec.name} is in splits {sorted(names)}: windows of one "
+                                   "recording in train and test leak into the score")
+        return {s.line: s.split for s in spans}
+    if not 0 < test_ratio < 1:
+        raise DatasetError(f"test_ratio must be in (0, 1), got {test_ratio}")
+    groups: dict[str, list[LabelSpan]] = {}
+    for s in spans:
+        groups.setdefault(s.group or str(s.recording), []).append(s)
+    if len(groups) < 2:
+        raise DatasetError("one group (or recording) only: nothing to hold out for the test "
+                           "split; add a split column, a group column or more recordings")
+    names = sorted(groups)
+    random.Random(seed).shuffle(names)
+    test: set[str] = set()
+    for g in names[:-1]:  # at least one group stays in train
+        if sum(len(groups[t]) for t in test) >= test_ratio * len(spans):
+            break
+        test.add(g)
+    return {s.line: ("test" if (s.group or str(s.recording)) in test else "train")
+            for s in spans}
+
+
+# ------------------------------------------------------------------------------- building
+def _frontend(model: str) -> FrontEndConfig:
+    from taaf_ros.inference.pipeline import find_bundled_model, frontend_from_card
+    from taaf_ros.model import load_checkpoint
+
+    path = model or str(find_bundled_model())
+    return frontend_from_card(load_checkpoint(path).card)
+
+
+def _open(rec: Path, st: BuildSettings) -> tuple[RecordingSource, Iterator[Piece]]:
+    if st.source == "bag":
+        return open_bag(rec, st.events_topic, st.audio_topic, st.audio_info_topic,
+                        st.sensor_size, st.audio_rate)
+    if rec.suffix.lower() == ".wav":
+        return open_files(None, rec, st.sensor_size, st.audio_offset_s)
+    wav = rec.with_suffix(".wav")
+    return open_files(rec, wav if wav.is_file() else None, st.sensor_size, st.audio_offset_s)
+
+
+def _check_name(text: str, what: str, where: str) -> str:
+    if not _NAME.match(text) or text in (".", ".."):
+        raise DatasetError(f"{where}: {what} {text!r} cannot name a folder or file: use "
+                           "letters, digits, space and ._+- (not first)")
+    return text
+
+
+def _problem(st: BuildSettings, report: Report, text: str) -> None:
+    if st.on_bad == "error":
+        raise DatasetError(text + " (--on-bad report: skip such samples, counted)")
+    report.problems.append(text)
+
+
+def _check_sample(s: CutSample, src: RecordingSource, modalities: tuple[str, ...],
+                  min_coverage: float, where: str) -> str | None:
+    """Why a cut window is unusable, or None."""
+    t = s.request.start_us / 1e6
+    if "events" in modalities:
+        if not src.events_kind:
+            return f"{where}: {src.path.name} has no event stream"
+        if not s.events_reached:
+            return (f"{where}: the window at {t:.3f} s runs past the end of the event stream "
+                    f"of {src.path.name} (a span out of range, or the topic stopped)")
+    if "audio" in modalities:
+        if not src.audio_kind:
+            return f"{where}: {src.path.name} has no audio"
+        if s.audio_coverage < min_coverage:
+            return (f"{where}: the window at {t:.3f} s has audio for {s.audio_coverage:.0%} of "
+                    f"it in {src.path.name} (a span out of range, a gap in the audio, or its "
+                    f"clock far from the events'; --min-audio-coverage {min_coverage})")
+    return None
+
+
+def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
+    """Build (or, with ``dry_run``, only report on) the dataset ``st`` describes."""
+    spans = read_labels(st.labels, st.times, st.classes or None)
+    fe = _frontend(st.model)
+    window_us, grid_us = fe.window_us, round(st.grid_s * 1e6)
+    stride_us = round((st.stride_s or fe.window_s) * 1e6)
+    if grid_us <= 0 or stride_us % grid_us:
+        raise DatasetError(f"stride_s ({stride_us / 1e6} s) must be a multiple of grid_s "
+                           f"({st.grid_s} s): windows sit on the node's hop grid")
+    splits = assign_splits(spans, st.test_ratio, st.seed)
+    for s in spans:
+        _check_name(s.label, "label", s.where(st.labels))
+        _check_name(splits[s.line], "split", s.where(st.labels))
+    classes = list(st.classes) or sorted({s.label for s in spans})
+    if st.background and BACKGROUND not in classes:
+        classes.append(BACKGROUND)
+    by_rec: dict[Path, list[LabelSpan]] = {}
+    for s in spans:
+        by_rec.setdefault(s.recording, []).append(s)
+    out = st.out
+    if not st.dry_run:
+        if out.exists() and any(out.iterdir()) and not st.overwrite:
+            raise DatasetError(f"{out} exists and is not empty (--overwrite replaces it)")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    report = Report()
+    rows: list[dict[str, Any]] = []
+    modalities: set[str] = set()
+    sensor: tuple[int, int] | None = None
+    t0 = time.perf_counter()
+    try:
+        sources = []
+        for rec in sorted(by_rec):
+            try:
+                src, pieces = _open(rec, st)
+            except (BagError, EventFileError, OSError, ValueError) as exc:
+                raise DatasetError(f"{by_rec[rec][0].where(st.labels)}: {exc}") from exc
+            have = tuple(m for m, k in (("events", src.events_kind), ("audio", src.audio_kind))
+                         if k)
+            modalities |= set(have)
+            sources.append((rec, src, pieces, have))
+        want = tuple(m for m in ("events", "audio") if m in modalities)
+        for rec, src, pieces, have in sources:
+            rec_spans = by_rec[rec]
+            requests, spans_us, located = [], [], []
+            line_of = {}
+            for s in rec_spans:
+                base = src.start_us if s.times == "relative" else 0
+                a, b = base + round(s.start_s * 1e6), base + round(s.end_s * 1e6)
+                spans_us.append((a, b))
+                located.append((a, b, s))
+                line_of[s.line] = s
+                requests += [WindowRequest(w, s.label, s.line)
+                             for w in span_windows(a, b, window_us, grid_us, stride_us)]
+            bg_stride = round((st.background_stride_s or fe.window_s) * 1e6)
+            if st.background and bg_stride % grid_us:
+                raise DatasetError("background_stride_s must be a multiple of grid_s")
+            cutter = WindowCutter(fe, requests, have,
+                                  background_stride_us=bg_stride if st.background else 0,
+                                  spans=spans_us)
+            k = 0
+            for sample in cut_recording(pieces, cutter):
+                r = sample.request
+                span = line_of.get(r.line)
+                where = (span.where(st.labels) if span else
+                         f"{rec.name}, background at {r.start_us / 1e6:.3f} s")
+                why = _check_sample(sample, src, want, st.min_audio_coverage, where)
+                if why is not None:
+                    if span is None:  # background beyond one stream's end: not a user error
+                        continue
+                    _problem(st, report, why)
+                    continue
+                if "events" in want:
+                    if sensor is None:
+                        sensor = src.sensor_size
+                    elif src.sensor_size != sensor:
+                        raise DatasetError(f"{where}: sensor {src.sensor_size} differs from "
+                                           f"the dataset's {sensor}; one dataset, one sensor")
+                owner = span or _nearest_span(located, r.start_us)
+                split = splits[owner.line]
+                group = _slug(owner.group or rec.stem)
+                sid = f"{_slug(r.label)}_{group}_{k:05d}"
+                k += 1
+                report.add(split, r.label, sample, fe.window_s)
+                rows.append({"id": sid, "split": split, "label": r.label, "group": group,
+                             "recording": str(rec), "line": r.line,
+                             "start_ns": r.start_us * 1000, "events": len(sample.events),
+                             "audio_coverage": round(sample.audio_coverage, 4)})
+                if not st.dry_run:
+                    _write_sample(tmp / split / r.label, sid, sample, fe, want)
+            if src.jumps:
+                _problem(st, report, f"{rec.name}: the stamps jump ({len(src.jumps)} times, "
+                         f"first at {src.jumps[0]}): a clock reset or a recording of two "
+                         "sessions; windows across a jump are misplaced. Split the recording "
+                         "or label around the jump")
+            report.events_decoded += cutter.events_seen
+            report.recordings.append(_recording_row(src))
+            if st.progress:
+                print(f"{rec.name}: {k} samples", file=sys.stderr)
+        report.seconds = time.perf_counter() - t0
+        if not rows:
+            raise DatasetError("no sample was cut: check the spans against the recordings "
+                               "(--dry-run shows them)")
+        if not st.dry_run:
+            rule = ("the labels' split column" if any(s.split for s in spans) else
+                    f"whole groups to test, ratio {st.test_ratio}, seed {st.seed}")
+            meta = _meta(st, fe, classes, sensor, want, rows, rule, argv)
+            (tmp / "samples.csv").write_text(_csv(rows))
+            (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.replace(out)
+    except BaseException:
+        if not st.dry_run:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _nearest_span(spans: list[tuple[int, int, LabelSpan]], t_us: int) -> LabelSpan:
+    """The labelled span nearest ``t_us``: a background window takes its split and group."""
+    return min(spans, key=lambda s: min(abs(t_us - s[0]), abs(t_us - s[1])))[2]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-")
+
+
+def _write_sample(folder: Path, sid: str, s: CutSample, fe: FrontEndConfig,
+                  modalities: tuple[str, ...]) -> None:
+    from scipy.io import wavfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if "events" in modalities:
+        np.save(folder / f"{sid}.events.npy", s.events)
+    if "audio" in modalities:
+        # float32 at the model's rate: exactly the samples the node's cochlea holds.
+        wavfile.write(folder / f"{sid}.wav", fe.cochlea.sample_rate, s.pcm.astype(np.float32))
+
+
+def _recording_row(src: RecordingSource) -> dict[str, Any]:
+    med = {k: (float(np.median(v)) / 1e3 if v else None)
+           for k, v in src.stamp_offsets_us.items()}
+    return {"recording": str(src.path), "events": src.events_kind, "audio": src.audio_kind,
+            "sensor_size": list(src.sensor_size), "stamp_offset_ms": med,
+            "decode": src.decode_stats}
+
+
+def _meta(st: BuildSettings, fe: FrontEndConfig, classes: list[str],
+          sensor: tuple[int, int] | None, modalities: tuple[str, ...],
+          rows: list[dict[str, Any]], split_rule: str, argv: Sequence[str]) -> dict[str, Any]:
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        c = counts.setdefault(r["split"], {})
+        c[r["label"]] = c.get(r["label"], 0) + 1
+    for c in counts.values():
+        c["total"] = sum(c.values())
+    return {"layout": LAYOUT, "layout_version": LAYOUT_VERSION, "name": st.out.name,
+            "classes": classes, "sensor_size": list(sensor or fe.input_size),
+            "audio_rate": fe.cochlea.sample_rate, "modalities": list(modalities),
+            "window_s": fe.window_s, "grid_s": st.grid_s, "frontend": fe.to_dict(),
+            "counts": counts, "split_rule": split_rule,
+            "built_by": shlex.join(["taaf_dataset", *argv])}
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    keys = list(rows[0])
+    return "\n".join([",".join(keys), *(",".join(str(r[k]) for k in keys) for r in rows)]) + "\n"
+
+
+# ------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="taaf_dataset", description="Build a training dataset (EAD layout, docs/data.md) "
+        "from recordings and a labels CSV: each sample is a window the perception node would "
+        "cut, decoded and timed by the node's own code.")
+    sub = ap.add_subparsers(dest="source", required=True)
+    for name, text in (("bag", "ROS 2 bags (sqlite3 or mcap; no ROS install needed)"),
+                       ("files", "event files (.raw EVT 3.0, .aedat4, .h5, .npy, .bin) with "
+                        "WAVs of the same name")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("labels", type=Path, help="labels CSV: recording,start,end,label"
+                       "[,split][,group][,time]; recordings relative to the CSV's folder")
+        p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
+        p.add_argument("--model", default="", help="take window, bins and audio rate from "
+                       "this checkpoint (default: the bundled model)")
+        p.add_argument("--classes", default="", help="comma-separated class names, in the "
+                       "model's order: a label outside them is an error (default: the labels "
+                       "found, sorted)")
+        p.add_argument("--times", choices=("relative", "absolute"), default="relative",
+                       help="label times: from the recording's start, or ROS time (s since "
+                       "the epoch); a time column overrides it per row")
+        p.add_argument("--grid-s", type=float, default=0.05, help="windows start on this "
+                       "grid of the ROS clock (the node's hop_s)")
+        p.add_argument("--stride-s", type=float, default=0.0, help="between the windows of "
+                       "a span longer than one (default: the window length)")
+        p.add_argument("--background", action="store_true", help="also cut windows that "
+                       f"overlap no labelled span, as the class '{BACKGROUND}'")
+        p.add_argument("--background-stride-s", type=float, default=0.0,
+                       help="between background windows (default: the window length)")
+        p.add_argument("--test-ratio", type=float, default=0.25, help="without a split "
+                       "column: share of spans whose groups (else recordings) go to test")
+        p.add_argument("--seed", type=int, default=0, help="seed of the split by ratio")
+        p.add_argument("--on-bad", choices=("error", "report"), default="error",
+                       help="a bad span stops the build (error) or is skipped and reported")
+        p.add_argument("--min-audio-coverage", type=float, default=0.9,
+                       help="least share of a window that must have audio")
+        p.add_argument("--dry-run", action="store_true", help="print the report, write "
+                       "nothing")
+        p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+        p.add_argument("--sensor-size", type=int, nargs=2, default=(0, 0),
+                       metavar=("W", "H"), help="event sensor size where the data does not "
+                       "carry it (PointCloud2, .npy, .h5, .bin)")
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
+        if name == "bag":
+            p.add_argument("--events-topic", default="", help="default: the bag's only "
+                           "event topic")
+            p.add_argument("--audio-topic", default="", help="default: the bag's only audio "
+                           "topic")
+            p.add_argument("--audio-info-topic", default="", help="AudioInfo of "
+                           "AudioDataStamped (default: the bag's only AudioInfo topic)")
+            p.add_argument("--audio-rate", type=int, default=16000, help="sample rate of "
+                           "MultiArray audio, which does not carry it")
+        else:
+            p.add_argument("--audio-offset-s", type=float, default=0.0,
+                           help="time of the WAV's first sample on the event file's clock "
+                           "(its first event is 0)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``taaf_dataset``; exit status 2 on bad input, with the reason."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = _parser().parse_args(argv)
+    st = BuildSettings(labels=a.labels, out=a.out, source=a.source, model=a.model,
+                       classes=tuple(c.strip() for c in a.classes.split(",") if c.strip()),
+                       times=a.times, grid_s=a.grid_s, stride_s=a.stride_s,
+                       background=a.background, background_stride_s=a.background_stride_s,
+                       test_ratio=a.test_ratio, seed=a.seed, on_bad=a.on_bad,
+                       min_audio_coverage=a.min_audio_coverage, dry_run=a.dry_run,
+                       overwrite=a.overwrite, sensor_size=tuple(a.sensor_size),
+                       progress=not a.quiet)
+    if a.source == "bag":
+        st.events_topic, st.audio_topic = a.events_topic, a.audio_topic
+        st.audio_info_topic, st.audio_rate = a.audio_info_topic, a.audio_rate
+    else:
+        st.audio_offset_s = a.audio_offset_s
+    try:
+        report = build_dataset(st, argv)
+    except (DatasetError, LabelError, BagError, EventFileError, ValueError, OSError) as exc:
+        print(f"taaf_dataset: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("taaf_dataset: interrupted; nothing written", file=sys.stderr)
+        return 130
+    print(report.render())
+    rate = report.events_decoded / max(report.seconds, 1e-9) / 1e6
+    print(f"\n{report.events_decoded:,} events decoded in {report.seconds:.1f} s "
+          f"({rate:.1f} M events/s)")
+    print("dry run: nothing written" if st.dry_run else f"wrote {st.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

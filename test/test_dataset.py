@@ -1,0 +1,316 @@
+"""taaf_dataset: recordings and a labels CSV -> a dataset whose samples are the node's windows."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from recordings import T0_NS, bag_messages, timeline, write_camera_files, write_labels
+
+from taaf_ros.data.bags import read_bag, write_bag
+from taaf_ros.data.dataset_builder import main
+from taaf_ros.data.labels import LabelError, read_labels
+from taaf_ros.data.readers import EadDataset, EventFileError, read_raw_evt3
+from taaf_ros.data.span_cutter import span_windows
+from taaf_ros.frontend import sample_tensors
+from taaf_ros.inference.live import LivePipeline, LiveSettings
+from taaf_ros.inference.pipeline import Classifier, find_bundled_model
+from taaf_ros.nodes.inputs import AudioInput, EventInput
+from taaf_ros.stream.scheduler import WindowCut
+
+NAMES = {"0": "zero", "1": "one", "2": "two"}
+
+
+@pytest.fixture(scope="module")
+def avdigits(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from taaf_ros.data.avdigits import ensure_ead_dataset
+
+    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
+                              limit_per_class=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tl(avdigits: Path):
+    """Nine spoken-and-shown digits of three classes on one timeline."""
+    ds = EadDataset(avdigits, "train")
+    picked = [(ds[i], NAMES[ds.classes[ds.samples[i][2]]]) for i in range(len(ds))
+              if ds.classes[ds.samples[i][2]] in NAMES]
+    return timeline(picked)
+
+
+@pytest.fixture(scope="module")
+def robot(tl, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bag as a robot records it (EventPacket evt3, AudioDataStamped + AudioInfo) and its
+    labels, with a group per take so that whole takes go to test."""
+    root = tmp_path_factory.mktemp("robot")
+    write_bag(root / "kitchen", bag_messages(tl))
+    labels = root / "labels.csv"
+    rows = [f"kitchen,{a},{b},{lab},take{i % 3}" for i, (a, b, lab) in enumerate(tl.spans)]
+    labels.write_text("recording,start,end,label,group\n" + "\n".join(rows) + "\n")
+    return labels
+
+
+def build(*args: str) -> int:
+    return main([*map(str, args), "--quiet"])
+
+
+def samples(root: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((root / "samples.csv").read_text().splitlines()))
+
+
+def test_span_windows_sit_on_the_grid_inside_or_centred_on_the_span():
+    assert span_windows(1_020_000, 1_400_000, 600_000, 50_000, 600_000) == [900_000]
+    assert span_windows(0, 2_000_000, 600_000, 50_000, 600_000) == [0, 600_000, 1_200_000]
+
+
+def test_a_bag_becomes_a_dataset_with_whole_groups_in_test(robot, tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert build("bag", robot, "--out", out) == 0
+    report = capsys.readouterr().out
+    assert "| train | zero | 2 |" in report and "M events/s" in report
+    ds = EadDataset(out, "train")
+    assert ds.classes == ["one", "two", "zero"] and ds.sensor_size == (34, 34)
+    assert ds.meta["audio_rate"] == 8000 and ds.meta["layout_version"] == 2
+    rows = samples(out)
+    assert len(rows) == 9
+    split_of_group = {}
+    for r in rows:
+        assert split_of_group.setdefault(r["group"], r["split"]) == r["split"]
+    assert set(split_of_group.values()) == {"train", "test"}
+    assert all(float(r["audio_coverage"]) == 1.0 and int(r["events"]) > 1000 for r in rows)
+
+
+def test_the_live_session_computes_the_training_samples_bit_for_bit(robot, tmp_path):
+    """The bag's messages through the node's inputs and live front ends, windows cut as they
+    become ready: each labelled window's tensors equal sample_tensors of its stored sample."""
+    out = tmp_path / "ds"
+    assert build("bag", robot, "--out", out) == 0
+    classifier = Classifier(find_bundled_model(), "cpu")
+    fe = classifier.frontend
+    live = LivePipeline(classifier, (34, 34), LiveSettings(hop_us=50_000,
+                                                           history_us=3_000_000))
+    assert live.streaming  # the front end the node runs by default
+    events_in = EventInput("event_packet", (34, 34), 5_000_000)
+    audio_in = AudioInput("audio_data_stamped", 16000, 1, 5_000_000)
+    rows = samples(out)
+    pending = sorted(int(r["start_ns"]) // 1000 for r in rows)
+    computed: dict[int, tuple] = {}
+    reach = {"events": 0, "audio": 0}
+    for m in read_bag(robot.parent / "kitchen"):
+        now = m.log_time_ns // 1000
+        if m.topic.endswith("audio_info"):
+            audio_in.set_info(m.msg, now)
+            continue
+        if m.topic.endswith("events"):
+            piece = events_in.decode(m.msg, now, now)
+            live.push_events(piece.events, piece.sensor_size)
+            reach["events"] = max(reach["events"], piece.reach_us)
+        else:
+            a = audio_in.decode(m.msg, now, now)
+            reach["audio"] = live.push_audio(a.samples, a.start_us, a.sample_rate) or 0
+        while pending and pending[0] + fe.window_us <= min(reach.values()):
+            s = pending.pop(0)
+            ev, _, au, _ = live.window_tensors(WindowCut(s, s + fe.window_us, (True, True),
+                                                         (False, False)))
+            computed[s] = (ev, au)
+    assert not pending
+    by_id = {r["id"]: int(r["start_ns"]) // 1000 for r in rows}
+    n = 0
+    for split in ("train", "test"):
+        ds = EadDataset(out, split)
+        for i in range(len(ds)):
+            s = ds[i]
+            ev, au = sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
+            live_ev, live_au = computed[by_id[s.id]]
+            assert np.array_equal(ev, live_ev), s.id
+            assert np.array_equal(au, live_au), s.id
+            assert ev.sum() > 0 and au.sum() > 0
+            n += 1
+    assert n == 9
+
+
+def test_files_give_the_samples_the_bag_gives(robot, tl, tmp_path):
+    """A .raw EVT 3.0 file and a WAV of the same timeline: the same windows, the same events."""
+    folder = tmp_path / "camera"
+    raw = write_camera_files(folder, "kitchen", tl)
+    ev, size = read_raw_evt3(raw)
+    order = lambda e: e[np.lexsort((e["x"], e["p"], e["y"], e["t"]))]  # noqa: E731 - EVT 3.0's
+    assert size == (34, 34) and np.array_equal(order(ev), order(tl.events))
+    labels = write_labels(folder / "labels.csv", "kitchen.raw", tl.spans, ",train")
+    assert build("bag", robot, "--out", tmp_path / "a") == 0
+    assert build("files", labels, "--out", tmp_path / "b") == 0
+    a = {int(r["start_ns"]) - T0_NS: r for r in samples(tmp_path / "a")}
+    b = {int(r["start_ns"]): r for r in samples(tmp_path / "b")}
+    assert a.keys() == b.keys()
+    assert all(a[k]["events"] == b[k]["events"] for k in a)
+
+
+def test_background_windows_avoid_every_labelled_span(robot, tmp_path):
+    out = tmp_path / "ds"
+    assert build("bag", robot, "--out", out, "--background",
+                 "--background-stride-s", "0.3") == 0
+    rows = samples(out)
+    spans = [(int(r["start_ns"]), int(r["start_ns"]) + 600_000_000) for r in rows
+             if r["label"] != "background"]
+    bg = [int(r["start_ns"]) for r in rows if r["label"] == "background"]
+    assert len(bg) >= 9 and "background" in EadDataset(out, "train").classes
+    assert not any(a < s + 600_000_000 and s < b for s in bg for a, b in spans)
+    assert all(int(r["events"]) > 0 for r in rows)
+
+
+def test_a_dry_run_writes_nothing(robot, tmp_path, capsys):
+    assert build("bag", robot, "--out", tmp_path / "ds", "--dry-run") == 0
+    assert not (tmp_path / "ds").exists()
+    assert "dry run: nothing written" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------ bad data
+def _labels(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "labels.csv"
+    p.write_text("recording,start,end,label,group\n" + body)
+    return p
+
+
+def test_labels_files_are_checked_row_by_row(tmp_path):
+    cases = {
+        "a,1.0,1.6,x,g\na,1.5,2.0,y,g\n": "lines 2 and 3 overlap",
+        "a,1.0,0.5,x,g\n": "line 2: start 1.0 s is not before end 0.5 s",
+        "a,one,2,x,g\n": "line 2: start 'one' is not a number",
+        "a,1,2,,g\n": "line 2: no label",
+        "a,nan,2,x,g\n": "not finite",
+    }
+    for body, message in cases.items():
+        with pytest.raises(LabelError, match=message):
+            read_labels(_labels(tmp_path, body))
+    with pytest.raises(LabelError, match="line 2: label 'cat' is not one of the classes"):
+        read_labels(_labels(tmp_path, "a,1,2,cat,g\n"), classes=["dog"])
+    (tmp_path / "bad.csv").write_text("rec,begin\n")
+    with pytest.raises(LabelError, match="missing recording, start, end, label"):
+        read_labels(tmp_path / "bad.csv")
+
+
+def _bad(tmp_path: Path, capsys, *args: str) -> str:
+    assert build(*args) == 2
+    return capsys.readouterr().err
+
+
+def test_bad_recordings_are_refused_naming_the_row_or_the_bag(robot, tl, tmp_path, capsys):
+    bag = robot.parent / "kitchen"
+    # A span past the bag's end.
+    labels = _labels(tmp_path, f"{bag},0.5,1.1,zero,a\n{bag},30.0,30.6,one,b\n")
+    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "x")
+    assert "line 3" in err and "past the end of the event stream" in err
+    assert not (tmp_path / "x").exists()
+    # ... or, with --on-bad report, skipped and counted.
+    assert build("bag", labels, "--out", tmp_path / "x", "--on-bad", "report") == 0
+    out = capsys.readouterr().out
+    assert "1 problem(s)" in out and "line 3" in out
+    # An unknown label, a missing topic, a missing recording.
+    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "y", "--classes", "zero")
+    assert "line 3: label 'one' is not one of the classes" in err
+    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "y", "--events-topic",
+               "/dvs/events")
+    assert "line 2" in err and "no topic /dvs/events" in err and "/event_camera/events" in err
+    err = _bad(tmp_path, capsys, "bag", _labels(tmp_path, "nowhere,1,2,x,a\nnowhere,3,4,y,b\n"),
+               "--out", tmp_path / "y")
+    assert "line 2" in err and "no bag at" in err
+    # One recording in two splits.
+    two = tmp_path / "two.csv"
+    two.write_text(f"recording,start,end,label,split\n{bag},0.5,1.1,zero,train\n"
+                   f"{bag},2.0,2.6,zero,test\n")
+    assert "kitchen is in splits ['test', 'train']" in _bad(tmp_path, capsys, "bag", two,
+                                                            "--out", tmp_path / "y")
+
+
+def test_a_span_without_audio_and_a_jumping_clock_are_named(tl, tmp_path, capsys):
+    msgs = bag_messages(tl)
+    gap = (T0_NS + 2_000_000_000, T0_NS + 2_700_000_000)  # no audio over the second span
+    quiet = [m for m in msgs if not (m[0].endswith("audio_stamped") and gap[0] <= m[2] < gap[1])]
+    write_bag(tmp_path / "quiet", quiet)
+    labels = _labels(tmp_path, "quiet,0.5,1.1,zero,a\nquiet,2.0,2.6,zero,b\n")
+    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "x")
+    assert "line 3" in err and "has audio for" in err and "a gap in the audio" in err
+    jumped = []
+    for topic, ty, log, msg in msgs:  # the camera's stamps jump 30 s forward after 5 s
+        if topic.endswith("events") and log > T0_NS + 5_000_000_000:
+            s = msg.header.stamp
+            s.sec += 30
+        jumped.append((topic, ty, log, msg))
+    write_bag(tmp_path / "jumped", jumped)
+    labels = _labels(tmp_path, "jumped,0.5,1.1,zero,a\njumped,2.0,2.6,zero,b\n")
+    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "x")
+    assert "jumped: the stamps jump" in err and "/event_camera/events at log time" in err
+
+
+def test_a_truncated_raw_file_is_refused(tl, tmp_path, capsys):
+    raw = write_camera_files(tmp_path, "cut", tl)
+    raw.write_bytes(raw.read_bytes()[:-1])
+    with pytest.raises(EventFileError, match="truncated"):
+        read_raw_evt3(raw)
+    labels = _labels(tmp_path, "cut.raw,0.5,1.1,zero,a\ncut.raw,2.0,2.6,zero,b\n")
+    assert "truncated" in _bad(tmp_path, capsys, "files", labels, "--out", tmp_path / "x")
+    raw.write_bytes(b"% evt 2.0\n% end\n\x00\x00")
+    assert "not an EVT 3.0 .raw file" in _bad(tmp_path, capsys, "files", labels, "--out",
+                                              tmp_path / "x")
+    shutil.rmtree(tmp_path / "x", ignore_errors=True)
+
+
+def test_own_files_to_a_model_whose_live_windows_equal_its_evaluation(tl, tmp_path):
+    """With no ROS at all: a .raw EVT 3.0 recording and a WAV -> taaf_dataset files ->
+    train_ead.py --init-from the bundled model (two epochs) -> the ROS-free live session fed
+    the same files: its prediction of every labelled window equals the offline evaluation of
+    that window's sample."""
+    from taaf_ros.data.recording import open_files
+    from taaf_ros.inference.session import LiveSession
+    from taaf_ros.training.cli import main as train
+
+    raw = write_camera_files(tmp_path / "rec", "desk", tl)
+    labels = tmp_path / "rec" / "labels.csv"
+    labels.write_text("recording,start,end,label,group\n" + "\n".join(
+        f"desk.raw,{a},{b},{lab},take{i % 3}" for i, (a, b, lab) in enumerate(tl.spans)) + "\n")
+    assert build("files", labels, "--out", tmp_path / "ds") == 0
+    assert train(["--data-root", str(tmp_path / "ds"), "--init-from", str(find_bundled_model()),
+                  "--epochs", "2", "--out-dir", str(tmp_path / "run"), "--no-progress",
+                  "--num-threads", "1"]) == 0
+    model = tmp_path / "run" / "model.pt"
+    classifier = Classifier(model, "cpu")
+    session = LiveSession(classifier, (34, 34), hop_us=50_000, max_wait_us=1_000_000,
+                          timeout_us=5_000_000, now_us=0)
+    got: dict[int, dict] = {}
+    src, pieces = open_files(raw, raw.with_suffix(".wav"))
+    now = 0
+    for piece in pieces:
+        now = piece.received_us
+        if piece.events is not None:
+            e = piece.events
+            session.push_events(e.events, e.reach_us, e.sensor_size, now)
+        else:
+            a = piece.audio
+            session.push_audio(a.samples, a.start_us, a.sample_rate, now)
+        assert session.run_once(lambda: now, lambda w, p: got.__setitem__(
+            p["window"]["start_ns"], p)) is None
+    rows = samples(tmp_path / "ds")
+    start_of = {r["id"]: int(r["start_ns"]) for r in rows}
+    n = 0
+    for split in ("train", "test"):
+        ds = EadDataset(tmp_path / "ds", split)
+        for i in range(len(ds)):
+            s = ds[i]
+            ev, au = sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate,
+                                    classifier.frontend)
+            res = classifier.classify_tensors(ev, au)
+            p = got[start_of[s.id]]
+            assert p["present"] == ["events", "audio"] and not p["degraded"]
+            assert p["label"] == classifier.classes[int(np.argmax(res.probs))]
+            for c in p["top_k"]:
+                assert c["score"] == pytest.approx(float(res.probs[c["class_id"]]), abs=1e-6)
+            n += 1
+    assert n == len(rows) == 9
+    import torch
+
+    card = torch.load(model, weights_only=True)["model_card"]
+    assert card["init_from"]["classes"] == [str(d) for d in range(10)]
+    assert card["classes"] == ["one", "two", "zero"] and "head.read" in card["init_from"]["rebuilt"]
