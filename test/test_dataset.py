@@ -201,8 +201,12 @@ def test_bad_recordings_are_refused_naming_the_row_or_the_bag(robot, tl, tmp_pat
     bag = robot.parent / "kitchen"
     # A span past the bag's end.
     labels = _labels(tmp_path, f"{bag},0.5,1.1,zero,a\n{bag},30.0,30.6,one,b\n")
+    early = _labels(tmp_path, f"{bag},0.0,0.2,zero,a\n{bag},2.0,2.6,one,b\n")
+    err = _bad(tmp_path, capsys, "bag", early, "--out", tmp_path / "x")
+    assert "line 2" in err and "not inside the event stream" in err  # centred: before 0
+    labels = _labels(tmp_path, f"{bag},0.5,1.1,zero,a\n{bag},30.0,30.6,one,b\n")
     err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "x")
-    assert "line 3" in err and "past the end of the event stream" in err
+    assert "line 3" in err and "not inside the event stream" in err
     assert not (tmp_path / "x").exists()
     # ... or, with --on-bad report, skipped and counted.
     assert build("bag", labels, "--out", tmp_path / "x", "--on-bad", "report") == 0
@@ -290,7 +294,7 @@ def test_own_files_to_a_model_whose_live_windows_equal_its_evaluation(tl, tmp_pa
         else:
             a = piece.audio
             session.push_audio(a.samples, a.start_us, a.sample_rate, now)
-        assert session.run_once(lambda: now, lambda w, p: got.__setitem__(
+        assert session.run_once(lambda t=now: t, lambda w, p: got.__setitem__(
             p["window"]["start_ns"], p)) is None
     rows = samples(tmp_path / "ds")
     start_of = {r["id"]: int(r["start_ns"]) for r in rows}
@@ -314,3 +318,31 @@ def test_own_files_to_a_model_whose_live_windows_equal_its_evaluation(tl, tmp_pa
     card = torch.load(model, weights_only=True)["model_card"]
     assert card["init_from"]["classes"] == [str(d) for d in range(10)]
     assert card["classes"] == ["one", "two", "zero"] and "head.read" in card["init_from"]["rebuilt"]
+
+
+def test_one_modality_recordings_train_with_the_matching_method(tl, tmp_path):
+    """A .raw without a WAV gives an events-only dataset, a WAV alone an audio-only one; each
+    trains with its method, and a two-modality method is refused with the fix."""
+    from taaf_ros.training.cli import main as train
+
+    raw = write_camera_files(tmp_path / "rec", "desk", tl)
+    wav = raw.with_suffix(".wav")
+    (tmp_path / "audio").mkdir()
+    wav.rename(tmp_path / "audio" / "desk.wav")
+    rows = "\n".join(f"{{rec}},{a},{b},{lab},take{i % 3}" for i, (a, b, lab) in
+                     enumerate(tl.spans))
+    for name, rec, method in (("events", raw, "events-only"),
+                              ("audio", tmp_path / "audio" / "desk.wav", "audio-only")):
+        labels = tmp_path / f"{name}.csv"
+        labels.write_text("recording,start,end,label,group\n" + rows.format(rec=rec) + "\n")
+        out = tmp_path / f"ds-{name}"
+        assert build("files", labels, "--out", out) == 0
+        ds = EadDataset(out, "train")
+        assert ds.modalities == (name,) and len(ds) == 6
+        assert not list(out.glob("*/*/*.wav" if name == "events" else "*/*/*.npy"))
+        args = ["--data-root", str(out), "--epochs", "1", "--no-progress", "--num-threads", "1",
+                "--out-dir", str(tmp_path / f"run-{name}")]
+        assert train([*args, "--method", method]) == 0
+        with pytest.raises(SystemExit, match=f"has no {'audio' if name == 'events' else 'events'}"
+                           f".*train it with --method {method}"):
+            train(args)

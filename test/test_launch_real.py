@@ -390,8 +390,8 @@ def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_s
                                       timeout=600, check=False)
     r = run("taaf_dataset", "bag", str(labels), "--out", str(tmp_path / "ds"), "--quiet")
     assert r.returncode == 0, r.stderr
-    r = run(sys.executable, str(REPO / "train_ead.py"), "--data-root", str(tmp_path / "ds"), "--init-from",
-            str(REPO / "models" / "taaf_avdigits.pt"), "--epochs", "2", "--out-dir",
+    r = run(sys.executable, str(REPO / "train_ead.py"), "--data-root", str(tmp_path / "ds"),
+            "--init-from", str(REPO / "models" / "taaf_avdigits.pt"), "--epochs", "2", "--out-dir",
             str(tmp_path / "run"), "--no-progress", "--num-threads", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     model = tmp_path / "run" / "model.pt"

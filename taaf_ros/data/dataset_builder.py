@@ -207,8 +207,8 @@ def _check_sample(s: CutSample, src: RecordingSource, modalities: tuple[str, ...
         if not src.events_kind:
             return f"{where}: {src.path.name} has no event stream"
         if not s.events_reached:
-            return (f"{where}: the window at {t:.3f} s runs past the end of the event stream "
-                    f"of {src.path.name} (a span out of range, or the topic stopped)")
+            return (f"{where}: the window at {t:.3f} s is not inside the event stream of "
+                    f"{src.path.name} (a span out of range, or the topic stopped)")
     if "audio" in modalities:
         if not src.audio_kind:
             return f"{where}: {src.path.name} has no audio"

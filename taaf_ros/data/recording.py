@@ -156,7 +156,7 @@ def _bag_pieces(src: RecordingSource, info_topic: str, sensor_size: tuple[int, i
         except (ValueError, TypeError, AttributeError, OverflowError) as exc:
             raise BagError(f"{src.path}: {where(item.topic, item.log_time_ns)}: "
                            f"{type(exc).__name__}: {exc}") from exc
-        src.decode_stats = {"events": ev_in.stats(), "audio": au_in.stats()}
+    src.decode_stats = {"events": ev_in.stats(), "audio": au_in.stats()}
 
 
 def _note_offset(src: RecordingSource, kind: str, msg: Any, now_us: int) -> None:

@@ -67,7 +67,7 @@ class CutSample:
     events: np.ndarray
     pcm: np.ndarray
     audio_coverage: float
-    events_reached: bool  # the event stream reached the window's end
+    events_reached: bool  # the event stream covers the window, from its start to its end
     audio_reached: bool
 
 
@@ -93,8 +93,9 @@ class WindowCutter:
         self.modalities = modalities
         self.cochlea = StreamingCochlea(frontend, audio_buffer_s)
         self.rate = frontend.cochlea.sample_rate
-        self._chunks: list[np.ndarray] = []
+        self._chunks: list[tuple[int, int, np.ndarray]] = []  # (first t, last t, events)
         self._events_reach: int | None = None
+        self.events_from: int | None = None  # time of the first event piece (its start)
         self.events_seen = 0
         self.bg_stride = int(background_stride_us)
         self._spans = sorted(spans)
@@ -106,9 +107,12 @@ class WindowCutter:
         if piece.events is not None:
             ev = piece.events.events
             if len(ev):
-                self._chunks.append(ev)
+                t = ev["t"]
+                self._chunks.append((int(t.min()), int(t.max()), ev))
                 self.events_seen += len(ev)
             reach = piece.events.reach_us
+            if self.events_from is None:
+                self.events_from = int(ev["t"].min()) if len(ev) else reach
             self._events_reach = reach if self._events_reach is None else max(
                 self._events_reach, reach)
             self._start_background(int(ev["t"].min()) if len(ev) else reach)
@@ -164,12 +168,15 @@ class WindowCutter:
     def _sample(self, r: WindowRequest) -> CutSample:
         s, e = r.start_us, r.start_us + self.window_us
         parts = []
-        for c in self._chunks:
-            t = c["t"]
-            m = (t >= s) & (t < e)
-            if m.any():
-                parts.append(c[m])
-        ev = np.concatenate(parts) if parts else empty_events(0)
+        for lo, hi, c in self._chunks:
+            if hi < s or lo >= e:
+                continue
+            if lo >= s and hi < e:
+                parts.append(c)
+            else:
+                t = c["t"]
+                parts.append(c[(t >= s) & (t < e)])
+        ev = np.concatenate(parts) if parts else empty_events(0)  # a copy: shifted below
         ev["t"] -= s
         w = self.cochlea.buffer.window_with_coverage(s, e)
         n = round(self.window_us * self.rate / 1e6)
@@ -177,16 +184,16 @@ class WindowCutter:
         if len(pcm) < n:
             pcm = np.pad(pcm, (0, n - len(pcm)))
         latest = self.cochlea.latest_time
-        return CutSample(r, ev, pcm, w.coverage,
-                         self._events_reach is not None and self._events_reach >= e,
-                         latest is not None and latest >= e)
+        within = (self.events_from is not None and self.events_from <= s
+                  and self._events_reach is not None and self._events_reach >= e)
+        return CutSample(r, ev, pcm, w.coverage, within, latest is not None and latest >= e)
 
     def _trim(self, keep_from: int | None) -> None:
         """Drop event chunks wholly before the oldest window still to cut."""
         if keep_from is None:
             self._chunks.clear()
             return
-        self._chunks = [c for c in self._chunks if int(c["t"].max()) >= keep_from]
+        self._chunks = [c for c in self._chunks if c[1] >= keep_from]
 
 
 def cut_recording(pieces: Iterator[Piece], cutter: WindowCutter) -> Iterator[CutSample]:
