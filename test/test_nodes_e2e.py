@@ -195,9 +195,11 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
         # hop 0.2 s: fewer windows, so that two shared CPU cores never drop the aligned one.
         # max_wait 0.5 s and timeout 2 s: on a loaded machine a stream can stall for a while;
         # this test is about alignment, not latency: no window should be cut with a modality
-        # masked, nor skipped as stale.
+        # masked, nor skipped as stale. Each window's own argmax (no smoothing, no abstention):
+        # the network's output is compared with offline evaluation.
         node = g.add(perception(context, model_checkpoint, rp, hop_s=0.2, max_wait_s=0.5,
-                                modality_timeout_s=2.0, **types,
+                                modality_timeout_s=2.0, smoothing_windows=1,
+                                min_confidence=0.0, **types,
                                 audio_info_topic=topic(rp, "audio_info")))
         clf = node.classifier
         seen: dict[int, WindowResult] = {}  # window start (µs) -> what the network saw

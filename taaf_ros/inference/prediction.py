@@ -24,15 +24,17 @@ def top_k(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict[str, A
 def make_prediction(*, seq: int, window: WindowCut, probs: np.ndarray, classes: Sequence[str],
                     modality_attention: Sequence[float], attention_map: np.ndarray,
                     k: int, n_events: int, audio_coverage: float, inference_ms: float,
-                    latency_ms: float, modalities: Sequence[str] = MODALITIES
-                    ) -> dict[str, Any]:
+                    latency_ms: float, modalities: Sequence[str] = MODALITIES,
+                    abstained: bool = False) -> dict[str, Any]:
     """The /taaf/prediction object (schema version :data:`SCHEMA_VERSION`).
 
     Fields: schema, version, seq (window counter), stamp_ns (= window end), window
     {start_ns, end_ns}, label, class_id, confidence, top_k, modality_attention {name: a_m},
     attention_map {dims: ["time", "modality"], modalities, values: T x M}, present, missing,
     degraded, inputs {events: count in the window, audio_coverage: fraction of real samples},
-    inference_ms, latency_ms (window end -> publish, ROS clock).
+    inference_ms, latency_ms (window end -> publish, ROS clock), abstained (the decision rule
+    found no class sure enough: label "" and class_id -1, confidence and top_k still say what
+    it weighed; see :mod:`taaf_ros.inference.decision`).
     """
     best = top_k(probs, classes, k)
     present = [m for m, p in zip(modalities, window.present, strict=True) if p]
@@ -42,8 +44,8 @@ def make_prediction(*, seq: int, window: WindowCut, probs: np.ndarray, classes: 
         "seq": int(seq),
         "stamp_ns": window.end_us * 1000,
         "window": {"start_ns": window.start_us * 1000, "end_ns": window.end_us * 1000},
-        "label": best[0]["label"],
-        "class_id": best[0]["class_id"],
+        "label": "" if abstained else best[0]["label"],
+        "class_id": -1 if abstained else best[0]["class_id"],
         "confidence": best[0]["score"],
         "top_k": best,
         "modality_attention": {m: round(float(a), 6)
@@ -56,6 +58,7 @@ def make_prediction(*, seq: int, window: WindowCut, probs: np.ndarray, classes: 
         "inputs": {"events": int(n_events), "audio_coverage": round(float(audio_coverage), 4)},
         "inference_ms": round(float(inference_ms), 3),
         "latency_ms": round(float(latency_ms), 3),
+        "abstained": bool(abstained),
     }
 
 

@@ -47,12 +47,16 @@ class Scoreboard:
 
     aligned: windows that coincide with a sample (>= 99 % covered): exactly what offline
     evaluation of the same sample computes, so this accuracy is comparable to it.
-    majority: every window that a sample covers at least half of (sliding windows as well).
+    majority: every window that a sample covers at least half of (sliding windows as well);
+    an abstention counts as wrong.
+    background: windows that overlap no sample: True where the node abstained (or said
+    ``background``), which is right there.
     """
 
     truths: dict[str, GroundTruth] = field(default_factory=dict)
     aligned: list[tuple[str, int, int]] = field(default_factory=list)  # (id, true, predicted)
     majority: list[tuple[str, int, int]] = field(default_factory=list)
+    background: list[bool] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     degraded: int = 0
     predictions: int = 0
@@ -66,7 +70,9 @@ class Scoreboard:
         self.degraded += int(bool(pred["degraded"]))
         g, cover = best_match(pred["window"]["start_ns"], pred["window"]["end_ns"],
                               self.truths.values())
-        if g is not None:
+        if g is None:
+            self.background.append(bool(pred.get("abstained")) or pred["label"] == "background")
+        else:
             row = (g.id, g.class_id, int(pred["class_id"]))
             if cover >= 0.99:
                 self.aligned.append(row)
@@ -88,6 +94,9 @@ class Scoreboard:
             "aligned_accuracy": self._acc(self.aligned),
             "majority_windows": len(self.majority),
             "majority_accuracy": self._acc(self.majority),
+            "background_windows": len(self.background),
+            "background_abstained": float(np.mean(self.background)) if self.background
+            else float("nan"),
             "latency_ms_p50": float(np.percentile(lat, 50)),
             "latency_ms_p99": float(np.percentile(lat, 99)),
         }

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from taaf_ros.inference.decision import DecisionRule
 from taaf_ros.inference.live import LivePipeline, LiveSettings, LiveWindow
 from taaf_ros.inference.pipeline import Classifier, find_bundled_model
 from taaf_ros.inference.prediction import make_prediction
@@ -53,7 +54,8 @@ class LiveSession:
 
     def __init__(self, classifier: Classifier, sensor_size: tuple[int, int], *, hop_us: int,
                  max_wait_us: int, timeout_us: int, now_us: int,
-                 settings: LiveSettings | None = None, top_k: int = 3) -> None:
+                 settings: LiveSettings | None = None, top_k: int = 3,
+                 decision: DecisionRule | None = None) -> None:
         self.classifier = classifier
         # Event counts are kept for a window, the wait for late data and a second of slack
         # (max_wait_s raised at run time beyond that slack masks the late events' windows).
@@ -65,6 +67,8 @@ class LiveSession:
         self.scheduler = WindowScheduler(classifier.window_us, hop_us, max_wait_us, timeout_us,
                                          now_us)
         self.top_k = int(top_k)
+        self.hop_us = int(hop_us)
+        self.decision = decision or DecisionRule()
         self.inputs = {"events": InputCounters(), "audio": InputCounters()}
         self.rates = {k: RateMeter() for k in ("events.msgs", "events.events", "audio.msgs",
                                                "audio.samples")}
@@ -107,7 +111,8 @@ class LiveSession:
         return cls(classifier, (p["sensor_width"] or w, p["sensor_height"] or h),
                    hop_us=us(p["hop_s"]), max_wait_us=us(p["max_wait_s"]),
                    timeout_us=us(p["modality_timeout_s"]), now_us=now_us, settings=settings,
-                   top_k=p["top_k"])
+                   top_k=p["top_k"],
+                   decision=DecisionRule(p["smoothing_windows"], p["min_confidence"]))
 
     @property
     def sensor_size(self) -> tuple[int, int]:
@@ -172,8 +177,10 @@ class LiveSession:
                     raise FloatingPointError(
                         "the network's output is not finite (NaN or inf): the model's weights "
                         "are corrupt; retrain it or load another checkpoint")
+                decided = self.decision.decide(res.probs, w.start_us, self.hop_us)
                 pred = make_prediction(
-                    seq=self.seq, window=out.window, probs=res.probs,
+                    seq=self.seq, window=out.window, probs=decided.probs,
+                    abstained=decided.abstained,
                     classes=self.classifier.classes, modality_attention=res.modality_attention,
                     attention_map=res.attention_map, k=self.top_k, n_events=out.n_events,
                     audio_coverage=out.audio_coverage, inference_ms=inference_ms,
@@ -192,9 +199,11 @@ class LiveSession:
         return None
 
     def reconfigure(self, *, max_events_per_window: int, max_wait_us: int, timeout_us: int,
-                    top_k: int) -> None:
+                    top_k: int, smoothing_windows: int = 1, min_confidence: float = 0.0
+                    ) -> None:
         """Apply the parameters that may change at run time."""
         self.top_k = int(top_k)
+        self.decision.configure(smoothing_windows, min_confidence)
         self.live.settings.max_events_per_window = int(max_events_per_window)
         self.scheduler.configure(max_wait_us=max_wait_us, timeout_us=timeout_us)
 

@@ -83,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
     ap.add_argument("--samples", type=int, default=20, help="samples to replay (0 = all; "
                     "default: 20)")
+    ap.add_argument("--gap-s", type=float, default=1.0, help="silence between samples (s): "
+                    "the windows with no sample in them are where the node should abstain "
+                    "(default: 1.0)")
     ap.add_argument("--device", default=None, help="auto, cpu, cuda:N (default: from config)")
     ap.add_argument("--config", type=Path, default=None,
                     help="parameters file (default: the package's config/perception.yaml)")
@@ -94,6 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.samples < 0:
         ap.error("--samples must be >= 0")
+    if args.gap_s < 0:
+        ap.error("--gap-s must be >= 0")
     return args
 
 
@@ -146,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         nodes.append(perception)
         rp |= {"data_root": str(root), "split": args.split, "samples": args.samples,
-               "loop": False, "window_s": perception.classifier.window_us / 1e6,
-               "hop_s": perception.p["hop_s"]}
+               "loop": False, "gap_s": args.gap_s,
+               "window_s": perception.classifier.window_us / 1e6, "hop_s": perception.p["hop_s"]}
         try:
             replay = ReplayNode(parameter_overrides=overrides(rp))
         except StartupError as exc:
@@ -192,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         late = sum(stats.late.values())
         print(f"\nlive accuracy: {s['aligned_accuracy']:.3f} on {s['aligned_windows']} "
               f"sample-aligned windows ({s['samples']} samples); {s['majority_accuracy']:.3f} "
-              f"over {s['majority_windows']} windows a sample covers at least half of")
+              f"over {s['majority_windows']} windows a sample covers at least half of; "
+              f"{s['background_abstained']:.3f} of the {s['background_windows']} windows with no "
+              f"sample abstained (smoothing_windows {perception.p['smoothing_windows']}, "
+              f"min_confidence {perception.p['min_confidence']})")
         print(f"window-end-to-publish latency: p50 {s['latency_ms_p50']:.1f} ms, "
               f"p99 {s['latency_ms_p99']:.1f} ms over {s['predictions']} predictions "
               f"({s['degraded']} degraded) on {perception.classifier.device}")

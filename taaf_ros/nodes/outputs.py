@@ -41,11 +41,11 @@ def image_msg(rgb: np.ndarray, t_us: int, frame_id: str = "") -> Image:
 def classification_msg(cls_type: Any, hyp_type: Any, pred: dict[str, Any], end_us: int,
                        frame_id: str = "") -> Any:
     """vision_msgs/Classification of a prediction's top-k, stamped at the window end, in the
-    input's frame."""
+    input's frame; no hypothesis where the node abstained (nothing recognised)."""
     msg = cls_type()
     set_stamp(msg.header, end_us)
     msg.header.frame_id = frame_id
-    for item in pred["top_k"]:
+    for item in [] if pred.get("abstained") else pred["top_k"]:
         h = hyp_type()
         h.class_id, h.score = item["label"], float(item["score"])
         msg.results.append(h)

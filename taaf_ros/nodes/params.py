@@ -62,6 +62,9 @@ def _is_cuda_index(value: str) -> bool:
 
 
 P = ParamSpec
+# The decision rule taaf_stream_select chose (docs/results-stream.md; a test keeps them equal).
+SMOOTHING_WINDOWS = 8
+MIN_CONFIDENCE = 0.3
 PERCEPTION_NODE = "taaf_perception"
 REPLAY_NODE = "taaf_replay"
 
@@ -128,6 +131,14 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     P("audio_buffer_s", 5.0, "audio held in the ring buffer (s, at the model's rate)",
       low=0.5, high=600.0),
     P("top_k", 3, "number of best classes listed in each prediction", low=1, high=1000,
+      runtime=True),
+    P("smoothing_windows", SMOOTHING_WINDOWS, "the label is the argmax of the mean "
+      "probabilities of this many consecutive windows (1 = each window's own; a gap starts "
+      "afresh); the default was chosen on a validation speaker (docs/results-stream.md)",
+      low=1, high=100, runtime=True),
+    P("min_confidence", MIN_CONFIDENCE, "below this smoothed confidence the node abstains: "
+      "label '' and class_id -1, and Classification carries no hypothesis (0 = never); the "
+      "default was chosen on a validation speaker (docs/results-stream.md)", low=0.0, high=1.0,
       runtime=True),
     P("publish_debug_image", False, "publish taaf/debug_image: the window's events at the "
       "sensor's resolution, the audio raster, attention bars, label and confidence (keeps "

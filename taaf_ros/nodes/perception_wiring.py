@@ -271,7 +271,9 @@ class PerceptionWiring:
             self.session.reconfigure(max_events_per_window=merged["max_events_per_window"],
                                      max_wait_us=_us(merged["max_wait_s"]),
                                      timeout_us=_us(merged["modality_timeout_s"]),
-                                     top_k=merged["top_k"])
+                                     top_k=merged["top_k"],
+                                     smoothing_windows=merged["smoothing_windows"],
+                                     min_confidence=merged["min_confidence"])
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------------------- inputs

@@ -1,0 +1,140 @@
+"""``taaf_stream_select``: choose the node's decision rule (``smoothing_windows``,
+``min_confidence``) on a validation speaker, and report it on the test split.
+
+Usage::
+
+    taaf_stream_select --data-root ../shared/data [--model M] [--speaker yweweler]
+                       [--samples 200] [--gap-s 1.0] [--output docs/results-stream.md]
+
+A split is replayed as a stream (:mod:`taaf_ros.inference.stream_eval`: each sample in a slot
+of the window plus ``--gap-s``, every window on the hop grid classified through the live front
+ends). Every rule of the grid is scored on the validation speaker's samples of the training
+split (the speaker the model held out): the rule with the best worse-of-two of ``majority``
+(windows a sample covers at least half of, correct) and ``background`` (windows with no sample,
+abstained) is chosen, ties going to the better aligned accuracy, then to less smoothing (less
+lag). The test split is then scored with no rule and with the chosen one; the page says both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from taaf_ros.inference.decision import DecisionRule
+
+SMOOTHING_GRID = (1, 2, 3, 4, 6, 8, 10, 12)
+CONFIDENCE_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
+CHOICE = re.compile(r"chosen: smoothing_windows (\d+), min_confidence ([\d.]+)")
+
+
+def chosen_rule(page: str) -> tuple[int, float]:
+    """The (smoothing_windows, min_confidence) a results page chose."""
+    m = CHOICE.search(page)
+    if m is None:
+        raise ValueError("no 'chosen: smoothing_windows N, min_confidence C' line on the page")
+    return int(m.group(1)), float(m.group(2))
+
+
+def _key(r: dict[str, float], n: int) -> tuple[float, float, int]:
+    return (min(r["majority"], r["background"]), r["aligned"], -n)
+
+
+def _row(label: str, r: dict[str, float]) -> str:
+    return (f"| {label} | {r['aligned']:.3f} | {r['majority']:.3f} | {r['background']:.3f} | "
+            f"{r['abstained']:.3f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``taaf_stream_select``."""
+    ap = argparse.ArgumentParser(prog="taaf_stream_select",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-root", required=True, help="AV-digits (or its sources)")
+    ap.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
+    ap.add_argument("--speaker", default="yweweler", help="validation speaker: one the model "
+                    "did not train on (the bundled model held out yweweler)")
+    ap.add_argument("--samples", type=int, default=200, help="samples per split (0: all)")
+    ap.add_argument("--gap-s", type=float, default=1.0, help="silence between samples (s)")
+    ap.add_argument("--hop-s", type=float, default=0.05)
+    ap.add_argument("--output", type=Path, help="write the results page here")
+    ap.add_argument("--cache", default="", help="where AV-digits is built from sources")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from taaf_ros.data.avdigits import ensure_ead_dataset
+    from taaf_ros.data.readers import EadDataset
+    from taaf_ros.inference.pipeline import Classifier, find_bundled_model
+    from taaf_ros.inference.stream_eval import replay_windows, score
+    from taaf_ros.stream.replay_plan import replay_order
+    from taaf_ros.training.data import speaker_of
+
+    torch.set_num_threads(1)
+    root = ensure_ead_dataset(args.data_root, args.cache)
+    model = args.model or str(find_bundled_model())
+    try:
+        clf = Classifier(model, "cpu", backend="onnxruntime")
+    except (ImportError, RuntimeError, ValueError):
+        clf = Classifier(model, "cpu")
+
+    def stream(split: str, keep) -> tuple:
+        ds = EadDataset(root, split)
+        idx = [i for i in replay_order([s[2] for s in ds.samples]) if keep(ds.samples[i][3])]
+        idx = idx[: args.samples] if args.samples else idx
+        if not idx:
+            raise SystemExit(f"error: no {split} samples for this selection")
+        return replay_windows(clf, ds, idx, hop_s=args.hop_s, gap_s=args.gap_s), len(idx)
+
+    t0 = time.perf_counter()
+    val, n_val = stream("train", lambda sid: speaker_of(sid) == args.speaker)
+    results = {(n, c): score(val, DecisionRule(n, c), clf.classes)
+               for n in SMOOTHING_GRID for c in CONFIDENCE_GRID}
+    best = max(results, key=lambda k: _key(results[k], k[0]))
+    test, n_test = stream("test", lambda sid: True)
+    before = score(test, DecisionRule(1, 0.0), clf.classes)
+    after = score(test, DecisionRule(*best), clf.classes)
+    header = ["| rule | aligned | majority | background | abstained |", "|---|---:|---:|---:|---:|"]
+    grid = [_row(f"smoothing {n}, min_confidence {c}", r) for (n, c), r in results.items()]
+    text = "\n".join([
+        "# The node's decision rule, chosen on a validation speaker",
+        "",
+        f"Written by `taaf_stream_select {' '.join(argv if argv is not None else sys.argv[1:])}`"
+        f" on {time.strftime('%Y-%m-%d')} ({time.perf_counter() - t0:.0f} s). Model: "
+        f"`{Path(model).name}`. Each split is replayed as a stream: every sample in a slot of "
+        f"the window plus {args.gap_s:g} s of silence, a window every {args.hop_s:g} s, "
+        "classified through the node's live front ends. aligned: windows that coincide with a "
+        "sample; majority: windows a sample covers at least half of (an abstention is wrong); "
+        "background: windows with no sample at all, where abstaining is right; abstained: "
+        "share of all windows without a label.",
+        "",
+        f"## Validation: speaker {args.speaker} of the training split ({n_val} samples, "
+        f"{len(val.start_us)} windows)",
+        "",
+        *header, *grid,
+        "",
+        f"chosen: smoothing_windows {best[0]}, min_confidence {best[1]:g} (the best worse-of-"
+        "two of majority and background; ties: aligned, then less smoothing). The perception "
+        "node's defaults follow this line.",
+        "",
+        f"## Test split ({n_test} samples, {len(test.start_us)} windows)",
+        "",
+        *header,
+        _row("none (each window's own argmax)", before),
+        _row(f"chosen (smoothing {best[0]}, min_confidence {best[1]:g})", after),
+        "",
+    ])
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+    if not np.isfinite(after["majority"]):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
