@@ -132,3 +132,34 @@ def test_noisy_variants_are_cached_and_drawn_from_training_recordings(data_root:
     assert not np.array_equal(first[0, 0], clean) and not np.array_equal(first[0, 1], clean)
     with pytest.raises(ValueError, match="no samples"):
         noisy_audio_variants(root, "train", ["nope"], fe, 1, (0.0, 0.0), 0)
+
+
+def test_time_shift_equals_binning_a_window_that_starts_earlier() -> None:
+    """k bins of window-offset jitter on the event tensor = the tensor of the window that
+    starts k bins before the sample (its events arrive k bins late), exactly; the audio bins
+    move by the same k."""
+    from taaf_ros.training.augment import shift_time
+
+    fe = FrontEndConfig()
+    T, bin_us = fe.n_time_bins, fe.window_us // fe.n_time_bins
+    rng = np.random.default_rng(0)
+    n = 4000
+    ev = np.zeros(n, EVENT_DTYPE)
+    ev["x"], ev["y"] = rng.integers(0, 34, n), rng.integers(0, 34, n)
+    ev["t"] = np.sort(rng.integers(0, fe.window_us, n))
+    ev["p"] = rng.integers(0, 2, n)
+    B = 8
+    frames = torch.from_numpy(event_tensor(ev, (34, 34), 0, fe))[:, None].expand(
+        -1, B, -1, -1, -1).contiguous()
+    audio = (torch.arange(T, dtype=torch.float32) + 1).view(T, 1, 1).expand(T, B, 4).contiguous()
+    shifted, au = shift_time(frames, audio, 3, torch.Generator().manual_seed(3))
+    windows = {k: torch.from_numpy(event_tensor(ev, (34, 34), -k * bin_us, fe))
+               for k in range(-3, 4)}
+    seen = set()
+    for b in range(B):
+        k = next(k for k, want in windows.items() if torch.equal(shifted[:, b], want))
+        first = int(au[:, b, 0].nonzero()[0])
+        assert (first, int(au[first, b, 0])) == ((k, 1) if k >= 0 else (0, 1 - k))
+        seen.add(k)
+    assert len(seen) > 2
+    assert shift_time(frames, audio, 0, torch.Generator())[0] is frames

@@ -58,6 +58,10 @@ class AugmentConfig:
             or babble of other training recordings).
         noise_snr: SNR range (dB) of the noisy copies: low high.
         noise_variants: noisy copies per training recording (front end run once, cached).
+        time_shift: window-offset jitter: the time bins of both modalities of a sample moved
+            together by a random k in [-N, N] bins (zero fill), as a sliding window that starts
+            k bins before or after the sample sees it. For events this is exactly that window;
+            for audio nearly (the cochlea's smoothing restarts at each window's start).
     """
 
     shift: int = 2
@@ -69,6 +73,7 @@ class AugmentConfig:
     noise: float = 0.3
     noise_snr: tuple[float, float] = (-10.0, 20.0)
     noise_variants: int = 2
+    time_shift: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_snr", tuple(float(v) for v in self.noise_snr))
@@ -77,8 +82,10 @@ class AugmentConfig:
         probs = (self.repair, self.modality_dropout, self.occlusion, self.noise)
         if not all(0.0 <= p <= 1.0 for p in probs) or not 0.0 <= self.occlusion_max <= 1.0:
             raise ValueError("augmentation probabilities and occlusion_max must be in [0, 1]")
-        if self.shift < 0 or self.channel_shift < 0 or self.noise_variants < 1:
-            raise ValueError("need shift, channel_shift >= 0 and noise_variants >= 1")
+        if (self.shift < 0 or self.channel_shift < 0 or self.time_shift < 0
+                or self.noise_variants < 1):
+            raise ValueError("need shift, channel_shift, time_shift >= 0 and "
+                             "noise_variants >= 1")
 
 
 def shift_events(ev: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
@@ -95,6 +102,25 @@ def shift_events(ev: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.
         y0, x0 = max_shift - int(d[b, 0]), max_shift - int(d[b, 1])
         out[:, b] = pad[:, b, :, y0:y0 + H, x0:x0 + W]
     return out
+
+
+def shift_time(ev: torch.Tensor, au: torch.Tensor, max_shift: int, g: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """ev (T, B, ...) and au (T, B, ...): each sample's time bins moved by its own random k in
+    [-max_shift, max_shift], the same k for both modalities, zero fill: k > 0 is a window
+    that starts k bins before the sample (the sample arrives late in it)."""
+    if max_shift <= 0:
+        return ev, au
+    T, B = ev.shape[:2]
+    k = torch.randint(-max_shift, max_shift + 1, (B,), generator=g)
+    out_ev, out_au = torch.zeros_like(ev), torch.zeros_like(au)
+    for b in range(B):
+        s = int(k[b])
+        if s >= 0:
+            out_ev[s:, b], out_au[s:, b] = ev[:T - s, b], au[:T - s, b]
+        else:
+            out_ev[:T + s, b], out_au[:T + s, b] = ev[-s:, b], au[-s:, b]
+    return out_ev, out_au
 
 
 def shift_channels(au: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:

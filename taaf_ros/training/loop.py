@@ -62,6 +62,7 @@ from .augment import (
     repair_audio,
     shift_channels,
     shift_events,
+    shift_time,
 )
 from .config import TrainConfig, flatten
 from .data import TensorSet, epoch_generator, load_split, split_validation
@@ -276,6 +277,7 @@ def _train_batch(data: TensorSet, idx: torch.Tensor, cfg: TrainConfig, model: TA
     ev = occlude_events(ev, aug.occlusion, aug.occlusion_max, g)
     au = add_audio_noise(au, audio_idx, data.noisy_audio, aug.noise, g)
     au = shift_channels(au, aug.channel_shift, g)
+    ev, au = shift_time(ev, au, aug.time_shift, g)
     B, M = len(idx), len(MODALITIES)
     present = torch.tensor([m in model.cfg.modalities for m in MODALITIES]).expand(B, M)
     present = present.clone()
