@@ -346,3 +346,86 @@ def test_one_modality_recordings_train_with_the_matching_method(tl, tmp_path):
         with pytest.raises(SystemExit, match=f"has no {'audio' if name == 'events' else 'events'}"
                            f".*train it with --method {method}"):
             train(args)
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_stock_messages_give_the_samples_the_drivers_messages_give(tl, robot, tmp_path,
+                                                                  storage):
+    """The same recording as PointCloud2 events and Int16MultiArray audio (t_ns layout
+    stamp), serialised by rclpy: the same windows with the same events and audio."""
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Int16MultiArray, MultiArrayDimension
+
+    from taaf_ros.events import events_to_pointcloud2
+    from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
+
+    t0_us = T0_NS // 1000
+    msgs = []
+    t = tl.events["t"]
+    for a in range(0, int(t[-1]) + 1, 10_000):
+        lo, hi = np.searchsorted(t, [a, a + 10_000])
+        ev = tl.events[lo:hi].copy()
+        ev["t"] += t0_us
+        cloud = events_to_pointcloud2(ev)
+        stamp = int(ev["t"][0]) if len(ev) else t0_us + a + 10_000
+        cloud.header.stamp.sec, cloud.header.stamp.nanosec = divmod(stamp * 1000, 10**9)
+        msgs.append(("/cloud", "sensor_msgs/msg/PointCloud2", (t0_us + a + 12_000) * 1000,
+                     serialize_message(cloud)))
+    s16 = (tl.audio * 32767).astype(np.int16)
+    for i in range(0, len(s16), 320):
+        chunk = Int16MultiArray(data=s16[i:i + 320].tolist())
+        start_ns = T0_NS + i * 10**9 // tl.rate
+        chunk.layout.dim = [MultiArrayDimension(label=a, size=b, stride=c)
+                            for a, b, c in stamped_layout_dims(len(chunk.data), start_ns)]
+        msgs.append(("/mic", "std_msgs/msg/Int16MultiArray", start_ns + 23_000_000,
+                     serialize_message(chunk)))
+    msgs.sort(key=lambda m: m[2])
+    write_bag(tmp_path / "stock", msgs, storage)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(robot.read_text().replace("kitchen,", "stock,"))
+    assert build("bag", labels, "--out", tmp_path / "b", "--sensor-size", "34", "34",
+                 "--audio-rate", "16000") == 0
+    assert build("bag", robot, "--out", tmp_path / "a") == 0
+    a = {r["start_ns"]: r for r in samples(tmp_path / "a")}
+    b = {r["start_ns"]: r for r in samples(tmp_path / "b")}
+    assert a.keys() == b.keys()
+    assert all(a[k]["events"] == b[k]["events"] and b[k]["audio_coverage"] == "1.0" for k in a)
+    da, db = EadDataset(tmp_path / "a", "test"), EadDataset(tmp_path / "b", "test")
+    for i in range(len(da)):
+        assert da.samples[i][3] == db.samples[i][3]
+        assert np.array_equal(da[i].pcm, db[i].pcm)  # the same int16 samples, either way
+        assert np.array_equal(np.sort(da[i].events, order=["t", "x", "y", "p"]),
+                              np.sort(db[i].events, order=["t", "x", "y", "p"]))
+
+
+def test_spans_from_a_label_topic_of_the_bag(tl, robot, tmp_path):
+    """A bag that carries its labels (the replay node's ground truth JSON on a String topic)
+    gives the samples its CSV gives."""
+    from taaf_ros.data.bags import typestore
+    from taaf_ros.inference.scoring import GroundTruth
+
+    String = typestore().types["std_msgs/msg/String"]
+    truth = [("/ground_truth", "std_msgs/msg/String", T0_NS + round(b * 1e9),
+              String(data=GroundTruth(f"s{i}", lab, 0, T0_NS + round(a * 1e9),
+                                      T0_NS + round(b * 1e9)).to_json()))
+             for i, (a, b, lab) in enumerate(tl.spans)]
+    msgs = sorted(bag_messages(tl) + truth, key=lambda m: m[2])
+    write_bag(tmp_path / "labelled", msgs)
+    assert build("bag", tmp_path / "labelled", "--label-topic", "/ground_truth", "--out",
+                 tmp_path / "b", "--test-ratio", "0.3") == 2  # one bag: one group
+    write_bag(tmp_path / "labelled2", msgs)
+    assert build("bag", tmp_path / "labelled", tmp_path / "labelled2", "--label-topic",
+                 "/ground_truth", "--out", tmp_path / "b") == 0
+    assert build("bag", robot, "--out", tmp_path / "a") == 0
+    a = {r["start_ns"]: r["events"] for r in samples(tmp_path / "a")}
+    b = samples(tmp_path / "b")
+    assert len(b) == 18 and all(a[r["start_ns"]] == r["events"] for r in b)
+    assert {r["group"] for r in b} == {"labelled", "labelled2"}
+    bad = [m if m[0] != "/ground_truth" else (m[0], m[1], m[2], String(data="{}"))
+           for m in msgs]
+    write_bag(tmp_path / "broken", bad)
+    with pytest.raises(LabelError, match="broken: /ground_truth at log time .* not a label"):
+        from taaf_ros.data.labels import spans_from_label_topic
+
+        spans_from_label_topic([tmp_path / "broken"], "/ground_truth")

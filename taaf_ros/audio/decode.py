@@ -319,7 +319,8 @@ def decode_multiarray(msg: Any, sample_rate: int, channels: int = 1) -> AudioChu
     these messages carry neither, and no header, so ``stamp_ns`` is ``None``.
     """
     channels, sample_rate = _check_layout(channels, sample_rate)
-    name = type(msg).__name__
+    # rclpy's class is Int16MultiArray, a bag reader's (rosbags) std_msgs__msg__Int16MultiArray.
+    name = type(msg).__name__.rsplit("__", 1)[-1]
     data = msg.data
     if name not in _MULTIARRAY_TYPES and isinstance(data, array.array):
         name = _TYPECODE_TYPES.get(data.typecode, name)

@@ -241,8 +241,9 @@ def write_bag(path: str | Path, messages: Iterable[tuple[str, str, int, Any]],
               storage: str = "sqlite3") -> Path:
     """Write a ROS 2 bag (``sqlite3`` or ``mcap``) of ``(topic, type, log time ns, message)``
     in log-time order, messages built from :func:`typestore`'s classes (the driver types
-    included); what tests, benchmarks and users converting their own recordings need. No QoS
-    is recorded (taaf_bag_play plays each type with its driver's QoS)."""
+    included) or already serialised (CDR ``bytes``, e.g. rclpy's ``serialize_message``); what
+    tests, benchmarks and users converting their own recordings need. No QoS is recorded
+    (taaf_bag_play plays each type with its driver's QoS)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = typestore()
@@ -252,5 +253,6 @@ def write_bag(path: str | Path, messages: Iterable[tuple[str, str, int, Any]],
         for topic, msgtype, log_ns, msg in messages:
             if topic not in conns:
                 conns[topic] = writer.add_connection(topic, msgtype, typestore=store)
-            writer.write(conns[topic], int(log_ns), store.serialize_cdr(msg, msgtype))
+            data = msg if isinstance(msg, bytes) else store.serialize_cdr(msg, msgtype)
+            writer.write(conns[topic], int(log_ns), data)
     return Path(path)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from taaf_ros.data.bags import BagError
-from taaf_ros.data.labels import LabelError, LabelSpan, read_labels
+from taaf_ros.data.labels import LabelError, LabelSpan, read_labels, spans_from_label_topic
 from taaf_ros.data.readers import EventFileError
 from taaf_ros.data.recording import Piece, RecordingSource, open_bag, open_files
 from taaf_ros.data.span_cutter import (
@@ -73,6 +73,8 @@ class BuildSettings:
     min_audio_coverage: float = 0.9
     dry_run: bool = False
     overwrite: bool = False
+    label_topic: str = ""  # labels from this topic of the bags instead of a CSV
+    bags: tuple[Path, ...] = ()  # the bags, with label_topic
     events_topic: str = ""
     audio_topic: str = ""
     audio_info_topic: str = ""
@@ -221,7 +223,15 @@ def _check_sample(s: CutSample, src: RecordingSource, modalities: tuple[str, ...
 
 def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
     """Build (or, with ``dry_run``, only report on) the dataset ``st`` describes."""
-    spans = read_labels(st.labels, st.times, st.classes or None)
+    if st.label_topic:
+        spans = spans_from_label_topic(st.bags, st.label_topic)
+        if st.classes:
+            unknown = sorted({s.label for s in spans} - set(st.classes))
+            if unknown:
+                raise DatasetError(f"labels {unknown} on {st.label_topic} are not among the "
+                                   f"classes {list(st.classes)}")
+    else:
+        spans = read_labels(st.labels, st.times, st.classes or None)
     fe = _frontend(st.model)
     window_us, grid_us = fe.window_us, round(st.grid_s * 1e6)
     stride_us = round((st.stride_s or fe.window_s) * 1e6)
@@ -280,7 +290,7 @@ def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
             cutter = WindowCutter(fe, requests, have,
                                   background_stride_us=bg_stride if st.background else 0,
                                   spans=spans_us)
-            k = 0
+            k = 0  # this recording's samples; ids count over the whole dataset (len(rows))
             for sample in cut_recording(pieces, cutter):
                 r = sample.request
                 span = line_of.get(r.line)
@@ -301,7 +311,7 @@ def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
                 owner = span or _nearest_span(located, r.start_us)
                 split = splits[owner.line]
                 group = _slug(owner.group or rec.stem)
-                sid = f"{_slug(r.label)}_{group}_{k:05d}"
+                sid = f"{_slug(r.label)}_{group}_{len(rows):05d}"
                 k += 1
                 report.add(split, r.label, sample, fe.window_s)
                 rows.append({"id": sid, "split": split, "label": r.label, "group": group,
@@ -402,8 +412,13 @@ def _parser() -> argparse.ArgumentParser:
                        ("files", "event files (.raw EVT 3.0, .aedat4, .h5, .npy, .bin) with "
                         "WAVs of the same name")):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("labels", type=Path, help="labels CSV: recording,start,end,label"
-                       "[,split][,group][,time]; recordings relative to the CSV's folder")
+        if name == "bag":
+            p.add_argument("labels", type=Path, nargs="+", help="labels CSV: recording,start,"
+                           "end,label[,split][,group][,time] (recordings relative to the CSV's "
+                           "folder); with --label-topic, the bags themselves")
+        else:
+            p.add_argument("labels", type=Path, help="labels CSV: recording,start,end,label"
+                           "[,split][,group][,time]; recordings relative to the CSV's folder")
         p.add_argument("--out", type=Path, required=True, help="dataset folder to write")
         p.add_argument("--model", default="", help="take window, bins and audio rate from "
                        "this checkpoint (default: the bundled model)")
@@ -444,6 +459,9 @@ def _parser() -> argparse.ArgumentParser:
                            "AudioDataStamped (default: the bag's only AudioInfo topic)")
             p.add_argument("--audio-rate", type=int, default=16000, help="sample rate of "
                            "MultiArray audio, which does not carry it")
+            p.add_argument("--label-topic", default="", help="take the spans from this "
+                           "std_msgs/String topic of the bags (JSON: label, start_ns, end_ns, "
+                           "as the replay node's ground truth) instead of a CSV")
         else:
             p.add_argument("--audio-offset-s", type=float, default=0.0,
                            help="time of the WAV's first sample on the event file's clock "
@@ -455,7 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     """Console script ``taaf_dataset``; exit status 2 on bad input, with the reason."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
-    st = BuildSettings(labels=a.labels, out=a.out, source=a.source, model=a.model,
+    labels = a.labels if a.source == "files" else a.labels[0]
+    if a.source == "bag" and len(a.labels) > 1 and not a.label_topic:
+        print("taaf_dataset: error: several positional arguments are bags, for --label-topic; "
+              "without it, give one labels CSV", file=sys.stderr)
+        return 2
+    st = BuildSettings(labels=labels, out=a.out, source=a.source, model=a.model,
                        classes=tuple(c.strip() for c in a.classes.split(",") if c.strip()),
                        times=a.times, grid_s=a.grid_s, stride_s=a.stride_s,
                        background=a.background, background_stride_s=a.background_stride_s,
@@ -466,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.source == "bag":
         st.events_topic, st.audio_topic = a.events_topic, a.audio_topic
         st.audio_info_topic, st.audio_rate = a.audio_info_topic, a.audio_rate
+        st.label_topic, st.bags = a.label_topic, tuple(a.labels)
     else:
         st.audio_offset_s = a.audio_offset_s
     try:

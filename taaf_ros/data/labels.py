@@ -43,9 +43,10 @@ class LabelSpan:
     group: str
     times: str
     line: int
+    origin: str = ""  # where a span from a label topic came from
 
     def where(self, csv_path: str | Path) -> str:
-        return f"{csv_path}, line {self.line}"
+        return self.origin or f"{csv_path}, line {self.line}"
 
 
 def _number(text: str, name: str, where: str) -> float:
@@ -128,3 +129,35 @@ def _check_overlaps(spans: list[LabelSpan], path: Path) -> None:
                 raise LabelError(f"{path}: lines {a.line} and {b.line} overlap on "
                                  f"{a.recording.name} ({a.start_s}-{a.end_s} s and "
                                  f"{b.start_s}-{b.end_s} s)")
+
+
+def spans_from_label_topic(bags: Sequence[str | Path], topic: str) -> list[LabelSpan]:
+    """Labelled spans recorded in the bags themselves: ``std_msgs/String`` messages on
+    ``topic`` whose data is JSON with ``label``, ``start_ns`` and ``end_ns`` (ROS time), as the
+    replay node's ground truth and :class:`taaf_ros.inference.scoring.GroundTruth` write
+    them; a labelling tool of one's own can publish the same. Each bag is its own group.
+    Raises :class:`LabelError` naming the bag and the message's log time."""
+    import json
+
+    from taaf_ros.data.bags import read_bag, where
+
+    spans = []
+    for bag in map(Path, bags):
+        n = 0
+        for m in read_bag(bag, [topic]):
+            here = f"{bag}: {where(topic, m.log_time_ns)}"
+            try:
+                d = json.loads(m.msg.data)
+                label, a, b = str(d["label"]), int(d["start_ns"]), int(d["end_ns"])
+            except (AttributeError, ValueError, KeyError, TypeError) as exc:
+                raise LabelError(f"{here}: not a label message (JSON with label, start_ns, "
+                                 f"end_ns): {type(exc).__name__}: {exc}") from None
+            if not label or not a < b:
+                raise LabelError(f"{here}: needs a label and start_ns < end_ns")
+            n += 1
+            spans.append(LabelSpan(bag, a / 1e9, b / 1e9, label, "", bag.name, "absolute",
+                                   len(spans) + 2, f"{bag}: label {n} on {topic}"))
+        if n == 0:
+            raise LabelError(f"{bag}: no message on {topic}")
+    _check_overlaps(spans, Path(topic))
+    return spans
