@@ -221,23 +221,113 @@ def _check_sample(s: CutSample, src: RecordingSource, modalities: tuple[str, ...
     return None
 
 
+def _labelled_spans(st: BuildSettings) -> list[LabelSpan]:
+    """The spans of the labels CSV, or of the bags' label topic."""
+    if not st.label_topic:
+        return read_labels(st.labels, st.times, st.classes or None)
+    spans = spans_from_label_topic(st.bags, st.label_topic)
+    unknown = sorted({s.label for s in spans} - set(st.classes)) if st.classes else []
+    if unknown:
+        raise DatasetError(f"labels {unknown} on {st.label_topic} are not among the classes "
+                           f"{list(st.classes)}")
+    return spans
+
+
+@dataclass
+class _Build:
+    """One build's state: where samples go, what was kept, what the report says."""
+
+    st: BuildSettings
+    fe: FrontEndConfig
+    splits: dict[int, str]
+    folder: Path | None  # None: a dry run
+    modalities: tuple[str, ...] = ()
+    report: Report = field(default_factory=Report)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    sensor: tuple[int, int] | None = None
+
+    def requests(self, spans: list[LabelSpan], src: RecordingSource
+                 ) -> tuple[list[WindowRequest], list[tuple[int, int, LabelSpan]]]:
+        """The windows of a recording's spans, and the spans on the ROS clock."""
+        window_us, grid_us = self.fe.window_us, round(self.st.grid_s * 1e6)
+        stride_us = round((self.st.stride_s or self.fe.window_s) * 1e6)
+        requests, located = [], []
+        for s in spans:
+            base = src.start_us if s.times == "relative" else 0
+            a, b = base + round(s.start_s * 1e6), base + round(s.end_s * 1e6)
+            located.append((a, b, s))
+            requests += [WindowRequest(w, s.label, s.line)
+                         for w in span_windows(a, b, window_us, grid_us, stride_us)]
+        return requests, located
+
+    def recording(self, rec: Path, src: RecordingSource, pieces: Iterator[Piece],
+                  have: tuple[str, ...], spans: list[LabelSpan]) -> int:
+        """Cut, check and keep the samples of one recording; how many were kept."""
+        st = self.st
+        requests, located = self.requests(spans, src)
+        bg_stride = round((st.background_stride_s or self.fe.window_s) * 1e6)
+        cutter = WindowCutter(self.fe, requests, have,
+                              background_stride_us=bg_stride if st.background else 0,
+                              spans=[(a, b) for a, b, _ in located])
+        line_of = {s.line: s for s in spans}
+        kept = 0
+        for sample in cut_recording(pieces, cutter):
+            r = sample.request
+            span = line_of.get(r.line)
+            where = (span.where(st.labels) if span else
+                     f"{rec.name}, background at {r.start_us / 1e6:.3f} s")
+            why = _check_sample(sample, src, self.modalities, st.min_audio_coverage, where)
+            if why is not None:
+                if span is not None:  # a background window past a stream's end is no error
+                    _problem(st, self.report, why)
+                continue
+            self.keep(sample, src, rec, span or _nearest_span(located, r.start_us), where)
+            kept += 1
+        if src.jumps:
+            _problem(st, self.report, f"{rec.name}: the stamps jump ({len(src.jumps)} times, "
+                     f"first at {src.jumps[0]}): a clock reset or a recording of two sessions; "
+                     "windows across a jump are misplaced. Split the recording or label "
+                     "around the jump")
+        self.report.events_decoded += cutter.events_seen
+        self.report.recordings.append(_recording_row(src))
+        return kept
+
+    def keep(self, sample: CutSample, src: RecordingSource, rec: Path, owner: LabelSpan,
+             where: str) -> None:
+        """Write one sample (its split and group those of ``owner``, its labelled span or,
+        for background, the nearest one) and note it."""
+        if "events" in self.modalities:
+            if self.sensor is None:
+                self.sensor = src.sensor_size
+            elif src.sensor_size != self.sensor:
+                raise DatasetError(f"{where}: sensor {src.sensor_size} differs from the "
+                                   f"dataset's {self.sensor}; one dataset, one sensor")
+        r = sample.request
+        split, group = self.splits[owner.line], _slug(owner.group or rec.stem)
+        sid = f"{_slug(r.label)}_{group}_{len(self.rows):05d}"  # unique in the dataset
+        self.report.add(split, r.label, sample, self.fe.window_s)
+        self.rows.append({"id": sid, "split": split, "label": r.label, "group": group,
+                          "recording": str(rec), "line": r.line, "start_ns": r.start_us * 1000,
+                          "events": len(sample.events),
+                          "audio_coverage": round(sample.audio_coverage, 4)})
+        if self.folder is not None:
+            _write_sample(self.folder / split / r.label, sid, sample, self.fe, self.modalities)
+
+
 def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
-    """Build (or, with ``dry_run``, only report on) the dataset ``st`` describes."""
-    if st.label_topic:
-        spans = spans_from_label_topic(st.bags, st.label_topic)
-        if st.classes:
-            unknown = sorted({s.label for s in spans} - set(st.classes))
-            if unknown:
-                raise DatasetError(f"labels {unknown} on {st.label_topic} are not among the "
-                                   f"classes {list(st.classes)}")
-    else:
-        spans = read_labels(st.labels, st.times, st.classes or None)
+    """Build (or, with ``dry_run``, only report on) the dataset ``st`` describes: written into
+    a temporary folder beside ``st.out`` and moved there whole once every sample is cut, so
+    that a build that stops leaves nothing half-written."""
+    spans = _labelled_spans(st)
     fe = _frontend(st.model)
-    window_us, grid_us = fe.window_us, round(st.grid_s * 1e6)
-    stride_us = round((st.stride_s or fe.window_s) * 1e6)
-    if grid_us <= 0 or stride_us % grid_us:
-        raise DatasetError(f"stride_s ({stride_us / 1e6} s) must be a multiple of grid_s "
-                           f"({st.grid_s} s): windows sit on the node's hop grid")
+    grid_us = round(st.grid_s * 1e6)
+    strides = [("stride_s", st.stride_s or fe.window_s)]
+    if st.background:
+        strides.append(("background_stride_s", st.background_stride_s or fe.window_s))
+    for name, value in strides:
+        if grid_us <= 0 or round(value * 1e6) % grid_us:
+            raise DatasetError(f"{name} ({value} s) must be a multiple of grid_s "
+                               f"({st.grid_s} s): windows sit on the node's hop grid")
     splits = assign_splits(spans, st.test_ratio, st.seed)
     for s in spans:
         _check_name(s.label, "label", s.where(st.labels))
@@ -248,17 +338,14 @@ def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
     by_rec: dict[Path, list[LabelSpan]] = {}
     for s in spans:
         by_rec.setdefault(s.recording, []).append(s)
-    out = st.out
+    out, tmp = st.out, None
     if not st.dry_run:
         if out.exists() and any(out.iterdir()) and not st.overwrite:
             raise DatasetError(f"{out} exists and is not empty (--overwrite replaces it)")
         tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    report = Report()
-    rows: list[dict[str, Any]] = []
-    modalities: set[str] = set()
-    sensor: tuple[int, int] | None = None
+    build = _Build(st, fe, splits, tmp)
     t0 = time.perf_counter()
     try:
         sources = []
@@ -269,85 +356,34 @@ def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
                 raise DatasetError(f"{by_rec[rec][0].where(st.labels)}: {exc}") from exc
             have = tuple(m for m, k in (("events", src.events_kind), ("audio", src.audio_kind))
                          if k)
-            modalities |= set(have)
             sources.append((rec, src, pieces, have))
-        want = tuple(m for m in ("events", "audio") if m in modalities)
+        # The dataset's modalities: every recording's; one without a modality is a problem.
+        build.modalities = tuple(m for m in ("events", "audio")
+                                 if any(m in have for *_, have in sources))
         for rec, src, pieces, have in sources:
-            rec_spans = by_rec[rec]
-            requests, spans_us, located = [], [], []
-            line_of = {}
-            for s in rec_spans:
-                base = src.start_us if s.times == "relative" else 0
-                a, b = base + round(s.start_s * 1e6), base + round(s.end_s * 1e6)
-                spans_us.append((a, b))
-                located.append((a, b, s))
-                line_of[s.line] = s
-                requests += [WindowRequest(w, s.label, s.line)
-                             for w in span_windows(a, b, window_us, grid_us, stride_us)]
-            bg_stride = round((st.background_stride_s or fe.window_s) * 1e6)
-            if st.background and bg_stride % grid_us:
-                raise DatasetError("background_stride_s must be a multiple of grid_s")
-            cutter = WindowCutter(fe, requests, have,
-                                  background_stride_us=bg_stride if st.background else 0,
-                                  spans=spans_us)
-            k = 0  # this recording's samples; ids count over the whole dataset (len(rows))
-            for sample in cut_recording(pieces, cutter):
-                r = sample.request
-                span = line_of.get(r.line)
-                where = (span.where(st.labels) if span else
-                         f"{rec.name}, background at {r.start_us / 1e6:.3f} s")
-                why = _check_sample(sample, src, want, st.min_audio_coverage, where)
-                if why is not None:
-                    if span is None:  # background beyond one stream's end: not a user error
-                        continue
-                    _problem(st, report, why)
-                    continue
-                if "events" in want:
-                    if sensor is None:
-                        sensor = src.sensor_size
-                    elif src.sensor_size != sensor:
-                        raise DatasetError(f"{where}: sensor {src.sensor_size} differs from "
-                                           f"the dataset's {sensor}; one dataset, one sensor")
-                owner = span or _nearest_span(located, r.start_us)
-                split = splits[owner.line]
-                group = _slug(owner.group or rec.stem)
-                sid = f"{_slug(r.label)}_{group}_{len(rows):05d}"
-                k += 1
-                report.add(split, r.label, sample, fe.window_s)
-                rows.append({"id": sid, "split": split, "label": r.label, "group": group,
-                             "recording": str(rec), "line": r.line,
-                             "start_ns": r.start_us * 1000, "events": len(sample.events),
-                             "audio_coverage": round(sample.audio_coverage, 4)})
-                if not st.dry_run:
-                    _write_sample(tmp / split / r.label, sid, sample, fe, want)
-            if src.jumps:
-                _problem(st, report, f"{rec.name}: the stamps jump ({len(src.jumps)} times, "
-                         f"first at {src.jumps[0]}): a clock reset or a recording of two "
-                         "sessions; windows across a jump are misplaced. Split the recording "
-                         "or label around the jump")
-            report.events_decoded += cutter.events_seen
-            report.recordings.append(_recording_row(src))
+            kept = build.recording(rec, src, pieces, have, by_rec[rec])
             if st.progress:
-                print(f"{rec.name}: {k} samples", file=sys.stderr)
-        report.seconds = time.perf_counter() - t0
-        if not rows:
+                print(f"{rec.name}: {kept} samples", file=sys.stderr)
+        build.report.seconds = time.perf_counter() - t0
+        if not build.rows:
             raise DatasetError("no sample was cut: check the spans against the recordings "
                                "(--dry-run shows them)")
-        if not st.dry_run:
+        if tmp is not None:
             rule = ("the labels' split column" if any(s.split for s in spans) else
                     f"whole groups to test, ratio {st.test_ratio}, seed {st.seed}")
-            meta = _meta(st, fe, classes, sensor, want, rows, rule, argv)
-            (tmp / "samples.csv").write_text(_csv(rows))
-            (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
+            meta = _meta(st, fe, classes, build.sensor, build.modalities, build.rows, rule,
+                         argv)
+            (tmp / "samples.csv").write_text(_csv(build.rows))
+            (tmp / "report.json").write_text(json.dumps(build.report.to_dict(), indent=1))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
             if out.exists():
                 shutil.rmtree(out)
             tmp.replace(out)
     except BaseException:
-        if not st.dry_run:
+        if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return report
+    return build.report
 
 
 def _nearest_span(spans: list[tuple[int, int, LabelSpan]], t_us: int) -> LabelSpan:
