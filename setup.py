@@ -78,6 +78,7 @@ setup(
             "taaf_build_avdigits = taaf_ros.data.avdigits:main",
             "taaf_dataset = taaf_ros.data.dataset_builder:main",
             "taaf_stream_select = taaf_ros.inference.stream_select:main",
+            "taaf_stream_eval = taaf_ros.inference.stream_eval:main",
             "taaf_train = taaf_ros.training.cli:main",
             "taaf_robustness = taaf_ros.training.robustness:main",
             "taaf_loso = taaf_ros.training.loso:main",

@@ -429,3 +429,20 @@ def test_spans_from_a_label_topic_of_the_bag(tl, robot, tmp_path):
         from taaf_ros.data.labels import spans_from_label_topic
 
         spans_from_label_topic([tmp_path / "broken"], "/ground_truth")
+
+
+def test_stream_eval_scores_a_labelled_bag_as_the_node_runs(robot, tmp_path, capsys):
+    """taaf_stream_eval: the bundled model over the robot bag, every window on the hop grid:
+    no rule names a digit between samples; the node's rule abstains there."""
+    from taaf_ros.inference.stream_eval import main as stream_eval
+
+    digits = tmp_path / "digits.csv"
+    digits.write_text(robot.read_text().replace(",zero,", ",0,").replace(",one,", ",1,")
+                      .replace(",two,", ",2,").replace("kitchen,", f"{robot.parent}/kitchen,"))
+    assert stream_eval([str(robot)]) == 2
+    assert "label 'zero' is not one of the classes" in capsys.readouterr().err
+    assert stream_eval([str(digits)]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    none, rule = ({"aligned": float(r[2]), "background": float(r[4])} for r in rows)
+    assert none["background"] == 0.0 and rule["background"] >= 0.8  # lag: 0.9 s gaps here
+    assert none["aligned"] >= 2 / 3

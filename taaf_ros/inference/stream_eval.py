@@ -105,3 +105,118 @@ def score(w: StreamWindows, rule: DecisionRule, classes: Sequence[str]) -> dict[
         "background_windows": int(none.sum()),
         "abstained": float(np.mean(chosen < 0)),
     }
+
+
+def recording_windows(classifier: Classifier, pieces, spans: Sequence[tuple[int, int, int]],
+                      sensor_size: tuple[int, int], hop_s: float = 0.05) -> StreamWindows:
+    """Every window of a recording (decoded pieces, :mod:`taaf_ros.data.recording`) on the
+    ``hop_s`` grid, classified through the live front ends as its data arrives, and scored
+    against labelled ``spans`` (start µs, end µs, class index) of the ROS clock."""
+    from taaf_ros.stream.clock import grid_ceil
+
+    fe = classifier.frontend
+    hop_us, window_us = round(hop_s * 1e6), fe.window_us
+    live = LivePipeline(classifier, sensor_size,
+                        LiveSettings(hop_us=hop_us, history_us=window_us + 2_000_000))
+    reach: dict[str, int | None] = {}
+    next_end: int | None = None
+    starts, probs, cover, truth = [], [], [], []
+
+    def cut_until(limit: int) -> None:
+        nonlocal next_end
+        while next_end is not None and next_end <= limit:
+            w0 = next_end - window_us
+            e, _, a, _ = live.window_tensors(WindowCut(w0, next_end, (True, True),
+                                                       (False, False)))
+            probs.append(classifier.classify_tensors(e, a).probs)
+            starts.append(w0)
+            c, t = _best(w0, next_end, [s for s in spans if s[0] < next_end and w0 < s[1]])
+            cover.append(c)
+            truth.append(t)
+            next_end += hop_us
+
+    for piece in pieces:
+        if piece.events is not None:
+            ev = piece.events
+            live.push_events(ev.events, ev.sensor_size)
+            first = int(ev.events["t"].min()) if len(ev.events) else ev.reach_us
+            reach["events"] = max(reach.get("events") or ev.reach_us, ev.reach_us)
+        else:
+            a = piece.audio
+            if not len(a.samples):
+                continue
+            first = a.start_us
+            reach["audio"] = live.push_audio(a.samples, a.start_us, a.sample_rate)
+        if next_end is None:
+            next_end = grid_ceil(first + window_us, hop_us)
+        if all(v is not None for v in reach.values()):
+            cut_until(min(reach.values()))
+    return StreamWindows(np.asarray(starts), np.asarray(probs), np.asarray(cover),
+                         np.asarray(truth), hop_us)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``taaf_stream_eval``: a model on labelled recordings, every sliding
+    window scored (aligned, majority, background) with no decision rule and with the node's."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    from taaf_ros.data.labels import LabelError, read_labels
+    from taaf_ros.data.recording import open_bag, open_files
+    from taaf_ros.inference.pipeline import find_bundled_model
+    from taaf_ros.nodes.params import PERCEPTION_PARAMS, spec
+
+    ap = argparse.ArgumentParser(prog="taaf_stream_eval", description="A model on labelled "
+                                 "recordings as the node runs it: every window on the hop grid "
+                                 "classified and scored against the labels (docs/data.md).")
+    ap.add_argument("labels", type=Path, help="labels CSV (as taaf_dataset reads it); its "
+                    "labels must be the model's classes")
+    ap.add_argument("--files", action="store_true", help="recordings are event files + WAVs "
+                    "(default: bags)")
+    ap.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
+    ap.add_argument("--hop-s", type=float, default=0.05)
+    ap.add_argument("--smoothing-windows", type=int,
+                    default=spec(PERCEPTION_PARAMS, "smoothing_windows").default)
+    ap.add_argument("--min-confidence", type=float,
+                    default=spec(PERCEPTION_PARAMS, "min_confidence").default)
+    ap.add_argument("--sensor-size", type=int, nargs=2, default=(0, 0), metavar=("W", "H"))
+    ap.add_argument("--audio-rate", type=int, default=16000)
+    a = ap.parse_args(argv)
+    classifier = Classifier(a.model or find_bundled_model(), "cpu")
+    try:
+        spans = read_labels(a.labels, classes=classifier.classes)
+    except LabelError as exc:
+        print(f"taaf_stream_eval: error: {exc}", file=sys.stderr)
+        return 2
+    by_rec: dict[Path, list] = {}
+    for s in spans:
+        by_rec.setdefault(s.recording, []).append(s)
+    runs = []
+    for rec, rec_spans in sorted(by_rec.items()):
+        if a.files:
+            wav = rec.with_suffix(".wav")
+            src, pieces = open_files(rec, wav if wav.is_file() else None, tuple(a.sensor_size))
+        else:
+            src, pieces = open_bag(rec, sensor_size=tuple(a.sensor_size),
+                                   audio_rate=a.audio_rate)
+        located = [((src.start_us if s.times == "relative" else 0) + round(s.start_s * 1e6),
+                    (src.start_us if s.times == "relative" else 0) + round(s.end_s * 1e6),
+                    classifier.classes.index(s.label)) for s in rec_spans]
+        size = tuple(a.sensor_size) if a.sensor_size != (0, 0) else classifier.input_size
+        runs.append(recording_windows(classifier, pieces, located, size, a.hop_s))
+    w = StreamWindows(*(np.concatenate([getattr(r, f) for r in runs])
+                        for f in ("start_us", "probs", "cover", "truth")), runs[0].hop_us)
+    print("| rule | aligned | majority | background | abstained | windows |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, rule in (("none", DecisionRule(1, 0.0)),
+                       (f"smoothing {a.smoothing_windows}, min_confidence {a.min_confidence:g}",
+                        DecisionRule(a.smoothing_windows, a.min_confidence))):
+        r = score(w, rule, classifier.classes)
+        print(f"| {name} | {r['aligned']:.3f} | {r['majority']:.3f} | {r['background']:.3f} | "
+              f"{r['abstained']:.3f} | {len(w.start_us)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
