@@ -272,8 +272,8 @@ class Sensors:
         from sensor_msgs.msg import PointCloud2
         from std_msgs.msg import Int16MultiArray, MultiArrayDimension
 
+        from taaf_ros.audio.multiarray_stamp import stamped_layout_dims
         from taaf_ros.events import events_to_pointcloud2, make_events
-        from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
 
         self.node, self.args = node, args
         self.wire = args.wire

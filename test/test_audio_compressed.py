@@ -21,7 +21,7 @@ from scipy.signal import resample_poly  # noqa: E402
 from taaf_ros.audio.compressed import CompressedAudioStream  # noqa: E402
 from taaf_ros.audio.decode import AudioFormatError  # noqa: E402
 from taaf_ros.audio.wav import read_wav  # noqa: E402
-from taaf_ros.nodes.inputs import AudioInput  # noqa: E402
+from taaf_ros.stream.inputs import AudioInput  # noqa: E402
 
 RATE = 16_000
 T0_NS = 1_700_000_000_123_456_789

@@ -18,7 +18,7 @@ from taaf_ros.data.span_cutter import span_windows
 from taaf_ros.frontend import sample_tensors
 from taaf_ros.inference.live import LivePipeline, LiveSettings
 from taaf_ros.inference.pipeline import Classifier, find_bundled_model
-from taaf_ros.nodes.inputs import AudioInput, EventInput
+from taaf_ros.stream.inputs import AudioInput, EventInput
 from taaf_ros.stream.scheduler import WindowCut
 
 NAMES = {"0": "zero", "1": "one", "2": "two"}
@@ -357,8 +357,8 @@ def test_stock_messages_give_the_samples_the_drivers_messages_give(tl, robot, tm
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Int16MultiArray, MultiArrayDimension
 
+    from taaf_ros.audio.multiarray_stamp import stamped_layout_dims
     from taaf_ros.events import events_to_pointcloud2
-    from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
 
     t0_us = T0_NS // 1000
     msgs = []

@@ -31,8 +31,8 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import PointCloud2  # noqa: E402
 from std_msgs.msg import Int16MultiArray, MultiArrayDimension, String  # noqa: E402
 
+from taaf_ros.audio.multiarray_stamp import stamped_layout_dims  # noqa: E402
 from taaf_ros.events import events_to_pointcloud2, make_events  # noqa: E402
-from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent

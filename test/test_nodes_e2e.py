@@ -431,8 +431,8 @@ def test_missing_corrupt_model_and_bad_parameter_exit_nonzero(tmp_path):
 def test_message_info_callbacks_degrade_for_an_rclpy_without_them():
     """Humble's rclpy calls subscriptions with the message only: the node's callbacks then get
     info None (receipt time instead of the DDS source timestamp). Jazzy and Kilted pass it."""
-    from taaf_ros.nodes.inputs import sent_time_us
     from taaf_ros.nodes.perception_wiring import WITH_MESSAGE_INFO, with_message_info
+    from taaf_ros.stream.inputs import sent_time_us
 
     assert WITH_MESSAGE_INFO  # this rclpy (Jazzy or Kilted) passes MessageInfo
     calls = []

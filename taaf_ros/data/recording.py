@@ -1,8 +1,8 @@
 """A user's recording as the perception node would receive it: decoded pieces on the ROS clock.
 
 A bag is read message by message (streamed, never loaded whole) and every message goes through
-the objects the node's callbacks use (:class:`~taaf_ros.nodes.inputs.EventInput`,
-:class:`~taaf_ros.nodes.inputs.AudioInput`): the same decoders, the same sensor-to-ROS clock,
+the objects the node's callbacks use (:class:`~taaf_ros.stream.inputs.EventInput`,
+:class:`~taaf_ros.stream.inputs.AudioInput`): the same decoders, the same sensor-to-ROS clock,
 the same stamp checks, with the recorder's receipt time (log time) where the node uses its
 receipt time. What comes out is therefore what the node's front ends are fed when the bag is
 played into it with its clock (``taaf_bag_play --clock``).
@@ -33,7 +33,7 @@ from taaf_ros.data.bags import (
     where,
 )
 from taaf_ros.data.readers import EventFileError, read_aedat4, read_events, read_raw_evt3_chunks
-from taaf_ros.nodes.inputs import AudioInput, AudioPiece, EventInput, EventPiece
+from taaf_ros.stream.inputs import AudioInput, AudioPiece, EventInput, EventPiece
 
 EVENT_KINDS = {**dict.fromkeys(EVENT_PACKET_TYPES, "event_packet"),
                DVS_TYPE: "dvs_event_array", POINTCLOUD2_TYPE: "pointcloud2"}

@@ -162,7 +162,7 @@ class Converter:
     def _audio(self, item: BagMessage, shift_ns: int) -> Any:
         from std_msgs.msg import Int16MultiArray, MultiArrayDimension
 
-        from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
+        from taaf_ros.audio.multiarray_stamp import stamped_layout_dims
 
         fmt = getattr(self.audio_info, "sample_format", "S16LE") or "S16LE"
         if fmt != "S16LE":

@@ -9,7 +9,7 @@ delays decoding (torch and the numba kernels release the GIL while they compute)
 never waits for the network. A worker thread rather than a timer in a MultiThreadedExecutor:
 rclpy's multi-threaded executor cost about 1.2 ms of CPU per callback here against 0.4 ms for the
 single-threaded one, which at 200 messages/s plus a 100 Hz timer was half a core. Everything
-that is not wiring is ROS-free: message decoding and clocks in ``nodes.inputs``, the live core
+that is not wiring is ROS-free: message decoding and clocks in ``stream.inputs``, the live core
 (pipeline, scheduler, predictions, counters, diagnostics) in ``taaf_ros.inference.session``.
 """
 
@@ -37,7 +37,6 @@ from taaf_ros.inference.live import LiveWindow
 from taaf_ros.inference.render import render_window
 from taaf_ros.inference.session import LiveSession
 from taaf_ros.nodes import outputs
-from taaf_ros.nodes.inputs import AudioInput, EventInput, sent_time_us
 from taaf_ros.nodes.msg_imports import (
     MissingMessagePackageError,
     audio_msg_type,
@@ -46,6 +45,7 @@ from taaf_ros.nodes.msg_imports import (
     try_import_msg,
 )
 from taaf_ros.nodes.params import PERCEPTION_PARAMS, declare_all, runtime_update
+from taaf_ros.stream.inputs import AudioInput, EventInput, sent_time_us
 from taaf_ros.stream.scheduler import STALE
 
 DEBUG_VIEW_EVENTS = 1_000_000

@@ -26,11 +26,11 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Int16MultiArray, MultiArrayDimension, String
 
+from taaf_ros.audio.multiarray_stamp import stamped_layout_dims
 from taaf_ros.data.readers import EadDataset, EadSample
 from taaf_ros.events import encode_evt3, events_to_pointcloud2
 from taaf_ros.inference.scoring import GroundTruth
 from taaf_ros.nodes.msg_imports import MissingMessagePackageError, import_msg
-from taaf_ros.nodes.multiarray_stamp import stamped_layout_dims
 from taaf_ros.nodes.params import REPLAY_NODE, REPLAY_PARAMS, declare_all
 from taaf_ros.nodes.perception_node import StartupError
 from taaf_ros.stream.replay_plan import ReplayPlan, replay_order

@@ -129,7 +129,7 @@ class SensorClock:
 class StamplessClock:
     """Start times for audio chunks that carry no time (std_msgs MultiArrays without the
     taaf_ros stamp, see
-    :func:`taaf_ros.nodes.multiarray_stamp.multiarray_stamp_ns`), from their receipt times.
+    :func:`taaf_ros.audio.multiarray_stamp.multiarray_stamp_ns`), from their receipt times.
 
     A chunk is taken to end when it is received (it was published once captured), so its first
     sample is at ``est = receipt - duration``; delivery only ever delays a chunk, so ``est`` is

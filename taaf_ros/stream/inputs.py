@@ -23,13 +23,13 @@ from taaf_ros.audio.decode import (
     is_compressed,
     stamp_to_ns,
 )
+from taaf_ros.audio.multiarray_stamp import multiarray_stamp_ns
 from taaf_ros.events import (
     EventDecoder,
     EventFormatError,
     events_from_dvs_event_array,
     events_from_pointcloud2,
 )
-from taaf_ros.nodes.multiarray_stamp import multiarray_stamp_ns
 from taaf_ros.stream.clock import SensorClock, SeqTracker, StamplessClock, check_stamp, stamp_to_us
 
 
