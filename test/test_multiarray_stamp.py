@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from taaf_ros.audio.multiarray_stamp import multiarray_stamp_ns, stamped_layout_dims
 from taaf_ros.audio import multiarray_stamp
+from taaf_ros.audio.multiarray_stamp import multiarray_stamp_ns, stamped_layout_dims
 
 
 def test_multiarray_stamp_convention_round_trip():

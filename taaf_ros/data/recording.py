@@ -66,7 +66,6 @@ class RecordingSource:
     sensor_size: tuple[int, int] = (0, 0)
     stamp_offsets_us: dict[str, list[int]] = field(
         default_factory=lambda: {"events": [], "audio": []})
-    last_received_us: int = 0
     decode_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     jumps: list[str] = field(default_factory=list)  # where the stamps jumped (topic and time)
 
@@ -134,7 +133,6 @@ def _bag_pieces(src: RecordingSource, info_topic: str, sensor_size: tuple[int, i
     wanted = [t for t in (src.events_topic, src.audio_topic, info_topic) if t]
     for item in read_bag(src.path, wanted):
         now = item.log_time_ns // 1000
-        src.last_received_us = now
         try:
             if item.topic == info_topic:
                 au_in.set_info(item.msg, now)
@@ -241,7 +239,6 @@ def _file_pieces(src: RecordingSource, events_path: str | Path | None,
                     audio = None
             # Empty packets too: "nothing until end" keeps the stream's reach moving.
             yield Piece(EventPiece(ev[lo:hi], int(end), src.sensor_size), None, int(end))
-            src.last_received_us = int(end)
     while audio is not None and k * step_us * audio.sample_rate // 1_000_000 < len(
             audio.samples):
         yield _wav_piece(k, step_us, audio, audio_at)

@@ -68,18 +68,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from taaf_ros.data.avdigits import ensure_ead_dataset
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.inference.pipeline import Classifier, find_bundled_model
-    from taaf_ros.inference.stream_eval import replay_windows, score
+    from taaf_ros.inference.pipeline import find_bundled_model
+    from taaf_ros.inference.stream_eval import fastest_classifier, replay_windows, score
     from taaf_ros.stream.replay_plan import replay_order
     from taaf_ros.training.data import speaker_of
 
     torch.set_num_threads(1)
     root = ensure_ead_dataset(args.data_root, args.cache)
     model = args.model or str(find_bundled_model())
-    try:
-        clf = Classifier(model, "cpu", backend="onnxruntime")
-    except (ImportError, RuntimeError, ValueError):
-        clf = Classifier(model, "cpu")
+    clf = fastest_classifier(model)
 
     def stream(split: str, keep) -> tuple:
         ds = EadDataset(root, split)
