@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= $(or $(TAAF_DATA_ROOT),../shared/data)
 
-.PHONY: setup test demo bench bench-peers lint clean interfaces ros2-tools
+.PHONY: setup test demo bench bench-gpu bench-peers lint clean interfaces ros2-tools
 
 setup: $(STAMP)
 
@@ -78,6 +78,11 @@ $(PEERS)/.installed:
 	$(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/pip install --quiet evlib
 	touch $@
+
+# The prepared device check (CUDA tests, the network per dtype, a training epoch, torchrun
+# with NCCL: one generated table); on the GPU machine as ../shared/docs/DEVICE.md runs it.
+bench-gpu:
+	bash benchmarks/device_check.sh
 
 bench: $(STAMP) bench-peers
 	$(BIN)/pip install --quiet -e ".[bench]"

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The prepared device check (issue: the network at the hardware's speed): the CUDA tests and
+# the GPU benchmarks in one run, one generated table. On the lent GPU machine, following
+# ../shared/docs/DEVICE.md (the pure-Python packages and the AV-digits sources in .gpu/):
+#
+#   run(command="PYTHONPATH=$PWD/.gpu/site:$PWD bash benchmarks/device_check.sh",
+#       carry=[".gpu"], timeout_s=420)
+#
+# Locally, to try the script itself on the CPU: DEVICE=cpu LIMIT=5 bash benchmarks/device_check.sh
+# Writes $OUT/device_check.md (or docs/bench/device_check.md without $OUT) and $OUT/log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=${DEVICE:-cuda}
+LIMIT=${LIMIT:-0}                       # samples per class for the training epoch (0: all)
+DATA=${DATA:-.gpu/data}
+[ -d "$DATA" ] || DATA=../shared/data
+DEST=${OUT:-docs/bench}
+mkdir -p "$DEST"
+LOG=$DEST/log
+TABLE=$DEST/device_check.md
+PY=${PYTHON:-python}
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+: > "$LOG"
+
+step() {  # step NAME COMMAND...: run, keep the output, time it, note the exit status
+    local name=$1; shift
+    local t0=$(date +%s%N)
+    echo "== $name: $*" | tee -a "$LOG"
+    "$@" 2>&1 | tee -a "$LOG" | tail -n 40 > "$DEST/$name.txt"
+    local rc=${PIPESTATUS[0]}
+    local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    printf '| %s | %s | %d.%03d |\n' "$name" "$([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)")" \
+        $((ms / 1000)) $((ms % 1000)) >> "$DEST/steps.md"
+}
+
+: > "$DEST/steps.md"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$LOG"
+step tests $PY -m pytest -q -p no:cacheprovider test/test_model.py test/test_checkpoint.py
+DTYPES="float32 float16 bfloat16"
+[ "$DEVICE" = cpu ] && DTYPES=float32   # float16 autocast is CUDA only
+for dtype in $DTYPES; do
+    step "network_$dtype" $PY benchmarks/bench_network.py --device "$DEVICE" --dtype "$dtype" \
+        --iters 30 --energy-samples 20
+done
+RUN=$(mktemp -d)
+step train_epoch $PY train_ead.py --data-root "$DATA" --cache-dir "$RUN/cache" --device "$DEVICE" \
+    --epochs 1 --limit-per-class "$LIMIT" --out-dir "$RUN/one" --no-progress --no-feature-cache
+if [ "$DEVICE" != cpu ]; then
+    step torchrun_nccl torchrun --standalone --nproc_per_node 1 train_ead.py --data-root "$DATA" \
+        --cache-dir "$RUN/cache" --device "$DEVICE" --epochs 1 --limit-per-class "$LIMIT" \
+        --out-dir "$RUN/ddp" --no-progress --no-feature-cache
+fi
+{
+    echo "# Device check"
+    echo
+    echo "Written by \`benchmarks/device_check.sh\` (DEVICE=$DEVICE) on $(date +%F)."
+    echo
+    echo "| step | result | seconds |"
+    echo "|---|---|---:|"
+    cat "$DEST/steps.md"
+    for f in "$DEST"/network_*.txt "$DEST"/train_epoch.txt "$DEST"/tests.txt; do
+        [ -f "$f" ] || continue
+        echo
+        echo "## $(basename "$f" .txt)"
+        echo
+        echo '```'
+        cat "$f"
+        echo '```'
+    done
+} > "$TABLE"
+rm -rf "$RUN"
+echo "wrote $TABLE"
