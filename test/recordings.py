@@ -82,21 +82,6 @@ def write_labels(path: Path, recording: str, spans: list[tuple[float, float, str
     return path
 
 
-def _mp3_frames(pcm: np.ndarray, rate: int) -> list[tuple[bytes, int]]:
-    import av
-
-    enc = av.CodecContext.create("libmp3lame", "w")
-    enc.sample_rate, enc.layout, enc.format, enc.bit_rate = rate, "mono", "s16p", 192_000
-    enc.open()
-    s16 = (np.clip(pcm, -1, 1) * 32767).astype(np.int16)
-    out = []
-    for i in range(0, len(s16), 1024):
-        frame = av.AudioFrame.from_ndarray(s16[None, i:i + 1024], format="s16p", layout="mono")
-        frame.sample_rate, frame.pts = rate, i
-        out += [(bytes(p), int(p.pts)) for p in enc.encode(frame)]
-    return out + [(bytes(p), int(p.pts)) for p in enc.encode(None)]
-
-
 def bag_messages(tl: Timeline, *, coding: str = "wave", packet_s: float = 0.01,
                  chunk_s: float = 0.02, t0_ns: int = T0_NS):
     """The timeline's (topic, type, log ns, message), in log order."""
@@ -128,7 +113,9 @@ def bag_messages(tl: Timeline, *, coding: str = "wave", packet_s: float = 0.01,
                      t0_ns + (a + step) * 1000 + 2_000_000, msg))
     Audio, Data = T["audio_common_msgs/msg/AudioDataStamped"], T["audio_common_msgs/msg/AudioData"]
     if coding == "mp3":
-        pieces = [(data, pts) for data, pts in _mp3_frames(tl.audio, tl.rate)]
+        from test_audio_compressed import encode_mp3
+
+        pieces = encode_mp3(tl.audio, tl.rate)
         n = 1152  # samples an MP3 frame covers
     else:
         n = round(chunk_s * tl.rate)
@@ -156,3 +143,24 @@ def write_camera_files(folder: Path, name: str, tl: Timeline) -> Path:
     write_raw_evt3(raw, tl.events, tl.sensor)
     wavfile.write(folder / f"{name}.wav", tl.rate, (tl.audio * 32767).astype(np.int16))
     return raw
+
+
+def offline_evaluation(root: Path, classifier) -> list[tuple[int, str, np.ndarray]]:
+    """(window start ns, sample id, class probabilities) of every sample of a taaf_dataset
+    dataset, through the offline front end: what the node's windows must equal."""
+    import csv
+
+    from taaf_ros.data.readers import EadDataset
+    from taaf_ros.frontend import sample_tensors
+
+    rows = csv.DictReader((Path(root) / "samples.csv").read_text().splitlines())
+    start_of = {r["id"]: int(r["start_ns"]) for r in rows}
+    out = []
+    for split in sorted({d.name for d in Path(root).iterdir() if d.is_dir()}):
+        data = EadDataset(root, split)
+        for i in range(len(data)):
+            s = data[i]
+            ev, au = sample_tensors(s.events, data.sensor_size, s.pcm, s.sample_rate,
+                                    classifier.frontend)
+            out.append((start_of[s.id], s.id, classifier.classify_tensors(ev, au).probs))
+    return out

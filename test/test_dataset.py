@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recordings import T0_NS, bag_messages, timeline, write_camera_files, write_labels
+from recordings import (
+    T0_NS,
+    bag_messages,
+    offline_evaluation,
+    timeline,
+    write_camera_files,
+    write_labels,
+)
 
 from taaf_ros.data.bags import read_bag, write_bag
 from taaf_ros.data.dataset_builder import main
@@ -297,21 +304,14 @@ def test_own_files_to_a_model_whose_live_windows_equal_its_evaluation(tl, tmp_pa
         assert session.run_once(lambda t=now: t, lambda w, p: got.__setitem__(
             p["window"]["start_ns"], p)) is None
     rows = samples(tmp_path / "ds")
-    start_of = {r["id"]: int(r["start_ns"]) for r in rows}
     n = 0
-    for split in ("train", "test"):
-        ds = EadDataset(tmp_path / "ds", split)
-        for i in range(len(ds)):
-            s = ds[i]
-            ev, au = sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate,
-                                    classifier.frontend)
-            res = classifier.classify_tensors(ev, au)
-            p = got[start_of[s.id]]
-            assert p["present"] == ["events", "audio"] and not p["degraded"]
-            assert p["label"] == classifier.classes[int(np.argmax(res.probs))]
-            for c in p["top_k"]:
-                assert c["score"] == pytest.approx(float(res.probs[c["class_id"]]), abs=1e-6)
-            n += 1
+    for start_ns, _, probs in offline_evaluation(tmp_path / "ds", classifier):
+        p = got[start_ns]
+        assert p["present"] == ["events", "audio"] and not p["degraded"]
+        assert p["label"] == classifier.classes[int(np.argmax(probs))]
+        for c in p["top_k"]:
+            assert c["score"] == pytest.approx(float(probs[c["class_id"]]), abs=1e-6)
+        n += 1
     assert n == len(rows) == 9
     import torch
 

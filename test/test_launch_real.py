@@ -369,11 +369,10 @@ def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_s
     taaf_dataset -> train_ead.py --init-from the bundled model, two epochs -> ros2 launch with
     model:= -> the bag played into it with its clock: for every labelled window the node's
     prediction equals the offline evaluation of that window's training sample."""
-    from recordings import bag_messages, timeline
+    from recordings import bag_messages, offline_evaluation, timeline
 
     from taaf_ros.data.bags import write_bag
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.frontend import sample_tensors
     from taaf_ros.inference.pipeline import Classifier
 
     ds = EadDataset(avdigits_small, "train")
@@ -423,19 +422,12 @@ def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_s
     live = got()
     assert len(live) == len(starts), (sorted(starts - live.keys()), launch.output[-3000:])
     offline = Classifier(model, "cpu")
-    start_of = {r["id"]: int(r["start_ns"]) for r in rows}
-    for split in ("train", "test"):
-        data = EadDataset(tmp_path / "ds", split)
-        for i in range(len(data)):
-            s = data[i]
-            ev, au = sample_tensors(s.events, data.sensor_size, s.pcm, s.sample_rate,
-                                    offline.frontend)
-            res = offline.classify_tensors(ev, au)
-            p = live[start_of[s.id]]
-            assert p["present"] == ["events", "audio"] and not p["degraded"], p
-            assert p["inputs"]["audio_coverage"] == 1.0, (s.id, p["window"], p["inputs"])
-            assert p["label"] == offline.classes[int(np.argmax(res.probs))], s.id
-            scores = {c["label"]: c["score"] for c in p["top_k"]}
-            for label, score in scores.items():
-                assert abs(score - float(res.probs[offline.classes.index(label)])) < 1e-4
+    for start_ns, sid, probs in offline_evaluation(tmp_path / "ds", offline):
+        p = live[start_ns]
+        assert p["present"] == ["events", "audio"] and not p["degraded"], p
+        assert p["inputs"]["audio_coverage"] == 1.0, (sid, p["window"], p["inputs"])
+        assert p["label"] == offline.classes[int(np.argmax(probs))], sid
+        scores = {c["label"]: c["score"] for c in p["top_k"]}
+        for label, score in scores.items():
+            assert abs(score - float(probs[offline.classes.index(label)])) < 1e-4
     assert offline.classes == ["one", "two", "zero"]

@@ -160,6 +160,18 @@ def bag_topics(path: str | Path) -> dict[str, str]:
         raise BagError(f"{path}: {exc}") from exc
 
 
+def bag_time_range(path: str | Path) -> tuple[int, int]:
+    """(first, last) log time (ns) of a bag: its timeline, from the metadata."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.rosbag2.errors import ReaderError
+
+    try:
+        with Reader(_storage_path(Path(path))) as reader:
+            return int(reader.start_time), int(reader.end_time)
+    except (ReaderError, FileNotFoundError) as exc:
+        raise BagError(f"{path}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class EventChunk:
     """The decoded events of one message.

@@ -28,6 +28,7 @@ from taaf_ros.data.bags import (
     EVENT_PACKET_TYPES,
     POINTCLOUD2_TYPE,
     BagError,
+    bag_time_range,
     bag_topics,
     read_bag,
     where,
@@ -113,17 +114,8 @@ def open_bag(path: str | Path, events_topic: str = "", audio_topic: str = "",
             raise BagError(f"{path}: AudioDataStamped needs its AudioInfo topic; found "
                            f"{infos or 'none'}: name it (--audio-info-topic)")
         info_topic = infos[0]
-    src.start_us = _bag_start_us(path)
+    src.start_us = bag_time_range(path)[0] // 1000
     return src, _bag_pieces(src, info_topic, sensor_size, audio_rate)
-
-
-def _bag_start_us(path: Path) -> int:
-    from rosbags.rosbag2 import Reader
-
-    from taaf_ros.data.bags import _storage_path
-
-    with Reader(_storage_path(path)) as reader:
-        return int(reader.start_time) // 1000
 
 
 def _bag_pieces(src: RecordingSource, info_topic: str, sensor_size: tuple[int, int],
