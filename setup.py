@@ -63,8 +63,10 @@ setup(
         "train": ["tqdm>=4.60", "matplotlib>=3.7", "tyro>=0.9"],
         # Peers timed by the benchmarks (not needed to run or test the package).
         "bench": ["expelliarmus"],
-        # faery writes the AEDAT4 files the reader is tested on (another implementation).
-        "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "aedat>=2", "faery>=0.7",
+        # faery writes the AEDAT4 files the reader is tested on (another implementation);
+        # triton runs the CUDA LIF kernel's source on the CPU (TRITON_INTERPRET=1) in the tests.
+        "dev": ['triton>=3.2; platform_system == "Linux" and platform_machine == "x86_64"',
+                "pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "aedat>=2", "faery>=0.7",
                 "colcon-common-extensions", "onnx>=1.16", "onnxscript>=0.2",
                 "onnxruntime>=1.18"],
     },

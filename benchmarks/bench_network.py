@@ -3,7 +3,10 @@
     python benchmarks/bench_network.py                      # CPU, float32, < 2 min
     python benchmarks/bench_network.py --device cuda --dtype float16
 
-* folded: the package implementation (conv/linear layers see all T steps at once).
+* folded: the package implementation (conv/linear layers see all T steps at once; each LIF
+  layer's T steps in one fused kernel, numba on the CPU, Triton on CUDA).
+* folded, torch-loop LIF: the same, each LIF layer a loop of torch ops over T (the path before
+  the fused kernel, and what ONNX export traces).
 * per-step: the same weights, every layer called once per step with norse's
   ``lif_feed_forward_step`` (how SNN code is usually written); outputs are checked to match.
 * ANN: the same layers with ReLU instead of LIF (folded time too), the non-spiking reference.
@@ -39,7 +42,7 @@ from taaf_ros.model import (
     select_device,
 )
 from taaf_ros.model.device import inference_context
-from taaf_ros.model.encoders import LIFLayer
+from taaf_ros.model.encoders import LIFLayer, set_lif_impl
 
 
 def make_inputs(cfg: ModelConfig, B: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -199,6 +202,7 @@ def main() -> None:
         cfg = ModelConfig()
         net = calibrated_model(cfg, dev)
     ann = ann_copy(net)
+    loop = set_lif_impl(copy.deepcopy(net), "loop")
     ev, au = make_inputs(cfg, 1, dev)
 
     with torch.no_grad():  # correctness of the reference before timing it
@@ -215,6 +219,7 @@ def main() -> None:
 
     rows = {
         "folded (package)": timeit(infer(lambda: net(ev, au)), sync, args.iters),
+        "folded, torch-loop LIF": timeit(infer(lambda: loop(ev, au)), sync, args.iters),
         "per-step norse loop": timeit(
             infer(lambda: per_step_forward(net, ev, au)), sync, args.iters
         ),
@@ -239,9 +244,11 @@ def main() -> None:
 
         return run
 
-    tn, ta = copy.deepcopy(net), copy.deepcopy(ann)
+    tn, ta, tl = copy.deepcopy(net), copy.deepcopy(ann), copy.deepcopy(loop)
     train_rows = {
         "folded (package)": timeit(train_step(tn, lambda: tn(evb, aub).logits), sync, 10, 2),
+        "folded, torch-loop LIF": timeit(train_step(tl, lambda: tl(evb, aub).logits), sync,
+                                         10, 2),
         "per-step norse loop": timeit(
             train_step(tn, lambda: per_step_forward(tn, evb, aub)), sync, 10, 2
         ),

@@ -201,11 +201,12 @@ def test_cuda_inference_matches_cpu(dtype: str) -> None:
     )
 
 
-def test_fast_lif_matches_norse_step_loop_values_and_gradients() -> None:
+@pytest.mark.parametrize("impl", ["fused", "loop"])
+def test_lif_implementations_match_norse_step_loop_values_and_gradients(impl: str) -> None:
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(6 * 3, 40, generator=g) * 1.5).requires_grad_(True)
-    fast = LIFLayer(T=6, tau_syn_inv=500.0, tau_mem_inv=500.0, v_th=0.5, dt=1e-3)
-    ref = LIFLayer(T=6, tau_syn_inv=500.0, tau_mem_inv=500.0, v_th=0.5, dt=1e-3, fast=False)
+    fast = LIFLayer(T=6, tau_syn_inv=500.0, tau_mem_inv=500.0, v_th=0.5, dt=1e-3, impl=impl)
+    ref = LIFLayer(T=6, tau_syn_inv=500.0, tau_mem_inv=500.0, v_th=0.5, dt=1e-3, impl="norse")
     w = torch.randn(6 * 3, 40, generator=g)
     zf = fast(x)
     (gf,) = torch.autograd.grad((zf * w).sum(), x)

@@ -17,6 +17,7 @@ from norse.torch.functional.lif import (
 from norse.torch.functional.threshold import threshold
 from torch import nn
 
+from . import lif_fused
 from .config import ModelConfig
 
 
@@ -69,9 +70,14 @@ class LIFLayer(nn.Module):
         tau_mem_inv: inverse membrane time constant (1/s).
         v_th: threshold (a.u.).
         dt: integration step (s).
-        fast: use the rearranged loop (default) instead of calling ``lif_feed_forward_step``
-            per step; both compute the same spikes and surrogate gradients.
+        impl: ``"fused"`` (default): all T steps in one kernel (``lif_fused``: numba on the
+            CPU, Triton on CUDA; where it has no kernel, the loop); ``"loop"``: the rearranged
+            torch loop ``lif_sequence`` (what ONNX export traces); ``"norse"``: norse's
+            ``lif_feed_forward_step`` once per step, the reference. All three compute the
+            same spikes and surrogate gradients (tested).
     """
+
+    IMPLS = ("fused", "loop", "norse")
 
     def __init__(
         self,
@@ -80,17 +86,29 @@ class LIFLayer(nn.Module):
         tau_mem_inv: float,
         v_th: float,
         dt: float,
-        fast: bool = True,
+        impl: str = "fused",
     ) -> None:
         super().__init__()
+        if impl not in self.IMPLS:
+            raise ValueError(f"impl must be one of {self.IMPLS}, got {impl!r}")
         self.T = T
         self.dt = dt
-        self.fast = fast  # False: the plain norse step loop (reference)
+        self.impl = impl
         self.register_buffer("tau_syn_inv", torch.tensor(float(tau_syn_inv)))
         self.register_buffer("tau_mem_inv", torch.tensor(float(tau_mem_inv)))
         self.register_buffer("v_th", torch.tensor(float(v_th)))
         self.register_buffer("v_leak", torch.tensor(0.0))
         self.register_buffer("v_reset", torch.tensor(0.0))
+        self._refresh_constants()
+        # a checkpoint's buffers are what the kernel must use: read them once, at load
+        self.register_load_state_dict_post_hook(lambda mod, _keys: mod._refresh_constants())
+
+    def _refresh_constants(self) -> None:
+        """The fused kernel's constants, from the buffers (read to the host here, never in
+        forward)."""
+        self.constants = lif_fused.lif_constants(
+            float(self.tau_syn_inv), float(self.tau_mem_inv), float(self.v_leak),
+            float(self.v_th), float(self.v_reset), self.dt)
 
     def params(self) -> LIFParameters:
         """The norse parameter tuple, on this module's device and dtype."""
@@ -105,7 +123,12 @@ class LIFLayer(nn.Module):
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         """current: (T*B, ...) input current -> spikes (T*B, ...) in {0, 1}."""
         x = current.reshape(self.T, -1, *current.shape[1:])  # (T, B, ...)
-        z = self._fast(x) if self.fast else self._norse(x)
+        if self.impl == "fused" and lif_fused.available(x.device):
+            z = lif_fused.lif_fused(x, self.constants)
+        elif self.impl == "norse":
+            z = self._norse(x)
+        else:
+            z = lif_sequence(x, self.params(), self.dt)
         return z.reshape(current.shape)
 
     def _norse(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,8 +142,15 @@ class LIFLayer(nn.Module):
             out.append(z)
         return torch.stack(out)
 
-    def _fast(self, x: torch.Tensor) -> torch.Tensor:
-        return lif_sequence(x, self.params(), self.dt)
+
+def set_lif_impl(net: nn.Module, impl: str) -> nn.Module:
+    """Every LIF layer of ``net`` switched to ``impl`` (see :class:`LIFLayer`); returns net."""
+    for mod in net.modules():
+        if isinstance(mod, LIFLayer):
+            if impl not in LIFLayer.IMPLS:
+                raise ValueError(f"impl must be one of {LIFLayer.IMPLS}, got {impl!r}")
+            mod.impl = impl
+    return net
 
 
 class RMSBatchNorm(nn.Module):

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .encoders import set_lif_impl
 from .taaf import TAAFNet
 
 INPUTS = ("events", "audio", "present")
@@ -78,7 +79,8 @@ def export_onnx(net: TAAFNet, path: str | Path, opset: int = OPSET,
     ``source_digest`` (the checkpoint's sha256) is recorded in its metadata."""
     import onnx
 
-    net = copy.deepcopy(net).eval().float().cpu()
+    # the torch loop, not the fused kernel: ONNX has no op for a custom kernel
+    net = set_lif_impl(copy.deepcopy(net).eval().float().cpu(), "loop")
     program = torch.onnx.export(InferenceGraph(net).eval(), example_inputs(net), dynamo=True,
                                 input_names=list(INPUTS), output_names=list(OUTPUTS),
                                 opset_version=opset, verbose=False)

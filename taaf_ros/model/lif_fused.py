@@ -1,0 +1,182 @@
+"""All T steps of a LIF layer in one kernel: one op per layer instead of ~6 per step.
+
+At batch 1 the network is bound by per-op dispatch, and the LIF time loop was most of its ops.
+``taaf::lif_fused`` runs norse's ``lif_feed_forward_step`` over every step of a (T, N) current
+in one call, in the same float32 order of operations as norse (spikes equal bit for bit), and
+``taaf::lif_fused_backward`` is its surrogate gradient (norse's SuperSpike, the reset not
+detached, as norse differentiates it). Kernels: numba on the CPU, Triton on CUDA
+(``lif_triton``); both are torch custom ops, so autograd, ``torch.compile`` and
+``torch.export`` see one opaque op with a fake (shape-only) implementation.
+
+norse's step, with c_mem = dt tau_mem_inv and c_syn = dt tau_syn_inv:
+    i' = i + x[t];  v' = v + c_mem ((v_leak - v) + i');  i = i' - c_syn i'
+    z = H(v' - v_th);  v = (1 - z) v' + z v_reset
+The backward runs t = T-1 .. 0 carrying dL/dv and dL/di, with s = 1 / (|v' - v_th| + 1)^2:
+    g_z = dL/dz[t] + g_v (v_reset - v');  g_v' = g_v (1 - z) + g_z s
+    g_i' = g_v' c_mem + g_i (1 - c_syn);  dL/dx[t] = g_i';  g_i = g_i';  g_v = g_v' (1 - c_mem)
+
+The constants are Python floats (``lif_constants``, computed once by the layer), so a CUDA
+call reads nothing back from the device and a CUDA graph can hold the launch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+
+
+
+def lif_constants(tau_syn_inv: float, tau_mem_inv: float, v_leak: float, v_th: float,
+                  v_reset: float, dt: float) -> list[float]:
+    """[c_syn, c_mem, v_leak, v_th, v_reset], each rounded to float32 as norse's float32
+    tensor ops round them (dt times a float32 parameter, computed in float32)."""
+    f32 = np.float32
+    return [float(f32(f32(dt) * f32(tau_syn_inv))), float(f32(f32(dt) * f32(tau_mem_inv))),
+            float(f32(v_leak)), float(f32(v_th)), float(f32(v_reset))]
+
+
+@njit(cache=True, nogil=True)
+def _forward_kernel(x, z, membrane, save, c_syn, c_mem, v_leak, v_th, v_reset):  # pragma: no cover
+    T, N = x.shape
+    v = np.zeros(N, np.float32)
+    i = np.zeros(N, np.float32)
+    one = np.float32(1.0)
+    for t in range(T):
+        for n in range(N):
+            i_new = i[n] + x[t, n]
+            vd = v[n] + c_mem * ((v_leak - v[n]) + i_new)
+            i[n] = i_new + (-c_syn) * i_new
+            spike = one if vd - v_th > 0 else np.float32(0.0)
+            v[n] = (one - spike) * vd + spike * v_reset
+            z[t, n] = spike
+            if save:
+                membrane[t, n] = vd
+
+
+@njit(cache=True, nogil=True)
+def _backward_kernel(grad_z, membrane, grad_x, c_syn, c_mem, v_th, v_reset):  # pragma: no cover
+    T, N = grad_z.shape
+    g_v = np.zeros(N, np.float32)
+    g_i = np.zeros(N, np.float32)
+    one = np.float32(1.0)
+    for t in range(T - 1, -1, -1):
+        for n in range(N):
+            vd = membrane[t, n]
+            u = vd - v_th
+            spike = one if u > 0 else np.float32(0.0)
+            s = one / ((abs(u) + one) * (abs(u) + one))
+            g_z = grad_z[t, n] + g_v[n] * (v_reset - vd)
+            g_vd = g_v[n] * (one - spike) + g_z * s
+            g_in = g_vd * c_mem + g_i[n] * (one - c_syn)
+            grad_x[t, n] = g_in
+            g_i[n] = g_in
+            g_v[n] = g_vd * (one - c_mem)
+
+
+@torch.library.custom_op("taaf::lif_fused", mutates_args=(),
+                         schema="(Tensor x, float[] constants, bool save_membrane)"
+                                " -> (Tensor, Tensor)")
+def lif_fused_op(x, constants, save_membrane):
+    """Spikes (T, N) and, if ``save_membrane``, the membrane before reset (else an empty
+    tensor) of LIF neurons driven by currents ``x`` (T, N), from rest; ``constants`` from
+    :func:`lif_constants`."""
+    raise NotImplementedError(f"taaf::lif_fused has no kernel for {x.device.type}")
+
+
+@lif_fused_op.register_kernel("cpu")
+def _lif_fused_cpu(x, constants, save_membrane):
+    x32 = _as_float32_array(x)
+    z = torch.empty(x32.shape)
+    membrane = torch.empty(x32.shape if save_membrane else (0, 0))
+    _forward_kernel(x32, z.numpy(), membrane.numpy(), save_membrane,
+                    *(np.float32(c) for c in constants))
+    return (z if x.dtype == torch.float32 else z.to(x.dtype)), membrane
+
+
+def _as_float32_array(x: torch.Tensor) -> np.ndarray:
+    """A numpy view of x where it already is float32 and contiguous (the usual case), with
+    the fewest torch ops: at batch 1 each one costs as much as the kernel's arithmetic."""
+    if x.dtype != torch.float32:
+        x = x.to(torch.float32)
+    return x.detach().numpy() if x.is_contiguous() else x.detach().contiguous().numpy()
+
+
+@lif_fused_op.register_fake
+def _lif_fused_fake(x, constants, save_membrane):
+    membrane = x.new_empty(x.shape if save_membrane else (0, 0), dtype=torch.float32)
+    return torch.empty_like(x), membrane
+
+
+@torch.library.custom_op("taaf::lif_fused_backward", mutates_args=(),
+                         schema="(Tensor grad_z, Tensor membrane, float[] constants) -> Tensor")
+def lif_fused_backward_op(grad_z, membrane, constants):
+    """dL/dx (T, N) from dL/dz and the membrane the forward saved."""
+    raise NotImplementedError(f"taaf::lif_fused_backward has no kernel for {grad_z.device.type}")
+
+
+@lif_fused_backward_op.register_kernel("cpu")
+def _lif_fused_backward_cpu(grad_z, membrane, constants):
+    c_syn, c_mem, _, v_th, v_reset = (np.float32(c) for c in constants)
+    grad_x = torch.empty(grad_z.shape)
+    _backward_kernel(_as_float32_array(grad_z), _as_float32_array(membrane), grad_x.numpy(),
+                     c_syn, c_mem, v_th, v_reset)
+    return grad_x if grad_z.dtype == torch.float32 else grad_x.to(grad_z.dtype)
+
+
+@lif_fused_backward_op.register_fake
+def _lif_fused_backward_fake(grad_z, membrane, constants):
+    return torch.empty_like(grad_z)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    _, constants, _ = inputs
+    ctx.save_for_backward(output[1])
+    ctx.constants = constants
+
+
+def _backward(ctx, grad_z, _grad_membrane):
+    (membrane,) = ctx.saved_tensors
+    if membrane.numel() == 0 and grad_z.numel() > 0:
+        raise RuntimeError("taaf::lif_fused was called without save_membrane: no gradient")
+    return lif_fused_backward_op(grad_z.contiguous(), membrane, ctx.constants), None, None
+
+
+lif_fused_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _register_cuda() -> bool:
+    """The Triton kernels as the CUDA implementation, where CUDA and Triton are (Triton is
+    imported only then: a CPU node does not pay for it)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        from . import lif_triton
+    except ImportError:  # no Triton: CUDA tensors take the torch loop (see available)
+        return False
+    lif_fused_op.register_kernel("cuda")(lif_triton.lif_forward)
+    lif_fused_backward_op.register_kernel("cuda")(lif_triton.lif_backward)
+    return True
+
+
+_CUDA_KERNELS = _register_cuda()
+
+
+def available(device: torch.device) -> bool:
+    """Whether the fused kernel runs on ``device`` (CPU always; CUDA with Triton)."""
+    return device.type == "cpu" or (device.type == "cuda" and _CUDA_KERNELS)
+
+
+def lif_fused(x: torch.Tensor, constants: list[float]) -> torch.Tensor:
+    """Spikes (T, ...) of LIF neurons driven by currents x (T, ...): norse's step loop in one
+    kernel, differentiable with norse's SuperSpike surrogate.
+
+    >>> x = torch.tensor([[0.0], [5.0], [5.0], [0.0]])
+    >>> c = lif_constants(tau_syn_inv=200.0, tau_mem_inv=100.0, v_leak=0.0, v_th=1.0,
+    ...                   v_reset=0.0, dt=1e-3)
+    >>> lif_fused(x, c).flatten().tolist()
+    [0.0, 0.0, 1.0, 0.0]
+    """
+    save = torch.is_grad_enabled() and x.requires_grad
+    z, _ = lif_fused_op(x.reshape(x.shape[0], -1), constants, save)
+    return z.view(x.shape)

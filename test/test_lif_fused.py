@@ -1,0 +1,141 @@
+"""The fused LIF kernels (``taaf::lif_fused``) against norse's step loop, the op count of a
+batch-1 forward, and the Triton kernel's source run by Triton's interpreter on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from norse.torch.functional.lif import LIFFeedForwardState, LIFParameters, lif_feed_forward_step
+
+from taaf_ros.model import load_checkpoint
+from taaf_ros.model.encoders import LIFLayer, set_lif_impl
+from taaf_ros.model.lif_fused import lif_constants, lif_fused
+
+BUNDLED = Path(__file__).resolve().parent.parent / "models" / "taaf_avdigits.pt"
+PARAMS = [(500.0, 500.0, 0.5), (300.0, 150.0, 0.4), (100.0, 1000.0, 1.0)]
+
+
+def norse_loop(x: torch.Tensor, tau_syn_inv: float, tau_mem_inv: float, v_th: float,
+               dt: float = 1e-3) -> torch.Tensor:
+    p = LIFParameters(tau_syn_inv=torch.tensor(tau_syn_inv), tau_mem_inv=torch.tensor(tau_mem_inv),
+                      v_leak=torch.tensor(0.0), v_th=torch.tensor(v_th),
+                      v_reset=torch.tensor(0.0))
+    state = LIFFeedForwardState(v=torch.zeros_like(x[0]), i=torch.zeros_like(x[0]))
+    out = []
+    for t in range(x.shape[0]):
+        z, state = lif_feed_forward_step(x[t], state, p, dt)
+        out.append(z)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("tau_syn_inv,tau_mem_inv,v_th", PARAMS)
+@pytest.mark.parametrize("shape", [(8, 1, 37), (5, 4, 3, 6), (1, 2, 9)])
+def test_fused_equals_norse_spikes_bit_for_bit_and_gradients(
+        tau_syn_inv: float, tau_mem_inv: float, v_th: float, shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(len(shape) * 7 + int(v_th * 10))
+    scale = 3 * v_th * 500 / tau_mem_inv  # currents that cross the threshold, not always
+    x = (torch.randn(*shape, generator=g) * scale).requires_grad_(True)
+    w = torch.randn(*shape, generator=g)
+    c = lif_constants(tau_syn_inv, tau_mem_inv, 0.0, v_th, 0.0, 1e-3)
+    z = lif_fused(x, c)
+    (gx,) = torch.autograd.grad((z * w).sum(), x)
+    z_ref = norse_loop(x, tau_syn_inv, tau_mem_inv, v_th)
+    (gx_ref,) = torch.autograd.grad((z_ref * w).sum(), x)
+    assert z.shape == x.shape and torch.equal(z, z_ref)
+    assert 0 < float(z.detach().mean()) < 1  # neither silent nor saturated: the reset is exercised
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_layer_in_half_precision_and_without_grad() -> None:
+    layer = LIFLayer(T=4, tau_syn_inv=500.0, tau_mem_inv=500.0, v_th=0.5, dt=1e-3)
+    x = torch.randn(4 * 3, 10, generator=torch.Generator().manual_seed(3)) * 2
+    ref = LIFLayer(T=4, tau_syn_inv=500.0, tau_mem_inv=500.0, v_th=0.5, dt=1e-3, impl="norse")
+    with torch.no_grad():
+        assert torch.equal(layer(x), ref(x))
+        half = layer(x.to(torch.bfloat16))
+    assert half.dtype == torch.bfloat16 and set(half.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_constants_follow_a_loaded_state_dict_and_bad_impl_is_refused() -> None:
+    layer = LIFLayer(T=4, tau_syn_inv=500.0, tau_mem_inv=500.0, v_th=0.5, dt=1e-3)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    state["v_th"] = torch.tensor(2.0)
+    layer.load_state_dict(state)
+    assert layer.constants[3] == 2.0  # the kernel uses the checkpoint's threshold
+    x = torch.full((4, 1), 1.5)
+    assert torch.equal(layer(x), norse_loop(x.reshape(4, 1), 500.0, 500.0, 2.0))
+    with pytest.raises(ValueError, match="impl must be one of"):
+        LIFLayer(T=4, tau_syn_inv=1.0, tau_mem_inv=1.0, v_th=1.0, dt=1e-3, impl="cuda")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        set_lif_impl(layer, "fast")
+
+
+def test_no_gradient_without_a_saved_membrane_is_an_error_not_zeros() -> None:
+    c = lif_constants(500.0, 500.0, 0.0, 0.5, 0.0, 1e-3)
+    x = torch.randn(3, 4, requires_grad=True)
+    z, _ = torch.ops.taaf.lif_fused(x, c, False)  # called without save_membrane
+    with pytest.raises(RuntimeError, match="without save_membrane"):
+        z.sum().backward()
+
+
+def aten_ops_of_one_window(impl: str) -> tuple[int, int]:
+    """(aten ops, fused LIF calls) in one batch-1 inference forward of the bundled model."""
+    net = set_lif_impl(load_checkpoint(BUNDLED).model.eval(), impl)
+    cfg = net.cfg
+    ev = torch.zeros(cfg.T, 1, *cfg.event_shape)
+    au = torch.zeros(cfg.T, 1, 2, cfg.audio_channels)
+    with torch.inference_mode():
+        net(ev, au)
+        with torch.profiler.profile() as prof:
+            net(ev, au)
+    names = [e.name for e in prof.events()]
+    return sum(n.startswith("aten::") for n in names), names.count("taaf::lif_fused")
+
+
+def test_a_batch1_forward_dispatches_far_fewer_ops_with_the_fused_lif() -> None:
+    """Counted with torch.profiler, nested ops included. The per-step torch loop costs ~6 ops a
+    step per layer; the fused kernel one call per layer."""
+    loop_ops, _ = aten_ops_of_one_window("loop")
+    fused_ops, fused_calls = aten_ops_of_one_window("fused")
+    print(f"aten ops per batch-1 forward: loop {loop_ops}, fused {fused_ops}")
+    assert fused_calls == 8  # every LIF layer of the bundled model: 3 + 1 events, 2 + 1 audio, 1
+    assert fused_ops < 700 and fused_ops < 0.5 * loop_ops
+
+
+TRITON_CHECK = r"""
+import json, torch
+from taaf_ros.model import lif_fused, lif_triton
+g = torch.Generator().manual_seed(0)
+out = {}
+for T, N, c in [(8, 600, (500.0, 500.0, 0.5)), (3, 5, (100.0, 1000.0, 1.0))]:
+    k = lif_fused.lif_constants(c[0], c[1], 0.0, c[2], 0.0, 1e-3)
+    x = torch.randn(T, N, generator=g) * 2
+    gz = torch.randn(T, N, generator=g)
+    z, m = lif_triton.lif_forward(x, k, True)
+    z_cpu, m_cpu = torch.ops.taaf.lif_fused(x, k, True)
+    gx = lif_triton.lif_backward(gz, m, k)
+    gx_cpu = torch.ops.taaf.lif_fused_backward(gz, m_cpu, k)
+    out[f"{T}x{N}"] = [bool(torch.equal(z, z_cpu)), float((m - m_cpu).abs().max()),
+                       float((gx - gx_cpu).abs().max()), float(z.mean())]
+print(json.dumps(out))
+"""
+
+
+def test_the_triton_kernel_source_agrees_with_the_cpu_kernel_in_the_interpreter() -> None:
+    """The CUDA kernel's own source, run by Triton's interpreter on CPU tensors (the compiled
+    kernel on a GPU is checked by ``make bench-gpu``)."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    run = subprocess.run([sys.executable, "-c", TRITON_CHECK], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for case, (spikes_equal, membrane_diff, grad_diff, rate) in json.loads(
+            run.stdout.strip().splitlines()[-1]).items():
+        assert spikes_equal and membrane_diff < 1e-5 and grad_diff < 1e-5, case
+        assert 0 < rate < 1, case
