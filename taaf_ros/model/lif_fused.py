@@ -26,7 +26,6 @@ import torch
 from numba import njit
 
 
-
 def lif_constants(tau_syn_inv: float, tau_mem_inv: float, v_leak: float, v_th: float,
                   v_reset: float, dt: float) -> list[float]:
     """[c_syn, c_mem, v_leak, v_th, v_reset], each rounded to float32 as norse's float32
