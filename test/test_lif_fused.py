@@ -139,3 +139,24 @@ def test_the_triton_kernel_source_agrees_with_the_cpu_kernel_in_the_interpreter(
             run.stdout.strip().splitlines()[-1]).items():
         assert spikes_equal and membrane_diff < 1e-5 and grad_diff < 1e-5, case
         assert 0 < rate < 1, case
+
+
+def test_neuron_blocks_on_threads_give_the_single_thread_result() -> None:
+    """A training batch's layer is split into neuron blocks run on threads (the kernels release
+    the GIL); each neuron's time loop stays whole, so the result is the one-block result."""
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(4, 3 * (1 << 14) + 7, generator=g) * 1.5).requires_grad_(True)
+    w = torch.randn(x.shape, generator=g)
+    c = lif_constants(500.0, 500.0, 0.0, 0.5, 0.0, 1e-3)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            z = lif_fused(x, c)
+            (gx,) = torch.autograd.grad((z * w).sum(), x)
+            results.append((z, gx))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert torch.equal(results[0][0], norse_loop(x.detach(), 500.0, 500.0, 0.5))

@@ -21,6 +21,9 @@ call reads nothing back from the device and a CUDA graph can hold the launch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from numba import njit
@@ -88,9 +91,35 @@ def _lif_fused_cpu(x, constants, save_membrane):
     x32 = _as_float32_array(x)
     z = torch.empty(x32.shape)
     membrane = torch.empty(x32.shape if save_membrane else (0, 0))
-    _forward_kernel(x32, z.numpy(), membrane.numpy(), save_membrane,
-                    *(np.float32(c) for c in constants))
+    m = membrane.numpy()
+    c_syn, c_mem, v_leak, v_th, v_reset = (np.float32(c) for c in constants)
+    _in_column_blocks(x32.shape[1], lambda a, b: _forward_kernel(
+        x32[:, a:b], z.numpy()[:, a:b], m[:, a:b] if save_membrane else m, save_membrane,
+        c_syn, c_mem, v_leak, v_th, v_reset))
     return (z if x.dtype == torch.float32 else z.to(x.dtype)), membrane
+
+
+_POOL: ThreadPoolExecutor | None = None
+_MIN_BLOCK = 1 << 14  # neurons: below this a thread hand-off costs more than it saves
+
+
+def _in_column_blocks(n: int, run: Callable[[int, int], None]) -> None:
+    """run(a, b) over neuron columns [0, n), split across torch's intra-op thread count.
+
+    The kernels release the GIL, so plain threads run them in parallel (numba's own parallel
+    layers are not safe to call from several threads at once, as a node's executor may).
+    Each neuron's time loop stays in one block: results do not depend on the split.
+    """
+    global _POOL
+    k = min(torch.get_num_threads(), n // _MIN_BLOCK)
+    if k <= 1:
+        run(0, n)
+        return
+    if _POOL is None or _POOL._max_workers < k:
+        _POOL = ThreadPoolExecutor(max_workers=k, thread_name_prefix="taaf_lif")
+    edges = [n * j // k for j in range(k + 1)]
+    for f in [_POOL.submit(run, a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]:
+        f.result()
 
 
 def _as_float32_array(x: torch.Tensor) -> np.ndarray:
@@ -118,8 +147,9 @@ def lif_fused_backward_op(grad_z, membrane, constants):
 def _lif_fused_backward_cpu(grad_z, membrane, constants):
     c_syn, c_mem, _, v_th, v_reset = (np.float32(c) for c in constants)
     grad_x = torch.empty(grad_z.shape)
-    _backward_kernel(_as_float32_array(grad_z), _as_float32_array(membrane), grad_x.numpy(),
-                     c_syn, c_mem, v_th, v_reset)
+    g, m, gx = _as_float32_array(grad_z), _as_float32_array(membrane), grad_x.numpy()
+    _in_column_blocks(g.shape[1], lambda a, b: _backward_kernel(
+        g[:, a:b], m[:, a:b], gx[:, a:b], c_syn, c_mem, v_th, v_reset))
     return grad_x if grad_z.dtype == torch.float32 else grad_x.to(grad_z.dtype)
 
 
