@@ -36,7 +36,13 @@ step() {  # step NAME COMMAND...: run, keep the output, time it, note the exit s
 : > "$DEST/steps.md"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$LOG"
-step tests $PY -m pytest -q -p no:cacheprovider test/test_model.py test/test_checkpoint.py
+step tests $PY -m pytest -q -p no:cacheprovider test/test_model.py test/test_checkpoint.py \
+    test/test_lif_fused.py
+for dtype in float32 float16; do
+    [ "$DEVICE" = cpu ] && [ "$dtype" = float16 ] && continue
+    step "lif_$dtype" $PY benchmarks/bench_lif.py --device "$DEVICE" --dtype "$dtype" \
+        --batch 64 --neurons $([ "$DEVICE" = cpu ] && echo 4096 || echo 65536)
+done
 DTYPES="float32 float16 bfloat16"
 [ "$DEVICE" = cpu ] && DTYPES=float32   # float16 autocast is CUDA only
 for dtype in $DTYPES; do
@@ -59,7 +65,7 @@ fi
     echo "| step | result | seconds |"
     echo "|---|---|---:|"
     cat "$DEST/steps.md"
-    for f in "$DEST"/network_*.txt "$DEST"/train_epoch.txt "$DEST"/tests.txt; do
+    for f in "$DEST"/lif_*.txt "$DEST"/network_*.txt "$DEST"/train_epoch.txt "$DEST"/tests.txt; do
         [ -f "$f" ] || continue
         echo
         echo "## $(basename "$f" .txt)"

@@ -160,3 +160,22 @@ def test_neuron_blocks_on_threads_give_the_single_thread_result() -> None:
         torch.set_num_threads(threads)
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
     assert torch.equal(results[0][0], norse_loop(x.detach(), 500.0, 500.0, 0.5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (make bench-gpu)")
+def test_the_compiled_triton_kernel_equals_the_cpu_kernel() -> None:
+    from taaf_ros.model import lif_fused as lf
+
+    assert lf.available(torch.device("cuda")), "CUDA without Triton: the fused kernel is off"
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randn(8, 3, 5000, generator=g) * 1.5).requires_grad_(True)
+    w = torch.randn(x.shape, generator=g)
+    c = lif_constants(500.0, 500.0, 0.0, 0.5, 0.0, 1e-3)
+    z = lif_fused(x, c)
+    (gx,) = torch.autograd.grad((z * w).sum(), x)
+    xc = x.detach().cuda().requires_grad_(True)
+    zc = lif_fused(xc, c)
+    (gxc,) = torch.autograd.grad((zc * w.cuda()).sum(), xc)
+    # Triton may contract a multiply-add into an FMA: a spike exactly at threshold may flip
+    assert float((zc.cpu() != z).float().mean()) < 1e-4
+    torch.testing.assert_close(gxc.cpu(), gx, rtol=1e-4, atol=1e-4)
