@@ -42,6 +42,7 @@ from taaf_ros.model import MODALITIES, load_checkpoint
 from taaf_ros.model.calibration import combine_readouts, fit_readout_weights
 
 from .data import speaker_of
+from .evaluation import predict
 from .robustness import Condition, babble_pool, condition_batches, conditions, sensor_noise
 
 VAL_CONDITIONS = (Condition("clean", 0), Condition("white", 10), Condition("white", 0),
@@ -103,21 +104,18 @@ def fit_static(outs: list[Outputs], uniform: bool = False) -> torch.Tensor:
     return fit_readout_weights(h, u, p, y, torch.ones(len(MODALITIES), dtype=torch.bool))
 
 
-@torch.no_grad()
 def outputs(model: torch.nn.Module, ds: Any, fe: FrontEndConfig, cond: Condition,
             ba_rate: float, duration_us: int, pool: list, seed: int, clean: dict) -> Outputs:
-    parts: list[list[torch.Tensor]] = [[], [], [], [], []]
-    for ev, au, y in condition_batches(ds, fe, cond, ba_rate, duration_us, pool, seed, clean):
-        present = torch.tensor([m in model.cfg.modalities for m in MODALITIES]
-                               ).expand(len(y), -1).clone()
-        if cond.family == "missing":
-            present[:, MODALITIES.index(str(cond.severity))] = False
-        out = model(ev, au, present=present)
-        uniform = out.step_logits_per_modality.mean(dim=1)  # (B, M, K)
-        for part, t in zip(parts, (out.head_logits, out.unimodal_logits, present, y, uniform),
-                           strict=True):
-            part.append(t)
-    return tuple(torch.cat(p) for p in parts)  # type: ignore[return-value]
+    """The evaluation's outputs (``evaluation.predict``) of one condition, as the rules use
+    them."""
+    out = predict(model, condition_batches(ds, fe, cond, ba_rate, duration_us, pool, seed,
+                                           clean),
+                  missing=str(cond.severity) if cond.family == "missing" else None)
+    if out is None:
+        raise ValueError(f"{cond.label} leaves the model no modality")
+    uniform = out["step_logits_per_modality"].mean(dim=1)  # (B, M, K)
+    return (out["head_logits"], out["unimodal_logits"], out["present"].bool(), out["y"],
+            uniform)
 
 
 def study(run_dir: Path, events_only: Path | None, seed: int = 0,

@@ -52,7 +52,7 @@ from taaf_ros.model import (
     save_training_state,
     select_device,
 )
-from taaf_ros.model.calibration import combine_readouts, fit_readout_weights, identity_weights
+from taaf_ros.model.calibration import fit_readout_weights, identity_weights
 from taaf_ros.model.loss import contributions
 
 from .augment import (
@@ -67,6 +67,7 @@ from .augment import (
 from .config import TrainConfig, flatten
 from .data import TensorSet, epoch_generator, load_split, split_validation
 from .distributed import Distributed, init_distributed, shutdown_distributed
+from .evaluation import evaluate, predict, summarize, tensor_batches
 from .optim import make_optimizer, scale_encoder_lr
 from .transfer import init_from_checkpoint, trainable
 
@@ -98,85 +99,14 @@ def build_model(cfg: TrainConfig, n_classes: int) -> tuple[TAAFNet, BalancedFusi
     return TAAFNet(mcfg), BalancedFusionLoss(cfg.loss, mcfg)
 
 
-@torch.no_grad()
-def predict(model: TAAFNet, data: TensorSet, batch_size: int = 100,
-            device: torch.device | None = None, progress: bool = False
-            ) -> dict[str, torch.Tensor]:
-    """The model's outputs on every sample of ``data`` (CPU tensors): ``logits`` (the
-    decision), ``head_logits``, ``unimodal_logits``, ``present``, ``attention_map``,
-    ``step_logits_per_modality`` and ``y``."""
-    device = device or torch.device("cpu")
-    was_training = model.training
-    model.eval()
-    keys = ("logits", "head_logits", "unimodal_logits", "present", "attention_map",
-            "step_logits_per_modality")
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, "y")}
-    n = len(data)
-    for start in tqdm(range(0, n, batch_size), desc="eval", leave=False, disable=not progress):
-        ev, au, y = data.batch(np.arange(start, min(n, start + batch_size)))
-        out = model(ev.to(device), au.to(device))
-        for k in keys:
-            parts[k].append(getattr(out, k).float().cpu())
-        parts["y"].append(y)
-    model.train(was_training)
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-
 def fit_late_fusion(model: TAAFNet, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Late-fusion weights fitted on held-out ``outputs`` (from :func:`predict`); the identity
+    """Late-fusion weights fitted on held-out ``outputs`` (``evaluation.predict``); the identity
     for a one-modality model, whose readout is its head."""
     used = torch.tensor([m in model.cfg.modalities for m in MODALITIES])
     if int(used.sum()) < 2:
         return identity_weights(len(MODALITIES))
     return fit_readout_weights(outputs["head_logits"], outputs["unimodal_logits"],
                                outputs["present"], outputs["y"], used)
-
-
-def evaluate(model: TAAFNet, data: TensorSet, batch_size: int = 100,
-             device: torch.device | None = None, progress: bool = False) -> dict[str, Any]:
-    """:func:`summarize` of the model's outputs on ``data``."""
-    return summarize(model, predict(model, data, batch_size, device, progress))
-
-
-def summarize(model: TAAFNet, out: dict[str, torch.Tensor],
-              readout_weights: torch.Tensor | None = None) -> dict[str, Any]:
-    """Fused and per-modality (unimodal readout) accuracy, confusion matrix, mean attention,
-    from :func:`predict`'s ``out``.
-
-    ``acc`` is the decision's accuracy: the model's own late fusion, or ``readout_weights``
-    when given; ``acc_head`` the fusion head's alone. Per-modality accuracies are None for a
-    modality the model does not have; a single-modality model's readout is its head (its
-    auxiliary readout is untrained).
-    """
-    y = out["y"]
-    n = len(y)
-    logits = out["logits"] if readout_weights is None else combine_readouts(
-        out["head_logits"], out["unimodal_logits"], out["present"], readout_weights)
-    pred = logits.argmax(-1)
-    K = model.cfg.n_classes
-    confusion = np.zeros((K, K), np.int64)
-    np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
-    acc = float((pred == y).float().mean())
-    acc_head = float((out["head_logits"].argmax(-1) == y).float().mean())
-    uni = (out["unimodal_logits"].argmax(-1) == y[:, None]).float().mean(0)
-    single = len(model.cfg.modalities) == 1
-    per_mod = {m: (None if m not in model.cfg.modalities else acc_head if single
-                   else float(uni[i]))
-               for i, m in enumerate(MODALITIES)}
-    accs = [a for a in per_mod.values() if a is not None]
-    imbalance = (max(accs) / max(min(accs), 1e-9)) if len(accs) == 2 else None
-    amap = out["attention_map"].mean(0).tolist()
-    return {
-        "acc": acc,
-        "acc_head": acc_head,
-        "acc_per_modality": per_mod,
-        "imbalance": imbalance,
-        "attention_map": amap,  # (T, M) mean of alpha[t] beta_m[t]
-        "modality_attention": {m: float(sum(row[i] for row in amap))
-                               for i, m in enumerate(MODALITIES)},
-        "confusion": confusion.tolist(),
-        "n": n,
-    }
 
 
 def _energy(model: TAAFNet, data: TensorSet, n: int = 64,
@@ -440,8 +370,8 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             continue
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
             split = "val" if val_set is not None else "test"
-            outputs = predict(model, val_set if val_set is not None else test_set,
-                              cfg.eval_batch_size, device)
+            outputs = predict(model, tensor_batches(
+                val_set if val_set is not None else test_set, cfg.eval_batch_size), device)
             weights = None
             if val_set is not None and cfg.late_fusion:
                 weights = fit_late_fusion(model, outputs)

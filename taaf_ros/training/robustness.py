@@ -43,6 +43,8 @@ from taaf_ros.data.readers import EadDataset, EadSample
 from taaf_ros.frontend import FrontEndConfig, audio_tensor, event_tensor, sample_tensors
 from taaf_ros.model import MODALITIES, load_checkpoint
 
+from .evaluation import merge_outputs, predict, summarize
+
 SNRS_DB = (20, 10, 5, 0, -5)
 BA_FACTORS = (2, 5, 10)
 OCCLUSION = (0.25, 0.5, 0.75)
@@ -140,36 +142,15 @@ def condition_batches(ds: EadDataset, fe: FrontEndConfig, cond: Condition, ba_ra
                torch.tensor(ys))
 
 
-class _Tally:
-    """Fused and per-readout correct counts of one model under one condition."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model, self.correct, self.n = model, 0, 0
-        self.uni = np.zeros(len(MODALITIES))
-        self.skipped = False
-
-    @torch.no_grad()
-    def add(self, ev: torch.Tensor, au: torch.Tensor, y: torch.Tensor, cond: Condition) -> None:
-        present = torch.tensor([m in self.model.cfg.modalities for m in MODALITIES]
-                               ).expand(len(y), -1)
-        if cond.family == "missing":
-            present = present.clone()
-            present[:, MODALITIES.index(str(cond.severity))] = False
-        if not bool(present.any(dim=1).all()):  # a one-modality model without its modality
-            self.skipped = True
-            return
-        out = self.model(ev, au, present=present)
-        self.correct += int((out.logits.argmax(-1) == y).sum())
-        self.uni += (out.unimodal_logits.argmax(-1) == y[:, None]).sum(0).numpy()
-        self.n += len(y)
-
-    def result(self) -> dict[str, Any]:
-        if self.skipped or not self.n:
-            return {"acc": None, "acc_per_modality": {m: None for m in MODALITIES}}
-        mods = self.model.cfg.modalities
-        return {"acc": self.correct / self.n,
-                "acc_per_modality": {m: (float(self.uni[i] / self.n) if m in mods else None)
-                                     for i, m in enumerate(MODALITIES)}}
+def condition_result(model: torch.nn.Module, parts: list[dict[str, torch.Tensor] | None]
+                     ) -> dict[str, Any]:
+    """Fused and per-modality accuracy of one model from its ``evaluation.predict`` outputs on
+    one condition's batches (None where the condition leaves the model nothing to classify:
+    its only modality missing)."""
+    if not parts or any(p is None for p in parts):
+        return {"acc": None, "acc_per_modality": {m: None for m in MODALITIES}}
+    res = summarize(model, merge_outputs(parts))
+    return {"acc": res["acc"], "acc_per_modality": res["acc_per_modality"]}
 
 
 def run(checkpoints: list[Path], data_root: str, split: str = "test", seed: int = 0,
@@ -203,13 +184,14 @@ def run(checkpoints: list[Path], data_root: str, split: str = "test", seed: int 
     for key, models in groups.items():
         clean: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for cond in conditions():
-            tallies = [_Tally(model) for _, model in models]
-            for ev, au, y in condition_batches(ds, frontends[key], cond, ba_rate, duration_us,
-                                               pool, seed, clean):
-                for tally in tallies:
-                    tally.add(ev, au, y, cond)
-            for (name, _), tally in zip(models, tallies, strict=True):
-                res = results[name][cond.label] = tally.result()
+            missing = str(cond.severity) if cond.family == "missing" else None
+            parts: dict[str, list] = {name: [] for name, _ in models}
+            for batch in condition_batches(ds, frontends[key], cond, ba_rate, duration_us,
+                                           pool, seed, clean):  # each batch made once
+                for name, model in models:
+                    parts[name].append(predict(model, [batch], missing=missing))
+            for name, model in models:
+                res = results[name][cond.label] = condition_result(model, parts[name])
                 acc = "-" if res["acc"] is None else f"{100 * res['acc']:.1f} %"
                 log(f"{name}: {cond.label}: {acc}")
     return {"split": split, "n": len(ds), "background_rate_hz": ba_rate, "seed": seed,
