@@ -100,12 +100,13 @@ def aten_ops_of_one_window(impl: str) -> tuple[int, int]:
 
 def test_a_batch1_forward_dispatches_far_fewer_ops_with_the_fused_lif() -> None:
     """Counted with torch.profiler, nested ops included. The per-step torch loop costs ~6 ops a
-    step per layer; the fused kernel one call per layer."""
+    step per layer; the fused kernel one call per layer. (663 against 1,762 in a process of its
+    own; other tests' imports can add a few nested ops to both, hence the ratio.)"""
     loop_ops, _ = aten_ops_of_one_window("loop")
     fused_ops, fused_calls = aten_ops_of_one_window("fused")
     print(f"aten ops per batch-1 forward: loop {loop_ops}, fused {fused_ops}")
     assert fused_calls == 8  # every LIF layer of the bundled model: 3 + 1 events, 2 + 1 audio, 1
-    assert fused_ops < 700 and fused_ops < 0.5 * loop_ops
+    assert fused_ops < 0.45 * loop_ops
 
 
 TRITON_CHECK = r"""

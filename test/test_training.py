@@ -37,7 +37,7 @@ def test_yaml_holds_only_overrides_the_code_knows() -> None:
     for key, value in data.items():
         assert key in defaults, f"{key} is not a config key"
         assert value != defaults[key], f"{key}: {value!r} is the code's default"
-    assert build_config([]).augment.repair == data["augment.repair"]
+    assert build_config([]).augment.swap_audio == data["augment.swap_audio"]
 
 
 def test_every_key_documented_in_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,7 +89,7 @@ def test_method_preset_yaml_and_cli_layer_in_order(tmp_path: Path) -> None:
     cfg = build_config(["--config", str(tmp_path / "c.yaml")])
     assert (cfg.method, cfg.loss.aux_weight, cfg.progress, cfg.optim.lr) == (
         "concat", 0.3, False, 0.01)
-    assert cfg.augment.repair == 0.0  # another file: the repository's overrides do not apply
+    assert cfg.augment.swap_audio == 0.0  # another file: the repository's overrides do not apply
     cfg = build_config(["--config", str(tmp_path / "c.yaml"), "--loss.aux-weight", "0.1",
                         "--progress", "--method", "taaf"])
     assert (cfg.method, cfg.loss.aux_weight, cfg.progress, cfg.loss.balance) == (
@@ -207,7 +207,7 @@ def test_model_fields_the_data_decide_are_checked() -> None:
 
 TINY = ["--model.hidden", "32", "--model.event-widths", "8", "16", "--model.audio-widths", "16",
         "32", "--batch-size", "10", "--optim.lr", "0.005", "--optim.warmup-steps", "2",
-        "--no-progress", "--eval-batch-size", "50", "--augment.repair", "0",
+        "--no-progress", "--eval-batch-size", "50", "--augment.swap-audio", "0",
         "--augment.modality-dropout", "0"]
 
 

@@ -1,9 +1,10 @@
 """The network as an ONNX graph, and ONNX Runtime as an inference backend.
 
 At batch 1 the eager network is bound by Python dispatch and per-op overhead (about 660 aten
-ops a window with the fused LIF kernel), not arithmetic. Its inference forward has no host round trip and no
-data-dependent branch (see ``TAAFNet.forward``), so ``torch.export`` traces it whole and
-``torch.onnx`` writes it as one graph with T unrolled; ONNX Runtime then runs the graph
+ops a window with the fused LIF kernel), not arithmetic. Its inference forward has no host
+round trip and no data-dependent branch (see ``TAAFNet.forward``), so ``torch.export`` traces
+it whole and ``torch.onnx`` writes it as one graph with T unrolled (the LIF layers as the torch
+loop: ONNX has no op for the fused kernel); ONNX Runtime then runs the graph
 without Python in the loop. The exported graph takes both inputs and the presence mask, so
 one file serves every combination of present modalities (an absent one is zeros, masked).
 

@@ -132,12 +132,13 @@ class BalancedFusionLoss:
         self.reduce: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
         if cfg.balance_on not in BALANCE_ON:
             raise ValueError(f"balance_on must be one of {BALANCE_ON}, got {cfg.balance_on!r}")
-        self.held_out_s: torch.Tensor | None = None  # (T, M), balance_on == "validation"
+        # (T, M) contributions measured on held-out speakers (balance_on == "validation")
+        self.held_out_contributions: torch.Tensor | None = None
 
     def set_held_out_contributions(self, s: torch.Tensor | None) -> None:
         """The mean contributions s_m[t] (T, M) measured on held-out data (balance_on
         "validation"); they set the coefficients until the next call."""
-        self.held_out_s = None if s is None else s.detach().float().cpu()
+        self.held_out_contributions = None if s is None else s.detach().float().cpu()
 
     @property
     def uses_grad_scale(self) -> bool:
@@ -166,7 +167,7 @@ class BalancedFusionLoss:
             n_both = float(sums[-1])
             s = sums[:-1].reshape(T, M) / max(n_both, 1.0)  # batch mean, all processes
             if c.balance_on == "validation":  # measured on held-out speakers, if yet
-                s = (self.held_out_s.to(s) if self.held_out_s is not None
+                s = (self.held_out_contributions.to(s) if self.held_out_contributions is not None
                      else torch.ones_like(s))
             rho = _ratio_to_others(s, used)  # (T, M)
             if c.balance and n_both > 0:
@@ -241,16 +242,27 @@ METHOD_PRESETS: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
 assert tuple(METHOD_PRESETS) == METHODS
 
 
-def build_method(
-    method: str, model_cfg: ModelConfig | None = None, **loss_overrides: Any
-) -> tuple[ModelConfig, BalancedFusionLoss]:
-    """Model config + loss for a method name (one of METHODS).
+def method_configs(method: str, model_cfg: ModelConfig | None = None,
+                   loss_cfg: LossConfig | None = None) -> tuple[ModelConfig, LossConfig]:
+    """A method's preset (one of METHODS) over a model and a loss configuration (default
+    ``ModelConfig()`` / ``LossConfig()``): the one place presets are applied (the trainer's
+    ``with_method`` adds the method's optimiser).
 
-    model_cfg: base configuration (default ``ModelConfig()``); fusion and modalities are set
-    from the method. loss_overrides: LossConfig fields (e.g. ``eta=2.0``) over the preset.
+    >>> mcfg, lcfg = method_configs("events-only")
+    >>> mcfg.modalities, lcfg.balance
+    (('events',), False)
     """
     if method not in METHOD_PRESETS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     fusion, modalities, preset = METHOD_PRESETS[method]
-    mcfg = replace(model_cfg or ModelConfig(), fusion=fusion, modalities=modalities)
-    return mcfg, BalancedFusionLoss(LossConfig(**{**preset, **loss_overrides}), mcfg)
+    return (replace(model_cfg or ModelConfig(), fusion=fusion, modalities=modalities),
+            replace(loss_cfg or LossConfig(), **preset))
+
+
+def build_method(
+    method: str, model_cfg: ModelConfig | None = None, **loss_overrides: Any
+) -> tuple[ModelConfig, BalancedFusionLoss]:
+    """Model config + loss for a method name: :func:`method_configs`, then
+    ``loss_overrides`` (LossConfig fields, e.g. ``eta=2.0``) over the preset."""
+    mcfg, lcfg = method_configs(method, model_cfg)
+    return mcfg, BalancedFusionLoss(replace(lcfg, **loss_overrides), mcfg)

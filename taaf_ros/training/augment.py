@@ -46,7 +46,7 @@ class AugmentConfig:
         channel_shift: random shift of each audio sample by up to N cochlea channels (zero
             fill): a crude vocal-tract-length perturbation against over-fitting to the
             training speakers.
-        repair: fraction of training samples whose audio is swapped for that of another
+        swap_audio: fraction of training samples whose audio is swapped for that of another
             training sample of the same class. Only valid where the event/audio pairing is
             arbitrary within a class, as in AV-digits (config/train_ead.yaml sets it); keep 0
             for synchronously recorded data such as EAD.
@@ -66,7 +66,7 @@ class AugmentConfig:
 
     shift: int = 2
     channel_shift: int = 1
-    repair: float = 0.0
+    swap_audio: float = 0.0
     modality_dropout: float = 0.1
     occlusion: float = 0.2
     occlusion_max: float = 0.75
@@ -79,7 +79,7 @@ class AugmentConfig:
         object.__setattr__(self, "noise_snr", tuple(float(v) for v in self.noise_snr))
         if len(self.noise_snr) != 2 or self.noise_snr[0] > self.noise_snr[1]:
             raise ValueError(f"noise_snr must be low high, got {self.noise_snr}")
-        probs = (self.repair, self.modality_dropout, self.occlusion, self.noise)
+        probs = (self.swap_audio, self.modality_dropout, self.occlusion, self.noise)
         if not all(0.0 <= p <= 1.0 for p in probs) or not 0.0 <= self.occlusion_max <= 1.0:
             raise ValueError("augmentation probabilities and occlusion_max must be in [0, 1]")
         if (self.shift < 0 or self.channel_shift < 0 or self.time_shift < 0
@@ -139,7 +139,7 @@ def shift_channels(au: torch.Tensor, max_shift: int, g: torch.Generator) -> torc
     return out
 
 
-def repair_audio(idx: torch.Tensor, labels: np.ndarray, frac: float, g: torch.Generator
+def swap_audio_within_class(idx: torch.Tensor, labels: np.ndarray, frac: float, g: torch.Generator
                  ) -> torch.Tensor:
     """Audio indices for the training samples ``idx``: a fraction ``frac`` of them replaced by
     a random training sample of the same class (new event/audio pairs every epoch)."""

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import ModelConfig
-from taaf_ros.model.loss import METHOD_PRESETS, LossConfig
+from taaf_ros.model.loss import METHOD_PRESETS, LossConfig, method_configs
 
 from .augment import AugmentConfig
 from .optim import OptimConfig
@@ -178,12 +178,8 @@ METHOD_OPTIMIZERS: dict[str, dict[str, Any]] = {
 def with_method(cfg: TrainConfig, method: str) -> TrainConfig:
     """``cfg`` with ``method`` and its preset (model fusion and modalities, loss flags,
     optimiser)."""
-    if method not in METHOD_PRESETS:
-        raise ValueError(f"unknown method {method!r}; choose one of {list(METHOD_PRESETS)}")
-    fusion, modalities, loss = METHOD_PRESETS[method]
-    return replace(cfg, method=method,
-                   model=replace(cfg.model, fusion=fusion, modalities=modalities),
-                   loss=replace(cfg.loss, **loss),
+    model, loss = method_configs(method, cfg.model, cfg.loss)
+    return replace(cfg, method=method, model=model, loss=loss,
                    optim=replace(cfg.optim, **METHOD_OPTIMIZERS.get(method, {})))
 
 

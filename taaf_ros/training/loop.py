@@ -59,10 +59,10 @@ from .augment import (
     add_audio_noise,
     noisy_audio_variants,
     occlude_events,
-    repair_audio,
     shift_channels,
     shift_events,
     shift_time,
+    swap_audio_within_class,
 )
 from .config import TrainConfig, flatten
 from .data import TensorSet, epoch_generator, load_split, split_validation
@@ -75,6 +75,10 @@ from .transfer import init_from_checkpoint, trainable
 RESUME_FREE_KEYS = {"resume", "progress", "num_threads", "device", "out_dir", "data_root",
                     "cache_dir", "checkpoint", "eval_every", "eval_batch_size", "stop_after",
                     "feature_cache"}
+
+
+#: Config keys renamed since a run may have been saved: old name -> new (resume maps them).
+RENAMED_KEYS = {"augment.repair": "augment.swap_audio"}
 
 
 def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
@@ -180,14 +184,15 @@ def _share_held_out_contributions(loss_fn: BalancedFusionLoss, dctx: Distributed
         return
     T, M = loss_fn.model_cfg.T, len(MODALITIES)
     buf = torch.zeros(T * M + 1)
-    if dctx.is_main and loss_fn.held_out_s is not None:
-        buf[:-1], buf[-1] = loss_fn.held_out_s.reshape(-1), 1.0
+    if dctx.is_main and loss_fn.held_out_contributions is not None:
+        buf[:-1], buf[-1] = loss_fn.held_out_contributions.reshape(-1), 1.0
     buf = dctx.all_reduce_sum(buf)
     loss_fn.set_held_out_contributions(buf[:-1].reshape(T, M) if float(buf[-1]) > 0 else None)
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now, saved = flatten(cfg.to_dict()), flatten(saved)
+    now = flatten(cfg.to_dict())
+    saved = {RENAMED_KEYS.get(k, k): v for k, v in flatten(saved).items()}
     diff = {k: (saved.get(k), v) for k, v in now.items()
             if k not in RESUME_FREE_KEYS and saved.get(k) != v}
     if diff:
@@ -201,7 +206,7 @@ def _train_batch(data: TensorSet, idx: torch.Tensor, cfg: TrainConfig, model: TA
     """An augmented training batch: (events, audio, labels, present (B, M) bool)."""
     ev, _, y = data.batch(idx)
     aug = cfg.augment
-    audio_idx = repair_audio(idx, data.labels, aug.repair, g)
+    audio_idx = swap_audio_within_class(idx, data.labels, aug.swap_audio, g)
     _, au, _ = data.batch(audio_idx)
     ev = shift_events(ev, aug.shift, g)
     ev = occlude_events(ev, aug.occlusion, aug.occlusion_max, g)
@@ -306,8 +311,9 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             torch.set_rng_state(extra["rng_state"])
             history, train_time = list(extra["history"]), float(extra["train_time_s"])
             best = dict(extra.get("best") or {})
-            if extra.get("held_out_s") is not None:
-                loss_fn.set_held_out_contributions(torch.tensor(extra["held_out_s"]))
+            held_out = extra.get("held_out_contributions", extra.get("held_out_s"))  # older name
+            if held_out is not None:
+                loss_fn.set_held_out_contributions(torch.tensor(held_out))
         except (KeyError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"{path}: incomplete training state: {e}") from e
         start_epoch = state.epoch
@@ -406,8 +412,8 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             extra={"scheduler": sched.state_dict(), "rng_state": torch.get_rng_state(),
                    "history": history, "train_time_s": train_time, "best": best,
                    "train_config": cfg.to_dict(),
-                   "held_out_s": (None if loss_fn.held_out_s is None
-                                  else loss_fn.held_out_s.tolist())})
+                   "held_out_contributions": (None if loss_fn.held_out_contributions is None
+                                             else loss_fn.held_out_contributions.tolist())})
         _share_held_out_contributions(loss_fn, dctx)
         dctx.barrier()
     if end_epoch < cfg.epochs:

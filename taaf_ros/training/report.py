@@ -136,11 +136,13 @@ one-to-one (different data, our own formulation of TAAF from the paper's abstrac
 | paper: TAAF on EAD (reported) | {_pct(PAPER_EAD_ACC)} | | | | | | |
 {rows}
 
-- fused acc: test accuracy of the fused prediction at the final epoch (no epoch picked on test).
-- events / audio acc: the unimodal readouts of the same network (both inputs present).
+- fused acc: test accuracy of the fused prediction at the epoch the validation speaker chose (the
+  final epoch for a run without one); the test split never picks an epoch.
+- events / audio acc: each modality's own classifier (both inputs present): the unimodal readout
+  of a two-modality network, the head of a one-modality one.
 - imbalance: accuracy of the stronger unimodal readout / the weaker (1 = balanced).
 - energy / inference: 0.9 pJ x SOPs + 4.6 pJ x MACs per window, from `taaf_ros.model.energy`.
-- train time: CPU time for training (front end excluded), torch threads {threads};
+- train time: wall time of training (front end excluded), torch threads {threads};
   mean time per epoch {(sum(tpe) / len(tpe)) if tpe else float("nan"):.0f} s.
 
 Regenerate each row with:
