@@ -402,3 +402,17 @@ def test_torchrun_two_processes_match_one_and_resume_exactly(trained: Path, tiny
     a = torch.load(runs["two"] / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(runs["resumed"] / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_saved_before_a_key_was_renamed_still_resumes(tmp_path: Path) -> None:
+    from taaf_ros.model import CheckpointError
+    from taaf_ros.training.loop import _check_resume_config
+
+    cfg = build_config(["--augment.swap-audio", "0.5"])
+    saved = cfg.to_dict()
+    saved["augment"] = {("repair" if k == "swap_audio" else k): v
+                        for k, v in saved["augment"].items()}  # the older name
+    _check_resume_config(saved, cfg, tmp_path / "last.pt")
+    saved["augment"]["repair"] = 0.25
+    with pytest.raises(CheckpointError, match="augment.swap_audio"):
+        _check_resume_config(saved, cfg, tmp_path / "last.pt")
