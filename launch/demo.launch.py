@@ -7,10 +7,11 @@ publishes (``events_type:=event_packet`` / ``audio_type:=audio_data_stamped`` sw
 nodes to the drivers' types) and the AV-digits audio rate; every other argument is the same.
 """
 
+from taaf_ros.defaults import FSDD_RATE_HZ
 from taaf_ros.nodes.launch_setup import launch_description
 
 DEMO_DEFAULTS = {"use_replay": "true", "events_type": "pointcloud2",
-                 "audio_type": "int16_multiarray", "audio_sample_rate": "8000"}
+                 "audio_type": "int16_multiarray", "audio_sample_rate": str(FSDD_RATE_HZ)}
 
 
 def generate_launch_description():

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from taaf_ros.audio.cochlea import CochleaConfig, encode_audio, power_to_events
+from taaf_ros.defaults import WINDOW_S
 from taaf_ros.events.binning import bin_audio_events, bin_events, fit_events
 
 
@@ -32,7 +33,7 @@ class FrontEndConfig:
         cochlea: the audio front end (rate, channels, threshold); see CochleaConfig.
     """
 
-    window_s: float = 0.6
+    window_s: float = WINDOW_S
     n_time_bins: int = 8
     input_size: tuple[int, int] = (34, 34)
     fit_mode: str = "crop"

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal
 
+from taaf_ros.defaults import FSDD_RATE_HZ
 from taaf_ros.events.types import EVENT_DTYPE
 
 try:  # numba ships with tonic -> librosa; the plain-Python kernel is the same code, slower.
@@ -64,7 +65,7 @@ class CochleaConfig:
             is spread over the next hops (like a pixel's refractory period).
     """
 
-    sample_rate: int = 8000
+    sample_rate: int = FSDD_RATE_HZ
     n_channels: int = 32
     fmin_hz: float = 100.0
     fmax_hz: float = 3800.0

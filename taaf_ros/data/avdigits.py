@@ -49,6 +49,7 @@ from taaf_ros.audio.cochlea import resample
 from taaf_ros.audio.wav import read_wav
 from taaf_ros.data.emulator import DvsEmulatorConfig, emulate_saccades
 from taaf_ros.data.mnist import find_mnist_files, load_mnist
+from taaf_ros.defaults import FSDD_RATE_HZ
 
 BUILDER_VERSION = "1.1"  # 1.1: train_pairs
 CLASSES = [str(d) for d in range(10)]
@@ -103,7 +104,7 @@ class BuildConfig:
     eval_only: bool = False
     limit_per_class: int | None = None
     train_pairs: int = 3
-    audio_rate: int = 8000
+    audio_rate: int = FSDD_RATE_HZ
     duration_us: int = 300_000
     sensor_size: tuple[int, int] = (34, 34)
     emulator: DvsEmulatorConfig = field(default_factory=DvsEmulatorConfig)
@@ -369,7 +370,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="at most N samples per class and split (small CI subsets)")
     ap.add_argument("--train-pairs", type=int, default=3,
                     help="images paired with each training recording (default: 3)")
-    ap.add_argument("--audio-rate", type=int, default=8000, help="WAV sample rate, Hz")
+    ap.add_argument("--audio-rate", type=int, default=FSDD_RATE_HZ, help="WAV sample rate, Hz")
     ap.add_argument("--download", action="store_true",
                     help="download FSDD / MNIST (checksum-verified) where no local copy exists")
     ap.add_argument("--download-dir", type=Path,

@@ -42,6 +42,7 @@ from taaf_ros.data.span_cutter import (
     cut_recording,
     span_windows,
 )
+from taaf_ros.defaults import HOP_S
 from taaf_ros.frontend import FrontEndConfig
 
 LAYOUT = "taaf_ros/ead"
@@ -63,7 +64,7 @@ class BuildSettings:
     model: str = ""  # the front end's model ('' = the bundled one)
     classes: tuple[str, ...] = ()  # the allowed labels, in order ((): the labels found)
     times: str = "relative"
-    grid_s: float = 0.05
+    grid_s: float = HOP_S
     stride_s: float = 0.0  # 0: the window length
     background: bool = False
     background_stride_s: float = 0.0  # 0: the window length
@@ -464,7 +465,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--times", choices=("relative", "absolute"), default="relative",
                        help="label times: from the recording's start, or ROS time (s since "
                        "the epoch); a time column overrides it per row")
-        p.add_argument("--grid-s", type=float, default=0.05, help="windows start on this "
+        p.add_argument("--grid-s", type=float, default=HOP_S, help="windows start on this "
                        "grid of the ROS clock (the node's hop_s)")
         p.add_argument("--stride-s", type=float, default=0.0, help="between the windows of "
                        "a span longer than one (default: the window length)")

@@ -23,6 +23,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from taaf_ros.audio.wav import read_wav
+from taaf_ros.defaults import FSDD_RATE_HZ
 from taaf_ros.events.types import EVENT_DTYPE, empty_events
 
 NMNIST_OVERFLOW_Y = 240
@@ -370,7 +371,7 @@ class EadDataset:
 
     def __getitem__(self, i: int) -> EadSample:
         ev_path, wav_path, label, sid = self.samples[i]
-        rate = int(self.meta.get("audio_rate", 8000))
+        rate = int(self.meta.get("audio_rate", FSDD_RATE_HZ))
         pcm = np.zeros(0, np.float32)
         if "audio" in self.modalities:
             audio = read_wav(wav_path)

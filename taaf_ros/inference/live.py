@@ -21,10 +21,13 @@ import numpy as np
 from taaf_ros.events.binning import fit_events
 from taaf_ros.frontend import event_tensor
 from taaf_ros.inference.pipeline import Classifier, WindowResult
+from taaf_ros.nodes.params import PERCEPTION_PARAMS, defaults
 from taaf_ros.stream.audio_frames import StreamingCochlea
 from taaf_ros.stream.buffers import EventRingBuffer
 from taaf_ros.stream.event_frames import StreamingEventFrames, streaming_step
 from taaf_ros.stream.scheduler import WindowCut
+
+_NODE_DEFAULTS = defaults(PERCEPTION_PARAMS)  # the parameter table: one source
 
 
 @dataclass
@@ -33,14 +36,15 @@ class LiveSettings:
     event_front_end: "auto" (streaming where :func:`streaming_step` allows) or "per_window".
     event_buffer_capacity: events held where windows are binned per window.
     max_events_per_window: subsampling cap of that path.
-    audio_buffer_s: audio held (s, at the model's sample rate)."""
+    audio_buffer_s: audio held (s, at the model's sample rate).
+    Defaults: the perception node's parameters of the same names."""
 
     hop_us: int
     history_us: int
-    event_front_end: str = "auto"
-    event_buffer_capacity: int = 2_000_000
-    max_events_per_window: int = 200_000
-    audio_buffer_s: float = 5.0
+    event_front_end: str = _NODE_DEFAULTS["event_front_end"]
+    event_buffer_capacity: int = _NODE_DEFAULTS["event_buffer_capacity"]
+    max_events_per_window: int = _NODE_DEFAULTS["max_events_per_window"]
+    audio_buffer_s: float = _NODE_DEFAULTS["audio_buffer_s"]
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from taaf_ros.data.readers import EadDataset
+from taaf_ros.defaults import HOP_S
 from taaf_ros.inference.decision import DecisionRule
 from taaf_ros.inference.live import LivePipeline, LiveSettings
 from taaf_ros.inference.pipeline import Classifier
@@ -46,7 +47,7 @@ class StreamWindows:
 
 
 def replay_windows(classifier: Classifier, dataset: EadDataset, indices: Sequence[int], *,
-                   hop_s: float = 0.05, gap_s: float = 1.0, progress: bool = False
+                   hop_s: float = HOP_S, gap_s: float = 1.0, progress: bool = False
                    ) -> StreamWindows:
     """Replay ``indices`` of ``dataset`` in slots of window + ``gap_s`` and classify every
     window ending on the ``hop_s`` grid, through the live front ends."""
@@ -117,7 +118,7 @@ def score(w: StreamWindows, rule: DecisionRule, classes: Sequence[str]) -> dict[
 
 
 def recording_windows(classifier: Classifier, pieces, spans: Sequence[tuple[int, int, int]],
-                      sensor_size: tuple[int, int], hop_s: float = 0.05) -> StreamWindows:
+                      sensor_size: tuple[int, int], hop_s: float = HOP_S) -> StreamWindows:
     """Every window of a recording (decoded pieces, :mod:`taaf_ros.data.recording`) on the
     ``hop_s`` grid, classified through the live front ends as its data arrives, and scored
     against labelled ``spans`` (start µs, end µs, class index) of the ROS clock."""
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", action="store_true", help="recordings are event files + WAVs "
                     "(default: bags)")
     ap.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
-    ap.add_argument("--hop-s", type=float, default=0.05)
+    ap.add_argument("--hop-s", type=float, default=HOP_S)
     ap.add_argument("--smoothing-windows", type=int,
                     default=spec(PERCEPTION_PARAMS, "smoothing_windows").default)
     ap.add_argument("--min-confidence", type=float,

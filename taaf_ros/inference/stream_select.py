@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taaf_ros.defaults import HOP_S
 from taaf_ros.inference.decision import DecisionRule
 
 SMOOTHING_GRID = (1, 2, 3, 4, 6, 8, 10, 12)
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                     "did not train on (the bundled model held out yweweler)")
     ap.add_argument("--samples", type=int, default=200, help="samples per split (0: all)")
     ap.add_argument("--gap-s", type=float, default=1.0, help="silence between samples (s)")
-    ap.add_argument("--hop-s", type=float, default=0.05)
+    ap.add_argument("--hop-s", type=float, default=HOP_S)
     ap.add_argument("--output", type=Path, help="write the results page here")
     ap.add_argument("--cache", default="", help="where AV-digits is built from sources")
     args = ap.parse_args(argv)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from taaf_ros.defaults import HOP_S, WINDOW_S
+
 EVENT_TYPES = ("event_packet", "dvs_event_array", "pointcloud2")
 AUDIO_TYPES = ("audio_data_stamped", "audio_stamped", "int16_multiarray", "float32_multiarray")
 
@@ -111,7 +113,7 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       "placed at receipt time and /diagnostics names the offset", low=0.1, high=1e9),
     P("window_s", 0.0, "window length (s); 0 = from the model card (what it was trained on)",
       low=0.0, high=10.0),
-    P("hop_s", 0.05, "a window ends every hop_s (s), on multiples of hop_s of the ROS clock",
+    P("hop_s", HOP_S, "a window ends every hop_s (s), on multiples of hop_s of the ROS clock",
       low=0.005, high=10.0),
     P("max_wait_s", 0.1, "longest wait (s) past a window's end for late data; then the late "
       "modality counts as missing for that window", low=0.0, high=10.0, runtime=True),
@@ -156,9 +158,9 @@ REPLAY_PARAMS: tuple[ParamSpec, ...] = (
     P("start_index", 0, "first sample index (in that order)", low=0, high=10_000_000),
     P("loop", False, "start over after the last sample (else the node exits after it; its "
       "latched ground truth goes with it)"),
-    P("window_s", 0.6, "slot content length (s): each sample's first window_s seconds are "
+    P("window_s", WINDOW_S, "slot content length (s): each sample's first window_s seconds are "
       "played; set to the model's window", low=0.01, high=10.0),
-    P("hop_s", 0.05, "the perception hop (s): slots start on multiples of it", low=0.005,
+    P("hop_s", HOP_S, "the perception hop (s): slots start on multiples of it", low=0.005,
       high=10.0),
     P("gap_s", 0.2, "silence after each sample (s), rounded up so a slot is whole hops",
       low=0.0, high=10.0),

@@ -28,7 +28,7 @@ from taaf_ros.model import ModelConfig
 from taaf_ros.model.loss import METHOD_PRESETS, LossConfig, method_configs
 
 from .augment import AugmentConfig
-from .optim import OptimConfig
+from .optim import PEAK_LR, OptimConfig
 
 #: The repository's file of overrides (absent when the package is installed elsewhere).
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[2] / "config" / "train_ead.yaml"
@@ -170,8 +170,8 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 #: on validation speakers by ``taaf_optim_select`` (docs/results-optimizer.md; a test checks
 #: that the two agree).
 METHOD_OPTIMIZERS: dict[str, dict[str, Any]] = {
-    "events-only": {"name": "sgd", "lr": 0.01},
-    "audio-only": {"name": "sgd", "lr": 0.01},
+    "events-only": {"name": "sgd", "lr": PEAK_LR["sgd"]},
+    "audio-only": {"name": "sgd", "lr": PEAK_LR["sgd"]},
 }
 
 

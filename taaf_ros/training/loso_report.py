@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from taaf_ros.defaults import WINDOW_S
 from taaf_ros.model import MODALITIES
 
 from .report import PAPER_EAD_ACC
@@ -161,8 +162,8 @@ def results_page(metrics: dict[tuple[str, str], dict[str, Any]],
              "fitted on the validation speaker). Readouts: each modality's classifier in the "
              "same network, both inputs present; a single-modality method's own accuracy.",
              "- imbalance: the stronger readout's accuracy over the weaker's (1 = balanced).",
-             "- energy: 0.9 pJ x SOPs + 4.6 pJ x MACs per 0.6 s window, counted in a forward "
-             "pass over test windows (`taaf_ros.model.energy`).",
+             f"- energy: 0.9 pJ x SOPs + 4.6 pJ x MACs per {WINDOW_S:g} s window, counted in a "
+             "forward pass over test windows (`taaf_ros.model.energy`).",
              "- train time: training only (the front end is cached per fold), one torch thread "
              "per run, runs sharing the machine's cores with each other (`--parallel`) and "
              "with whatever else ran: compare within a column only roughly.", "",

@@ -18,6 +18,9 @@ import torch
 
 from taaf_ros.model import MODALITIES, TAAFNet
 
+#: Peak learning rates, per optimiser: the default of each, and what optimiser selection tries.
+PEAK_LR = {"adamw": 0.003, "sgd": 0.01}
+
 OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -37,7 +40,7 @@ class OptimConfig:
     """
 
     name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 0.003
+    lr: float = PEAK_LR["adamw"]
     lr_min_ratio: float = 0.02
     warmup_steps: int = 20
     weight_decay: float = 0.01

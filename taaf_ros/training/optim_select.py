@@ -26,7 +26,7 @@ from taaf_ros.data.avdigits import ensure_ead_dataset
 from taaf_ros.model import METHODS, MODALITIES
 
 from .loso import Job, plan, run_jobs, speakers_of
-from .optim import OPTIMIZERS
+from .optim import OPTIMIZERS, PEAK_LR
 
 
 def selection_jobs(fold_jobs: list[Job], lrs: dict[str, float]) -> list[Job]:
@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
     ap.add_argument("--folds", default="",
                     help="comma-separated test speakers of the folds (default: the first two)")
-    ap.add_argument("--adamw-lr", type=float, default=0.003, help="AdamW's peak learning rate")
-    ap.add_argument("--sgd-lr", type=float, default=0.01, help="SGD's peak learning rate")
+    ap.add_argument("--adamw-lr", type=float, default=PEAK_LR["adamw"],
+                    help="AdamW's peak learning rate")
+    ap.add_argument("--sgd-lr", type=float, default=PEAK_LR["sgd"], help="SGD's peak learning rate")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
     ap.add_argument("--output", type=Path, default=None, help="page to write")
     ap.add_argument("--report-only", action="store_true", help="only write the page")

@@ -40,6 +40,7 @@ from taaf_ros.data.corruptions import (
     occlude,
 )
 from taaf_ros.data.readers import EadDataset, EadSample
+from taaf_ros.defaults import WINDOW_S
 from taaf_ros.frontend import FrontEndConfig, audio_tensor, event_tensor, sample_tensors
 from taaf_ros.model import MODALITIES, load_checkpoint
 
@@ -86,7 +87,7 @@ def sensor_noise(meta: dict[str, Any]) -> tuple[float, int]:
     multiplies."""
     emu = meta.get("emulator", {})
     rate = float(emu.get("shot_noise_rate_hz", 0.0)) + float(emu.get("leak_rate_hz", 0.0))
-    return rate, int(meta.get("duration_us", 0)) or 600_000
+    return rate, int(meta.get("duration_us", 0)) or round(WINDOW_S * 1e6)
 
 
 def babble_pool(root: Path, split: str, n: int, seed: int) -> list[tuple[np.ndarray, int]]:

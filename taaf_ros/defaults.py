@@ -1,0 +1,15 @@
+"""Defaults that several stages share, each written once. Light on purpose (no numpy): the
+parameter table and the launch files import it.
+
+The model's window and the live hop decide what the network sees; the ROS parameters, the
+front end, the replay node and the evaluations read them from here.
+"""
+
+WINDOW_S = 0.6
+"""Window length (s): holds 90 % of FSDD's spoken digits whole and an N-MNIST-style saccade."""
+
+HOP_S = 0.05
+"""Live hop (s): a window ends every 50 ms (20 decisions a second)."""
+
+FSDD_RATE_HZ = 8000
+"""FSDD's sample rate, so AV-digits' audio rate and the model's cochlea rate by default."""
