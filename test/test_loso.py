@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taaf_ros.training.loso import Job, main, plan, speakers_of
+from taaf_ros.studies.loso import Job, main, plan, speakers_of
 
 
 def test_plan_rotates_test_and_validation_speakers(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def _metrics(fused: float, events: float | None, audio: float | None) -> dict:
 
 
 def test_goals_are_checked_fold_by_fold() -> None:
-    from taaf_ros.training.loso_report import goals
+    from taaf_ros.studies.loso_report import goals
 
     metrics = {("a", "taaf-balanced"): _metrics(0.99, 0.97, 0.60),
                ("b", "taaf-balanced"): _metrics(0.96, 0.97, 0.50),

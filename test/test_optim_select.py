@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from taaf_ros.model import METHODS
-from taaf_ros.training.loso import plan
-from taaf_ros.training.optim_select import choose, main, selection_jobs
+from taaf_ros.studies.loso import plan
+from taaf_ros.studies.optim_select import choose, main, selection_jobs
 
 
 def test_the_higher_mean_validation_accuracy_wins_and_a_tie_keeps_adamw() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from taaf_ros.data.corruptions import add_background_activity, mix_at_snr, occlude
 from taaf_ros.events.types import make_events
-from taaf_ros.training.robustness import Condition, conditions, main
+from taaf_ros.studies.robustness import Condition, conditions, main
 
 
 def test_mix_at_snr_gives_the_asked_snr() -> None:

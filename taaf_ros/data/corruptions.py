@@ -1,6 +1,6 @@
 """Sensor corruptions on raw samples: audio noise at an SNR, event background activity, occlusion.
 
-Shared by the test-time robustness protocol (``taaf_ros.training.robustness``) and the
+Shared by the test-time robustness protocol (``taaf_ros.studies.robustness``) and the
 training-time corruption augmentation (``taaf_ros.training.augment``), so that what a network
 is trained against and what it is tested on are the same operations.
 """

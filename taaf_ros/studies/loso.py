@@ -85,7 +85,7 @@ def job_command(job: Job, data_root: Path, extra: list[str]) -> list[str]:
 
 def robustness_command(fold_jobs: list[Job], data_root: Path) -> list[str]:
     fold_dir = fold_jobs[0].fold_dir
-    return [sys.executable, "-m", "taaf_ros.training.robustness",
+    return [sys.executable, "-m", "taaf_ros.studies.robustness",
             *(str(j.out_dir / "model.pt") for j in fold_jobs), "--data-root", str(data_root),
             "--output", str(fold_dir / "robustness.md")]
 

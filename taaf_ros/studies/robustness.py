@@ -43,8 +43,7 @@ from taaf_ros.data.readers import EadDataset, EadSample
 from taaf_ros.defaults import WINDOW_S
 from taaf_ros.frontend import FrontEndConfig, audio_tensor, event_tensor, sample_tensors
 from taaf_ros.model import MODALITIES, load_checkpoint
-
-from .evaluation import merge_outputs, predict, summarize
+from taaf_ros.training.evaluation import merge_outputs, predict, summarize
 
 SNRS_DB = (20, 10, 5, 0, -5)
 BA_FACTORS = (2, 5, 10)
@@ -204,7 +203,7 @@ def to_markdown(report: dict[str, Any], command: str, png_name: str = "robustnes
     lines = [f"# Accuracy under corruptions\n\nWritten by `{command}`: fused accuracy on the "
              f"{report['split']} split ({report['n']} samples), seed {report['seed']}; the "
              f"sensor's background activity is {report['background_rate_hz']:g} Hz per pixel. "
-             "Conditions: `taaf_ros/training/robustness.py`.\n",
+             "Conditions: `taaf_ros/studies/robustness.py`.\n",
              *[f"- {name}: trained by {report.get('trained_by', {}).get(name, '?')}"
                for name in names],
              "",

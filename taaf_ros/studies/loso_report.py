@@ -13,8 +13,8 @@ from typing import Any
 
 from taaf_ros.defaults import WINDOW_S
 from taaf_ros.model import MODALITIES
+from taaf_ros.training.report import PAPER_EAD_ACC
 
-from .report import PAPER_EAD_ACC
 from .robustness import conditions, plot_curves
 
 SINGLE_MODALITY = ("events-only", "audio-only")
@@ -194,7 +194,7 @@ def results_page(metrics: dict[tuple[str, str], dict[str, Any]],
     lines += ["", "## Under corruptions", "",
               f"Fused accuracy on each fold's test speaker, mean ± std over the {len(robust)} "
               "folds evaluated (`taaf_robustness` on every method's checkpoint; conditions in "
-              "`taaf_ros/training/robustness.py`: audio white noise and babble from the "
+              "`taaf_ros/studies/robustness.py`: audio white noise and babble from the "
               "training pool, event background activity, occlusion, each modality missing).",
               ""]
     if robust:
