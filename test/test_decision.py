@@ -53,9 +53,9 @@ def avdigits(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_stream_select_writes_the_page_the_defaults_are_read_from(avdigits, tmp_path):
     """taaf_stream_select on a few samples: a grid, a chosen line, the test split before and
     after; streamed windows between samples are the background it scores."""
+    from taaf_ros.data.avdigits import speaker_of
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.inference.stream_select import main
-    from taaf_ros.training.data import speaker_of
 
     speaker = speaker_of(EadDataset(avdigits, "train").samples[0][3])
     out = tmp_path / "page.md"

@@ -410,6 +410,12 @@ def _progress(items: list, show: bool) -> Any:
     return tqdm(items, desc="AV-digits", unit="sample", disable=not show)
 
 
+
+def speaker_of(sample_id: str) -> str | None:
+    """The speaker of an AV-digits / FSDD sample id (``{digit}_{speaker}_{take}...``)."""
+    parts = sample_id.split("_")
+    return parts[1] if len(parts) >= 3 and parts[0].isdigit() and parts[2].isdigit() else None
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``taaf_build_avdigits``)."""
     args = _parse_args(argv)

@@ -67,12 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from taaf_ros.data.avdigits import ensure_ead_dataset
+    from taaf_ros.data.avdigits import ensure_ead_dataset, speaker_of
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.inference.pipeline import find_bundled_model
     from taaf_ros.inference.stream_eval import fastest_classifier, replay_windows, score
     from taaf_ros.stream.replay_plan import replay_order
-    from taaf_ros.training.data import speaker_of
 
     torch.set_num_threads(1)
     root = ensure_ead_dataset(args.data_root, args.cache)

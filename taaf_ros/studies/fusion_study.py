@@ -36,11 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from taaf_ros.data.avdigits import speaker_of
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import MODALITIES, load_checkpoint
 from taaf_ros.model.calibration import combine_readouts, fit_readout_weights
-from taaf_ros.training.data import speaker_of
 from taaf_ros.training.evaluation import predict
 
 from .robustness import Condition, babble_pool, condition_batches, conditions, sensor_noise

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from taaf_ros.data.avdigits import speaker_of
 from taaf_ros.data.corruptions import NOISE_FAMILIES, add_noise, occlusion_patch
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig, audio_tensor
 
-from .data import CACHE_VERSION, read_cache, speaker_of, write_cache
+from .data import CACHE_VERSION, read_cache, write_cache
 
 
 @dataclass(frozen=True)

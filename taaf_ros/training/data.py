@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from taaf_ros.data.avdigits import speaker_of
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig, sample_tensors
 
@@ -158,12 +159,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def speaker_of(sample_id: str) -> str | None:
-    """The speaker of an AV-digits / FSDD sample id (``{digit}_{speaker}_{take}...``)."""
-    parts = sample_id.split("_")
-    return parts[1] if len(parts) >= 3 and parts[0].isdigit() and parts[2].isdigit() else None
 
 
 def split_validation(train: TensorSet, speaker: str, groups: dict[str, str] | None = None
