@@ -406,7 +406,7 @@ def test_torchrun_two_processes_match_one_and_resume_exactly(trained: Path, tiny
 
 def test_a_run_saved_before_a_key_was_renamed_still_resumes(tmp_path: Path) -> None:
     from taaf_ros.model import CheckpointError
-    from taaf_ros.training.loop import _check_resume_config
+    from taaf_ros.training.run_state import check_resume_config as _check_resume_config
 
     cfg = build_config(["--augment.swap-audio", "0.5"])
     saved = cfg.to_dict()

@@ -1,6 +1,8 @@
-"""Training and evaluation: model/loss from the method, the optimiser of ``optim.py`` (AdamW
-or SGD, warm-up/cosine, per-modality learning rates), per-epoch evaluation, atomic per-epoch
-checkpoints and an exact ``resume``.
+"""The trainer, in stages around one :class:`Run`: ``setup`` (model and loss from the method,
+the optimiser of ``optim.py``: AdamW or SGD, warm-up/cosine, per-modality learning rates;
+``--init-from``; a resumed :class:`RunState`), ``train_epoch``, ``validate``, ``save_state``
+(atomic, every epoch) and ``finish`` (test, model.pt, reports). The data comes in built
+(``run_data.load_run_data``); the evaluation is ``evaluation.py``'s.
 
 Checkpoints in the run folder:
     last.pt   training state after the last finished epoch (weights, optimizer, scheduler,
@@ -26,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,6 @@ import torch
 from tqdm import tqdm
 
 from taaf_ros.data.avdigits import ensure_ead_dataset
-from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import (
     MODALITIES,
@@ -57,28 +58,20 @@ from taaf_ros.model.loss import contributions
 
 from .augment import (
     add_audio_noise,
-    noisy_audio_variants,
     occlude_events,
     shift_channels,
     shift_events,
     shift_time,
     swap_audio_within_class,
 )
-from .config import TrainConfig, flatten
-from .data import TensorSet, epoch_generator, load_split, split_validation
+from .config import TrainConfig
+from .data import TensorSet, epoch_generator, load_split
 from .distributed import Distributed, init_distributed, shutdown_distributed
 from .evaluation import evaluate, predict, summarize, tensor_batches
 from .optim import make_optimizer, scale_encoder_lr
+from .run_data import RunData, dataset_info, load_run_data
+from .run_state import RunState
 from .transfer import init_from_checkpoint, trainable
-
-#: Config keys that may differ between a run and its resumption (they do not change results).
-RESUME_FREE_KEYS = {"resume", "progress", "num_threads", "device", "out_dir", "data_root",
-                    "cache_dir", "checkpoint", "eval_every", "eval_batch_size", "stop_after",
-                    "feature_cache"}
-
-
-#: Config keys renamed since a run may have been saved: old name -> new (resume maps them).
-RENAMED_KEYS = {"augment.repair": "augment.swap_audio"}
 
 
 def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
@@ -137,13 +130,6 @@ def _setup_torch(cfg: TrainConfig) -> tuple[torch.device, Distributed]:
     return device, init_distributed(device)
 
 
-def _dataset_info(root: Path, ds_meta: dict, train: TensorSet | None, test: TensorSet
-                  ) -> dict[str, Any]:
-    return {"root": str(root), "name": ds_meta.get("name", root.name),
-            "n_train": len(train) if train is not None else None, "n_test": len(test),
-            "split_rule": ds_meta.get("split_rule")}
-
-
 def _card(model: TAAFNet, classes: list[str], fe: FrontEndConfig, audio_rate: int,
           metrics: dict[str, Any], command: str, method: str,
           init_from: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -153,28 +139,6 @@ def _card(model: TAAFNet, classes: list[str], fe: FrontEndConfig, audio_rate: in
     if init_from:
         card["init_from"] = init_from  # where the weights started: path, sha256, classes
     return card
-
-
-def _check_dataset(ds: EadDataset, cfg: TrainConfig) -> None:
-    """A dataset built for another front end, or without a modality the method reads, would
-    train on tensors the node never computes: refused with the fix."""
-    missing = [m for m in cfg.model.modalities if m not in ds.modalities]
-    if missing:
-        raise ValueError(f"{ds.root}: the dataset has no {' or '.join(missing)} "
-                         f"(modalities {', '.join(ds.modalities)}): train it with --method "
-                         f"{'events-only' if 'events' in ds.modalities else 'audio-only'}")
-    window = ds.meta.get("window_s")
-    if window is not None and abs(float(window) - cfg.frontend.window_s) > 1e-9:
-        raise ValueError(f"{ds.root}: samples are {window} s windows, the front end's are "
-                         f"{cfg.frontend.window_s} s: give --frontend.window-s {window} or "
-                         "rebuild the dataset with a model of that window (taaf_dataset "
-                         "--model)")
-    rate = ds.meta.get("audio_rate")
-    if "frontend" in ds.meta and rate is not None and int(rate) != \
-            cfg.frontend.cochlea.sample_rate:
-        raise ValueError(f"{ds.root}: audio at {rate} Hz (the model rate it was built for), "
-                         f"the front end's cochlea runs at {cfg.frontend.cochlea.sample_rate} "
-                         "Hz: rebuild the dataset with taaf_dataset --model of this front end")
 
 
 def _share_held_out_contributions(loss_fn: BalancedFusionLoss, dctx: Distributed) -> None:
@@ -188,16 +152,6 @@ def _share_held_out_contributions(loss_fn: BalancedFusionLoss, dctx: Distributed
         buf[:-1], buf[-1] = loss_fn.held_out_contributions.reshape(-1), 1.0
     buf = dctx.all_reduce_sum(buf)
     loss_fn.set_held_out_contributions(buf[:-1].reshape(T, M) if float(buf[-1]) > 0 else None)
-
-
-def _check_resume_config(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now = flatten(cfg.to_dict())
-    saved = {RENAMED_KEYS.get(k, k): v for k, v in flatten(saved).items()}
-    diff = {k: (saved.get(k), v) for k, v in now.items()
-            if k not in RESUME_FREE_KEYS and saved.get(k) != v}
-    if diff:
-        raise CheckpointError(
-            f"{path}: cannot resume with different settings (saved, now): {diff}")
 
 
 def _train_batch(data: TensorSet, idx: torch.Tensor, cfg: TrainConfig, model: TAAFNet,
@@ -223,63 +177,44 @@ def _train_batch(data: TensorSet, idx: torch.Tensor, cfg: TrainConfig, model: TA
     return ev, au, y, present
 
 
-def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
-    """Train ``cfg.method`` on the dataset; returns the metrics written to metrics.json.
+@dataclass
+class Run:
+    """Everything one training run holds between its stages."""
 
-    ``cfg.stop_after`` ends this invocation early (the schedule still spans ``cfg.epochs``,
-    so ``resume`` continues exactly).
-    Raises CheckpointError when ``cfg.resume`` is set and the checkpoint is unusable.
-    Under ``torchrun`` it trains on every process (see ``distributed.py``); rank 0 returns
-    the metrics, the others ``{"rank": r}``.
-    """
-    device, dctx = _setup_torch(cfg)
-    try:
-        return _train(cfg, command, device, dctx)
-    finally:
-        shutdown_distributed()
+    cfg: TrainConfig
+    command: str
+    device: torch.device
+    dctx: Distributed
+    data: RunData
+    model: TAAFNet
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    loss_fn: BalancedFusionLoss
+    opt: torch.optim.Optimizer
+    sched: Any
+    provenance: dict[str, Any]  # where --init-from started the weights ({} without it)
+    state: RunState
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.cfg.batch_size)
+
+    def card(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        fe = self.cfg.frontend
+        rate = int(self.data.dataset.meta.get("audio_rate", fe.cochlea.sample_rate))
+        return _card(self.model, self.data.classes, fe, rate, metrics, self.command,
+                     self.cfg.method, self.provenance)
 
 
-def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distributed
-           ) -> dict[str, Any]:
-    from .report import write_outputs
-
-    out = cfg.resolved_out_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    if not dctx.is_main:
-        dctx.barrier()  # rank 0 builds the dataset and the feature cache first
-    root = ensure_ead_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.seed,
-                              cfg.limit_per_class, cfg.progress)
-    fe = cfg.frontend
-    cache = out / "cache" if cfg.feature_cache else None
-    t0 = time.perf_counter()
-    train_set, ds = load_split(root, cfg.train_split, fe, cfg.limit_per_class, cache,
-                               cfg.progress)
-    test_set, _ = load_split(root, cfg.test_split, fe, cfg.limit_per_class, cache,
-                             cfg.progress)
-    _check_dataset(ds, cfg)
-    val_set, val_speaker = None, None
-    if cfg.val_speaker:
-        train_set, val_set, val_speaker = split_validation(train_set, cfg.val_speaker,
-                                                           ds.groups)
-    if cfg.augment.noise > 0:  # noisy copies of the training recordings only (augment.py)
-        train_set.noisy_audio = noisy_audio_variants(
-            root, cfg.train_split, train_set.ids, fe, cfg.augment.noise_variants,
-            cfg.augment.noise_snr, cfg.seed, cache, cfg.progress and dctx.is_main)
-    frontend_s = time.perf_counter() - t0
-    if dctx.is_main:
-        dctx.barrier()
-        if val_set is not None:
-            print(f"validation: speaker {val_speaker} ({len(val_set)} samples) held out of "
-                  f"training ({len(train_set)} left); it picks the epoch"
-                  + (" and fits the late fusion" if cfg.late_fusion else ""))
-    classes = ds.classes
-    audio_rate = int(ds.meta.get("audio_rate", fe.cochlea.sample_rate))
-
+def setup(cfg: TrainConfig, data: RunData, device: torch.device, dctx: Distributed,
+          command: str = "") -> Run:
+    """The model, loss and optimiser of ``cfg`` on ``data``; resumed from ``last.pt`` (or
+    ``cfg.checkpoint``) when ``cfg.resume``."""
     torch.manual_seed(cfg.seed)
-    model, loss_fn = build_model(cfg, len(classes))
+    model, loss_fn = build_model(cfg, len(data.classes))
     provenance: dict[str, Any] = {}
     if cfg.init_from:
-        provenance = init_from_checkpoint(model, cfg.init_from, fe, classes, cfg.init_freeze)
+        provenance = init_from_checkpoint(model, cfg.init_from, cfg.frontend, data.classes,
+                                          cfg.init_freeze)
         if dctx.is_main:
             print(f"initialised from {cfg.init_from}: {provenance['copied_tensors']} tensors "
                   f"copied, rebuilt {', '.join(provenance['rebuilt']) or 'nothing'}; "
@@ -292,175 +227,208 @@ def _train(cfg: TrainConfig, command: str, device: torch.device, dctx: Distribut
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
         loss_fn.reduce = dctx.all_reduce_sum
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    opt, sched = make_optimizer(model, cfg.optim, cfg.epochs * steps_per_epoch)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}  # validation's pick: epoch, val_acc, state (CPU tensors)
-    start_epoch, train_time = 0, 0.0
-    last = out / "last.pt"
+    steps = math.ceil(len(data.train) / cfg.batch_size)
+    opt, sched = make_optimizer(model, cfg.optim, cfg.epochs * steps)
+    run = Run(cfg, command, device, dctx, data, model, net, loss_fn, opt, sched, provenance,
+              RunState())
+    out = cfg.resolved_out_dir()
     if dctx.is_main:
         for name in ("last.pt", "model.pt"):
             remove_orphans(out / name)
     if cfg.resume:
-        path = Path(cfg.checkpoint) if cfg.checkpoint else last
-        state = load_training_state(path, model, opt)
-        extra = state.extra
-        _check_resume_config(extra.get("train_config", {}), cfg, path)
-        try:
-            sched.load_state_dict(extra["scheduler"])
-            torch.set_rng_state(extra["rng_state"])
-            history, train_time = list(extra["history"]), float(extra["train_time_s"])
-            best = dict(extra.get("best") or {})
-            held_out = extra.get("held_out_contributions", extra.get("held_out_s"))  # older name
-            if held_out is not None:
-                loss_fn.set_held_out_contributions(torch.tensor(held_out))
-        except (KeyError, TypeError, RuntimeError) as e:
-            raise CheckpointError(f"{path}: incomplete training state: {e}") from e
-        start_epoch = state.epoch
-        if dctx.is_main:
-            print(f"resumed from {path} after epoch {start_epoch}")
+        _resume(run, Path(cfg.checkpoint) if cfg.checkpoint else out / "last.pt")
+    return run
 
-    end_epoch = cfg.epochs if cfg.stop_after <= 0 else min(cfg.epochs, cfg.stop_after)
-    show = cfg.progress and dctx.is_main
-    epochs_bar = tqdm(range(start_epoch, end_epoch), desc=cfg.method, unit="epoch",
-                      disable=not show, initial=start_epoch, total=cfg.epochs)
-    for epoch in epochs_bar:
-        t_ep = time.perf_counter()
-        model.train()
-        g = epoch_generator(cfg.seed, epoch)
-        order = torch.randperm(len(train_set), generator=g)
-        sums: dict[str, float] = {"loss": 0.0, "ce": 0.0, "correct": 0.0, "rho_events": 0.0,
-                                  "k_events": 0.0, "k_audio": 0.0}
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch",
-                   leave=False, disable=not show)
-        for b in bar:
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            # every rank draws the whole global batch (same generator), then takes its share
-            ev, au, y, present = _train_batch(train_set, idx, cfg, model, g)
-            sl = dctx.share(len(idx))
-            ev, au, y, present = (ev[:, sl].to(device), au[:, sl].to(device), y[sl].to(device),
-                                  present[sl].to(device))
-            k = loss_fn.new_grad_scale()
-            outp = net(ev, au, present=present, grad_scale=k)
-            loss, info = loss_fn(outp, y, grad_scale=k)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            loss_fn.after_backward(model, info)
-            scale_encoder_lr(opt, info["lr_scale"])  # this step only: sched.step() resets it
-            opt.step()
-            sched.step()
-            nb = len(y)
-            sums["loss"] += info["loss"] * nb
-            sums["ce"] += info["ce"] * nb
-            sums["correct"] += float((outp.logits.argmax(-1) == y).sum())
-            for key in ("rho_events", "k_events", "k_audio"):
-                sums[key] += info[key] * nb
-            bar.set_postfix(loss=f"{info['loss']:.3f}")
-        keys = list(sums)
-        totals = dctx.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64))
-        sums = dict(zip(keys, totals.tolist(), strict=True))
-        n = len(train_set)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
+
+def _resume(run: Run, path: Path) -> None:
+    saved = load_training_state(path, run.model, run.opt)
+    run.state = RunState.from_extra(saved.extra, saved.epoch, run.cfg, run.sched, path)
+    if run.state.held_out_contributions is not None:
+        run.loss_fn.set_held_out_contributions(torch.tensor(run.state.held_out_contributions))
+    if run.dctx.is_main:
+        print(f"resumed from {path} after epoch {run.state.epoch}")
+
+
+def train_epoch(run: Run, epoch: int, show: bool = False) -> dict[str, Any]:
+    """One pass over the training split (every process draws the same global batches and
+    takes its share); the epoch's row of the history, summed over processes."""
+    cfg, data = run.cfg, run.data
+    t0 = time.perf_counter()
+    run.model.train()
+    g = epoch_generator(cfg.seed, epoch)
+    order = torch.randperm(len(data.train), generator=g)
+    sums = dict.fromkeys(("loss", "ce", "correct", "rho_events", "k_events", "k_audio"), 0.0)
+    bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch",
+               leave=False, disable=not show)
+    for b in bar:
+        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        info = _step(run, idx, g, sums)
+        bar.set_postfix(loss=f"{info['loss']:.3f}")
+    keys = list(sums)
+    totals = run.dctx.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64))
+    sums = dict(zip(keys, totals.tolist(), strict=True))
+    n = len(data.train)
+    seconds = time.perf_counter() - t0
+    run.state.train_time_s += seconds
+    return {"epoch": epoch + 1, "lr": run.opt.param_groups[0]["lr"],
             "train_loss": sums["loss"] / n, "train_ce": sums["ce"] / n,
-            "train_acc": sums["correct"] / n,
-            "train_rho_events": sums["rho_events"] / n,
+            "train_acc": sums["correct"] / n, "train_rho_events": sums["rho_events"] / n,
             "train_k_events": sums["k_events"] / n, "train_k_audio": sums["k_audio"] / n,
-        }
-        train_time += time.perf_counter() - t_ep
-        row["epoch_time_s"] = time.perf_counter() - t_ep
-        if not dctx.is_main:  # rank 0 evaluates and writes; the history lives there
-            history.append(row)
-            _share_held_out_contributions(loss_fn, dctx)
-            dctx.barrier()
-            continue
-        if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
-            split = "val" if val_set is not None else "test"
-            outputs = predict(model, tensor_batches(
-                val_set if val_set is not None else test_set, cfg.eval_batch_size), device)
-            weights = None
-            if val_set is not None and cfg.late_fusion:
-                weights = fit_late_fusion(model, outputs)
-            ev_res = summarize(model, outputs, readout_weights=weights)
-            row.update({f"{split}_acc": ev_res["acc"], f"{split}_acc_head": ev_res["acc_head"],
-                        **{f"{split}_acc_{m}": a for m, a in ev_res["acc_per_modality"].items()},
-                        f"{split}_imbalance": ev_res["imbalance"],
-                        f"{split}_modality_attention": ev_res["modality_attention"]})
-            if weights is not None:
-                row["readout_weights"] = weights.tolist()
-            if val_set is not None and loss_fn.cfg.balance_on == "validation":
-                s_sum, n_v = contributions(outputs["attention_map"],
-                                           outputs["step_logits_per_modality"], outputs["y"],
-                                           torch.ones(len(outputs["y"])))
-                loss_fn.set_held_out_contributions(s_sum / n_v)
-            if val_set is not None and ev_res["acc"] > best.get("val_acc", -1.0):
-                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                if weights is not None:
-                    state["readout_weights"] = weights.clone()
-                best = {"epoch": epoch + 1, "val_acc": ev_res["acc"], "state": state}
-        history.append(row)
-        acc = f"{row.get('val_acc', row.get('test_acc', float('nan'))):.3f}"
-        epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=acc)
-        if not cfg.progress:  # logs of unattended runs (taaf_loso) still show progress
-            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.3f}, "
-                  f"{'val' if val_set is not None else 'test'} acc {acc}", flush=True)
-        # After every epoch: atomic, so an interrupt never loses a finished epoch.
-        save_training_state(
-            last, model,
-            _card(model, classes, fe, audio_rate, {}, command, cfg.method, provenance), opt,
-            epoch + 1,
-            extra={"scheduler": sched.state_dict(), "rng_state": torch.get_rng_state(),
-                   "history": history, "train_time_s": train_time, "best": best,
-                   "train_config": cfg.to_dict(),
-                   "held_out_contributions": (None if loss_fn.held_out_contributions is None
-                                             else loss_fn.held_out_contributions.tolist())})
-        _share_held_out_contributions(loss_fn, dctx)
-        dctx.barrier()
-    if end_epoch < cfg.epochs:
-        return {"stopped_after_epoch": end_epoch, "history": history}
-    if not dctx.is_main:
-        return {"rank": dctx.rank}
+            "epoch_time_s": seconds}
 
-    if best:
-        model.load_state_dict(best["state"])  # validation's epoch, for the test and model.pt
-    final = evaluate(model, test_set, cfg.eval_batch_size, device)
+
+def _step(run: Run, idx: torch.Tensor, g: torch.Generator, sums: dict[str, float]
+          ) -> dict[str, Any]:
+    """One optimiser step on this process's share of the global batch ``idx``."""
+    ev, au, y, present = _train_batch(run.data.train, idx, run.cfg, run.model, g)
+    sl, dev = run.dctx.share(len(idx)), run.device
+    ev, au, y, present = ev[:, sl].to(dev), au[:, sl].to(dev), y[sl].to(dev), present[sl].to(dev)
+    k = run.loss_fn.new_grad_scale()
+    outp = run.net(ev, au, present=present, grad_scale=k)
+    loss, info = run.loss_fn(outp, y, grad_scale=k)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.loss_fn.after_backward(run.model, info)
+    scale_encoder_lr(run.opt, info["lr_scale"])  # this step only: sched.step() resets it
+    run.opt.step()
+    run.sched.step()
+    nb = len(y)
+    sums["correct"] += float((outp.logits.argmax(-1) == y).sum())
+    for key in ("loss", "ce", "rho_events", "k_events", "k_audio"):
+        sums[key] += info[key] * nb
+    return info
+
+
+def validate(run: Run, row: dict[str, Any]) -> None:
+    """Evaluate on the validation speaker (the test split for learning curves where there is
+    none) into ``row``; fit the late fusion, update the held-out contributions and validation's
+    pick of the epoch."""
+    cfg, data, model, state = run.cfg, run.data, run.model, run.state
+    split = "val" if data.val is not None else "test"
+    outputs = predict(model, tensor_batches(data.val if data.val is not None else data.test,
+                                            cfg.eval_batch_size), run.device)
+    weights = None
+    if data.val is not None and cfg.late_fusion:
+        weights = fit_late_fusion(model, outputs)
+    res = summarize(model, outputs, readout_weights=weights)
+    row.update({f"{split}_acc": res["acc"], f"{split}_acc_head": res["acc_head"],
+                **{f"{split}_acc_{m}": a for m, a in res["acc_per_modality"].items()},
+                f"{split}_imbalance": res["imbalance"],
+                f"{split}_modality_attention": res["modality_attention"]})
+    if weights is not None:
+        row["readout_weights"] = weights.tolist()
+    if data.val is None:
+        return
+    if run.loss_fn.cfg.balance_on == "validation":
+        s_sum, n_v = contributions(outputs["attention_map"], outputs["step_logits_per_modality"],
+                                   outputs["y"], torch.ones(len(outputs["y"])))
+        run.loss_fn.set_held_out_contributions(s_sum / n_v)
+    if res["acc"] > state.best.get("val_acc", -1.0):
+        weights_now = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if weights is not None:
+            weights_now["readout_weights"] = weights.clone()
+        state.best = {"epoch": row["epoch"], "val_acc": res["acc"], "state": weights_now}
+
+
+def save_state(run: Run) -> None:
+    """``last.pt``: weights, optimiser and the whole :class:`RunState`, atomically (an
+    interrupt never loses a finished epoch)."""
+    held = run.loss_fn.held_out_contributions
+    run.state.held_out_contributions = None if held is None else held.tolist()
+    save_training_state(run.cfg.resolved_out_dir() / "last.pt", run.model, run.card({}),
+                        run.opt, run.state.epoch,
+                        extra=run.state.to_extra(run.cfg, run.sched))
+
+
+def finish(run: Run) -> dict[str, Any]:
+    """The test split on validation's epoch, model.pt with its card, metrics.json and the
+    reports; returns the metrics."""
+    from .report import write_outputs
+
+    cfg, data, model, state = run.cfg, run.data, run.model, run.state
+    if state.best:
+        model.load_state_dict(state.best["state"])  # validation's epoch
+    final = evaluate(model, data.test, cfg.eval_batch_size, run.device)
     metrics: dict[str, Any] = {
         "method": cfg.method,
-        "selected_epoch": best.get("epoch", cfg.epochs),
-        "selected_by": f"validation speaker {val_speaker}" if best else "final epoch",
-        "val_acc": best.get("val_acc"),
+        "selected_epoch": state.best.get("epoch", cfg.epochs),
+        "selected_by": (f"validation speaker {data.val_speaker}" if state.best
+                        else "final epoch"),
+        "val_acc": state.best.get("val_acc"),
         "late_fusion_weights": dict(zip(("head", *MODALITIES),
                                         model.readout_weights.tolist(), strict=True)),
-        "test_acc": final["acc"],
-        "test_acc_head": final["acc_head"],
-        "test_acc_per_modality": final["acc_per_modality"],
-        "imbalance": final["imbalance"],
+        "test_acc": final["acc"], "test_acc_head": final["acc_head"],
+        "test_acc_per_modality": final["acc_per_modality"], "imbalance": final["imbalance"],
         "modality_attention": final["modality_attention"],
-        "attention_map": final["attention_map"],
-        "confusion": final["confusion"],
-        "energy": _energy(model, test_set, device=device),
-        "train_time_s": train_time,
-        "time_per_epoch_s": train_time / max(1, len(history)),
-        "frontend_time_s": frontend_s,
-        "epochs": cfg.epochs,
-        "n_params": model.n_params(),
-        "history": history,
-        "dataset": {**_dataset_info(root, ds.meta, train_set, test_set),
-                    "val_speaker": val_speaker, "n_val": len(val_set) if val_set else 0},
-        "classes": classes,
-        "command": command,
-        "config": cfg.to_dict(),
+        "attention_map": final["attention_map"], "confusion": final["confusion"],
+        "energy": _energy(model, data.test, device=run.device),
+        "train_time_s": state.train_time_s,
+        "time_per_epoch_s": state.train_time_s / max(1, len(state.history)),
+        "frontend_time_s": data.frontend_s, "epochs": cfg.epochs, "n_params": model.n_params(),
+        "history": state.history, "dataset": data.info(), "classes": data.classes,
+        "command": run.command, "config": cfg.to_dict(),
         "torch_threads": torch.get_num_threads(),
     }
     card_metrics = {k: metrics[k] for k in ("test_acc", "test_acc_per_modality", "imbalance",
                                             "train_time_s", "epochs", "selected_epoch",
                                             "val_acc")}
     card_metrics["dataset"] = metrics["dataset"]["name"]
-    save_checkpoint(out / "model.pt", model,
-                    _card(model, classes, fe, audio_rate, card_metrics, command, cfg.method,
-                          provenance))
+    out = cfg.resolved_out_dir()
+    save_checkpoint(out / "model.pt", model, run.card(card_metrics))
     write_outputs(out, metrics)
     return metrics
+
+
+def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
+    """Train ``cfg.method`` on the dataset; returns the metrics written to metrics.json.
+
+    ``cfg.stop_after`` ends this invocation early (the schedule still spans ``cfg.epochs``,
+    so ``resume`` continues exactly).
+    Raises CheckpointError when ``cfg.resume`` is set and the checkpoint is unusable.
+    Under ``torchrun`` it trains on every process (see ``distributed.py``); rank 0 returns
+    the metrics, the others ``{"rank": r}``.
+    """
+    device, dctx = _setup_torch(cfg)
+    try:
+        run = setup(cfg, load_run_data(cfg, dctx), device, dctx, command)
+        return _epochs(run)
+    finally:
+        shutdown_distributed()
+
+
+def _epochs(run: Run) -> dict[str, Any]:
+    cfg, dctx, state = run.cfg, run.dctx, run.state
+    end = cfg.epochs if cfg.stop_after <= 0 else min(cfg.epochs, cfg.stop_after)
+    show = cfg.progress and dctx.is_main
+    bar = tqdm(range(state.epoch, end), desc=cfg.method, unit="epoch", disable=not show,
+               initial=state.epoch, total=cfg.epochs)
+    for epoch in bar:
+        row = train_epoch(run, epoch, show)
+        state.epoch = epoch + 1
+        if dctx.is_main:  # rank 0 evaluates and writes; the history lives there
+            if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs:
+                validate(run, row)
+            state.history.append(row)
+            _log_epoch(run, row, bar)
+            save_state(run)
+        else:
+            state.history.append(row)
+        _share_held_out_contributions(run.loss_fn, dctx)
+        dctx.barrier()
+    if end < cfg.epochs:
+        return {"stopped_after_epoch": end, "history": state.history}
+    if not dctx.is_main:
+        return {"rank": dctx.rank}
+    return finish(run)
+
+
+def _log_epoch(run: Run, row: dict[str, Any], bar: Any) -> None:
+    acc = f"{row.get('val_acc', row.get('test_acc', float('nan'))):.3f}"
+    bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=acc)
+    if not run.cfg.progress:  # logs of unattended runs (taaf_loso) still show progress
+        split = "val" if run.data.val is not None else "test"
+        print(f"epoch {row['epoch']}/{run.cfg.epochs}: train loss {row['train_loss']:.3f}, "
+              f"{split} acc {acc}", flush=True)
 
 
 def evaluate_checkpoint(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
@@ -493,7 +461,7 @@ def evaluate_checkpoint(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
         "imbalance": res["imbalance"], "modality_attention": res["modality_attention"],
         "attention_map": res["attention_map"], "confusion": res["confusion"],
         "energy": _energy(model, test_set, device=device), "history": [],
-        "dataset": _dataset_info(root, ds.meta, None, test_set), "classes": ds.classes,
+        "dataset": dataset_info(root, ds.meta, None, test_set), "classes": ds.classes,
         "command": command, "training_command": card.get("command", ""),
         "card_metrics": card.get("metrics", {}),
     }
@@ -501,5 +469,5 @@ def evaluate_checkpoint(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     return metrics
 
 
-__all__ = ["build_model", "evaluate", "evaluate_checkpoint", "model_config",
-           "make_optimizer", "train"]
+__all__ = ["Run", "RunState", "build_model", "evaluate", "evaluate_checkpoint", "finish",
+           "model_config", "save_state", "setup", "train", "train_epoch", "validate"]
