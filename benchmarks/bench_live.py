@@ -110,7 +110,7 @@ def set_ros_env(domain_id: int | None) -> str:
 
 def resolve_model(path: str, tmp: Path) -> tuple[Path, str]:
     """(checkpoint, what it is): --model, else the bundled one, else an untrained one."""
-    from taaf_ros.inference.pipeline import find_bundled_model
+    from taaf_ros.inference.classifier import find_bundled_model
 
     if path:
         return Path(path), "given"
@@ -154,7 +154,7 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from taaf_ros.events.types import make_events
-    from taaf_ros.inference.pipeline import Classifier
+    from taaf_ros.inference.classifier import Classifier
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -232,16 +232,16 @@ def event_front_end_cost(fe: Any, sensor: tuple[int, int], n_window: int, hop_us
 
 def pipeline_cost(clf: Any, sensor: tuple[int, int], rate_m: float, hop_us: int,
                   args: argparse.Namespace, rng: np.random.Generator) -> float:
-    """What the node's inference_ms times, in this process: the live pipeline (streaming
+    """What the node's inference_ms times, in this process: the live front end (streaming
     event front end, streaming cochlea, network) classifying one window after a window and
     a hop of events at rate_m M events/s and audio came in 10 ms packets (median, ms)."""
     from taaf_ros.events.types import make_events
-    from taaf_ros.inference.live import LivePipeline, LiveSettings
+    from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
     from taaf_ros.stream.scheduler import WindowCut
 
     w_us, rate = clf.window_us, clf.frontend.cochlea.sample_rate
-    live = LivePipeline(clf, sensor, LiveSettings(hop_us, w_us + 1_000_000,
-                                                  max_events_per_window=args.max_events_per_window))
+    live = LiveFrontEnd(clf.frontend, sensor, LiveSettings(
+        hop_us, w_us + 1_000_000, max_events_per_window=args.max_events_per_window))
     n, t = round(rate_m * 1e6 * 0.01), 0
     while t < w_us + hop_us:
         live.push_events(make_events(rng.integers(0, sensor[0], n), rng.integers(0, sensor[1], n),
@@ -250,7 +250,12 @@ def pipeline_cost(clf: Any, sensor: tuple[int, int], rate_m: float, hop_us: int,
         live.push_audio((0.1 * rng.standard_normal(rate // 100)).astype(np.float32), t, rate)
         t += 10_000
     w = WindowCut(hop_us, hop_us + w_us, (True, True), False)
-    return timeit(lambda: live.classify(w), 15)
+
+    def classify() -> object:  # what LiveSession.classify_window does
+        ev, _, au, _ = live.window_tensors(w)
+        return clf.classify_tensors(ev, au)
+
+    return timeit(classify, 15)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -23,9 +23,9 @@ from taaf_ros.data.labels import LabelError, read_labels
 from taaf_ros.data.readers import EadDataset, EventFileError, read_raw_evt3
 from taaf_ros.data.span_cutter import span_windows
 from taaf_ros.frontend import sample_tensors
-from taaf_ros.inference.live import LivePipeline, LiveSettings
-from taaf_ros.inference.pipeline import Classifier, find_bundled_model
+from taaf_ros.inference.classifier import Classifier, find_bundled_model
 from taaf_ros.stream.inputs import AudioInput, EventInput
+from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
 from taaf_ros.stream.scheduler import WindowCut
 
 NAMES = {"0": "zero", "1": "one", "2": "two"}
@@ -97,7 +97,7 @@ def test_the_live_session_computes_the_training_samples_bit_for_bit(robot, tmp_p
     assert build("bag", robot, "--out", out) == 0
     classifier = Classifier(find_bundled_model(), "cpu")
     fe = classifier.frontend
-    live = LivePipeline(classifier, (34, 34), LiveSettings(hop_us=50_000,
+    live = LiveFrontEnd(classifier.frontend, (34, 34), LiveSettings(hop_us=50_000,
                                                            history_us=3_000_000))
     assert live.streaming  # the front end the node runs by default
     events_in = EventInput("event_packet", (34, 34), 5_000_000)

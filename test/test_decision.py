@@ -71,8 +71,8 @@ def test_the_live_session_abstains_between_samples(avdigits):
     """A session with the default rule replayed over samples with gaps: no label where no
     sample is, a label on the windows a sample covers."""
     from taaf_ros.data.readers import EadDataset
+    from taaf_ros.inference.classifier import Classifier, find_bundled_model
     from taaf_ros.inference.decision import DecisionRule
-    from taaf_ros.inference.pipeline import Classifier, find_bundled_model
     from taaf_ros.inference.stream_eval import replay_windows, score
 
     clf = Classifier(find_bundled_model(), "cpu")

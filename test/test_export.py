@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from taaf_ros.inference.pipeline import Classifier  # noqa: E402
+from taaf_ros.inference.classifier import Classifier  # noqa: E402
 from taaf_ros.model import load_checkpoint  # noqa: E402
 from taaf_ros.model.export import (  # noqa: E402
     OnnxRunner,

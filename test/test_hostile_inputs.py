@@ -133,7 +133,7 @@ def test_f2_one_event_an_hour_later_is_an_outlier_not_the_clock(stream):
     stream.step(100)
     _healthy(stream)
     assert stream.events_in.stats()["time_outliers"] == 1
-    assert stream.session.live.stats()["events.too_late"] == 0
+    assert stream.session.front_end.stats()["events.too_late"] == 0
     level, message, _ = stream.diagnostics()
     assert level == WARN and "time_outliers" in message
 

@@ -373,7 +373,7 @@ def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_s
 
     from taaf_ros.data.bags import write_bag
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.inference.pipeline import Classifier
+    from taaf_ros.inference.classifier import Classifier
 
     ds = EadDataset(avdigits_small, "train")
     names = {"0": "zero", "1": "one", "2": "two"}

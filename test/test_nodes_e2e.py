@@ -33,7 +33,7 @@ from std_msgs.msg import Int16MultiArray, String  # noqa: E402
 
 from taaf_ros.data.readers import EadDataset  # noqa: E402
 from taaf_ros.events import events_to_pointcloud2, make_events  # noqa: E402
-from taaf_ros.inference.pipeline import DEFAULT_MODEL, WindowResult  # noqa: E402
+from taaf_ros.inference.classifier import DEFAULT_MODEL, WindowResult  # noqa: E402
 from taaf_ros.inference.prediction import parse_prediction  # noqa: E402
 from taaf_ros.inference.scoring import GroundTruth, Scoreboard  # noqa: E402
 from taaf_ros.nodes.perception_node import PerceptionNode, StartupError  # noqa: E402
@@ -203,7 +203,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
                                 audio_info_topic=topic(rp, "audio_info")))
         clf = node.classifier
         seen: dict[int, WindowResult] = {}  # window start (µs) -> what the network saw
-        classify, live_classify = clf.classify, node.session.live.classify
+        classify, live_classify = clf.classify, node.session.classify_window
 
         def spy(w):
             out = live_classify(w)
@@ -211,7 +211,7 @@ def test_replay_through_perception_matches_offline(context, model_checkpoint, av
                 seen[w.start_us] = out.result
             return out
 
-        node.session.live.classify = spy
+        node.session.classify_window = spy
         replay = g.add(ReplayNode(context=context, parameter_overrides=_overrides({
             "data_root": str(avdigits), "split": "test", "samples": n, "start_delay_s": 1.5,
             "gap_s": 0.2, "hop_s": 0.2, "window_s": clf.window_us / 1e6,
@@ -353,7 +353,7 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         node = g.add(perception(context, checkpoint, "live", modality_timeout_s=0.3,
                                 event_front_end="per_window", max_events_per_window=3000,
                                 event_buffer_capacity=20000))
-        assert node.session.live.mode == "per-window"
+        assert node.session.front_end.mode == "per-window"
         g.add(src.node)
         g.start()
         assert g.wait_for(lambda: any(not p["degraded"] for p in g.predictions), 20)
@@ -383,7 +383,7 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         stamped = node.audio_in.stamped_by
         assert stamped["receipt"] > 0 and stamped["layout"] == 0
         assert node.audio_in.clock.resyncs > resyncs
-        assert node.session.live.audio.buffer.stats.overlaps == 0
+        assert node.session.front_end.audio.buffer.stats.overlaps == 0
         kv = {v.key: v.value for v in g.last_status().values}
         assert int(kv["audio.stamp_resyncs"]) >= 1
         assert int(kv["audio.stamped_by_receipt"]) > 0
@@ -400,8 +400,9 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         cut = node.session.scheduler.stats.cut
         assert g.wait_for(lambda: node.session.scheduler.stats.cut > cut + 10, 10)
         src.events_per_packet = 200
-        stats = node.session.live.event_buf.stats
-        assert len(node.session.live.event_buf) <= node.session.live.event_buf.capacity == 20000
+        buf = node.session.front_end.event_buf
+        stats = buf.stats
+        assert len(buf) <= buf.capacity == 20000
         assert stats.overwritten > 0 and stats.subsampled > 0
         assert max(p["inputs"]["events"] for p in g.predictions) <= 3000
         # Bounded latency, by counters: at most 2 ready windows are ever served at once,
@@ -487,7 +488,7 @@ def test_bag_played_into_perception_gives_windows_with_the_bags_events(
     try:
         node = g.add(perception(context, checkpoint, prefix, sensor_width=1280,
                                 sensor_height=720, modality_timeout_s=0.3, events_type=wire))
-        assert node.session.live.mode == "streaming"
+        assert node.session.front_end.mode == "streaming"
         g.start()
         exe = shutil.which("taaf_bag_play")
         cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.bag_play"]

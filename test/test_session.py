@@ -75,7 +75,8 @@ def test_windows_are_classified_with_their_events_and_audio(speech):
     c = session.inputs
     assert c["events"].messages == c["audio"].messages == 150
     assert c["events"].decoded == len(allev)
-    assert session.live.audio.stats.frames_reused > session.live.audio.stats.frames_computed
+    frames = session.front_end.audio.stats
+    assert frames.frames_reused > frames.frames_computed
     level, _, values = session.diagnostics(feed.now, device="cpu", event_stats={},
                                            audio_stats={}, stamp_offsets={})
     kv = dict(values)

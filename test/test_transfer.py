@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from taaf_ros.inference.pipeline import find_bundled_model
+from taaf_ros.inference.classifier import find_bundled_model
 from taaf_ros.model import CheckpointError, load_checkpoint
 from taaf_ros.training.config import TrainConfig, with_method
 from taaf_ros.training.loop import build_model

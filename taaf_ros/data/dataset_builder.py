@@ -172,7 +172,7 @@ def assign_splits(spans: Sequence[LabelSpan], test_ratio: float, seed: int) -> d
 
 # ------------------------------------------------------------------------------- building
 def _frontend(model: str) -> FrontEndConfig:
-    from taaf_ros.inference.pipeline import find_bundled_model, frontend_from_card
+    from taaf_ros.inference.classifier import find_bundled_model, frontend_from_card
     from taaf_ros.model import load_checkpoint
 
     path = model or str(find_bundled_model())

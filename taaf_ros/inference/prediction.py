@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from taaf_ros.stream.scheduler import MODALITIES, WindowCut
+from taaf_ros.modalities import MODALITIES
+from taaf_ros.stream.scheduler import WindowCut
 
 SCHEMA = "taaf_ros/prediction"
 SCHEMA_VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from taaf_ros.inference.pipeline import WindowResult
+from taaf_ros.inference.classifier import WindowResult
 
 MAX_VIEW_SIDE = 4096
 """Sensor sides beyond this are drawn from the network's input instead (a view is W x H x 3)."""

@@ -5,8 +5,10 @@ The node (``taaf_ros.nodes.perception_node``) owns the ROS side (parameters, sub
 message decoding, publishers, the worker thread) and calls :class:`LiveSession` from two
 threads: :meth:`~LiveSession.push_events`, :meth:`~LiveSession.push_audio` and
 :meth:`~LiveSession.bad`
-from the decode thread, :meth:`~LiveSession.run_once` from the inference thread. The pipeline
-and the scheduler take their own locks; the counters are plain ints.
+from the decode thread, :meth:`~LiveSession.run_once` from the inference thread. The live front
+end (``taaf_ros.stream.live_frontend``) gives each window's tensors; the session alone runs them
+through the network. The front end and the scheduler take their own locks; the counters are
+plain ints.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from taaf_ros.inference.classifier import Classifier, WindowResult, find_bundled_model
 from taaf_ros.inference.decision import DecisionRule
-from taaf_ros.inference.live import LivePipeline, LiveSettings, LiveWindow
-from taaf_ros.inference.pipeline import Classifier, find_bundled_model
 from taaf_ros.inference.prediction import make_prediction
 from taaf_ros.inference.stats import (
     InputCounters,
@@ -33,7 +35,22 @@ from taaf_ros.inference.stats import (
     diagnostic_values,
     stamp_advice,
 )
-from taaf_ros.stream.scheduler import WindowScheduler
+from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
+from taaf_ros.stream.scheduler import WindowCut, WindowScheduler
+
+
+@dataclass
+class LiveWindow:
+    """A classified window: the network output, events counted, audio coverage (0-1), and
+    (debug view only) the window's events as recorded."""
+
+    window: WindowCut
+    result: WindowResult
+    n_events: int
+    audio_coverage: float
+    raw_events: np.ndarray | None = None
+    sensor_size: tuple[int, int] | None = None
+
 
 Publish = Callable[[LiveWindow, dict[str, Any]], None]
 """Called with each classified window and its /taaf/prediction object."""
@@ -47,7 +64,7 @@ class LiveSession:
         sensor_size: event sensor (width, height) until a message says otherwise.
         hop_us, max_wait_us, timeout_us: the scheduler's hop, wait for late data and modality
             timeout. now_us: the ROS clock at start.
-        settings: the rest of the pipeline's settings (front end, buffers); its hop and
+        settings: the rest of the front end's settings (buffers, paths); its hop and
             history are set here.
         top_k: classes listed in each prediction.
     """
@@ -63,7 +80,7 @@ class LiveSession:
         settings = dataclasses.replace(settings or LiveSettings(0, 0), hop_us=hop_us,
                                        history_us=history)
         self._sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
-        self.live = LivePipeline(classifier, self._sensor_size, settings)
+        self.front_end = LiveFrontEnd(classifier.frontend, self._sensor_size, settings)
         self.scheduler = WindowScheduler(classifier.window_us, hop_us, max_wait_us, timeout_us,
                                          now_us)
         self.top_k = int(top_k)
@@ -124,7 +141,7 @@ class LiveSession:
                     now_us: int) -> None:
         """One decoded event message: its events (ROS-time µs), how far the stream reaches
         and the sensor size of that message."""
-        self.live.push_events(ev, sensor_size)
+        self.front_end.push_events(ev, sensor_size)
         self._count("events", len(ev), now_us)
         self.scheduler.note("events", int(ev["t"][0]) if len(ev) else reach, reach, now_us)
 
@@ -134,7 +151,7 @@ class LiveSession:
         if not len(samples):  # a compressed message that completed no frame yet
             self._count("audio", 0, now_us)
             return
-        ready = self.live.push_audio(samples, start_us, sample_rate)
+        ready = self.front_end.push_audio(samples, start_us, sample_rate)
         self._count("audio", len(samples), now_us)
         # Audio is ready up to `ready`, which lags the chunk end by the resampler's delay.
         self.scheduler.note("audio", start_us, ready, now_us)
@@ -156,6 +173,18 @@ class LiveSession:
         self.rates[f"{name}.{unit}"].add(now_us / 1e6, n)
 
     # ------------------------------------------------------------------ inference thread
+    def classify_window(self, w: WindowCut) -> LiveWindow | None:
+        """The window's tensors through the network; None where no modality has data."""
+        ev, n_events, au, coverage = self.front_end.window_tensors(w)
+        if ev is None and au is None:
+            return None
+        res = self.classifier.classify_tensors(ev, au)
+        present = WindowCut(w.start_us, w.end_us, (ev is not None, au is not None), w.timed_out)
+        raw = self.front_end.raw_window(w)
+        if raw is None:
+            return LiveWindow(present, res, n_events, coverage)
+        return LiveWindow(present, res, n_events, coverage, raw, self.front_end.sensor_size)
+
     def run_once(self, now_us: Callable[[], int], publish: Publish) -> str | None:
         """Cut every window that is ready, classify and publish each.
 
@@ -167,7 +196,7 @@ class LiveSession:
         try:
             for w in self.scheduler.poll(now_us()):
                 t0 = time.perf_counter()
-                out = self.live.classify(w)
+                out = self.classify_window(w)
                 if out is None:
                     continue
                 inference_ms = (time.perf_counter() - t0) * 1e3
@@ -204,7 +233,7 @@ class LiveSession:
         """Apply the parameters that may change at run time."""
         self.top_k = int(top_k)
         self.decision.configure(smoothing_windows, min_confidence)
-        self.live.settings.max_events_per_window = int(max_events_per_window)
+        self.front_end.settings.max_events_per_window = int(max_events_per_window)
         self.scheduler.configure(max_wait_us=max_wait_us, timeout_us=timeout_us)
 
     # ------------------------------------------------------------------ diagnostics
@@ -222,7 +251,7 @@ class LiveSession:
         self.inputs["events"].lost_packets = event_stats.get("lost_packets", 0)
         extra = {f"events.{k}": v for k, v in event_stats.items() if k != "lost_packets"}
         extra |= {f"audio.{k}": v for k, v in audio_stats.items()}
-        buffers = self.live.stats()
+        buffers = self.front_end.stats()
         sched = self.scheduler.stats
         counters = {k: v for k, v in (extra | buffers).items() if isinstance(v, int | float)}
         for name, c in self.inputs.items():
@@ -233,7 +262,7 @@ class LiveSession:
         counters |= {f"windows.{k}": v for k, v in self.window_inputs.items()}
         warnings = [*(warnings or []), *(stamp_advice(name, off) for name, off
                                          in stamp_offsets.items() if off is not None)]
-        w, h = self.live.sensor_size
+        w, h = self.front_end.sensor_size
         warnings += self.input_health.update(mono, counters, {"sensor": f"{w} x {h}"})
         level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
                                         warnings)

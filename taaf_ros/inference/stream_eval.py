@@ -18,9 +18,9 @@ import numpy as np
 
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.defaults import HOP_S
+from taaf_ros.inference.classifier import Classifier
 from taaf_ros.inference.decision import DecisionRule
-from taaf_ros.inference.live import LivePipeline, LiveSettings
-from taaf_ros.inference.pipeline import Classifier
+from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
 from taaf_ros.stream.replay_plan import ReplayPlan
 from taaf_ros.stream.scheduler import WindowCut
 
@@ -55,7 +55,7 @@ def replay_windows(classifier: Classifier, dataset: EadDataset, indices: Sequenc
     hop_us, window_us = round(hop_s * 1e6), fe.window_us
     plan = ReplayPlan(window_us, hop_us, round(gap_s * 1e6), hop_us, 0)
     slot_us = plan.slot_us
-    live = LivePipeline(classifier, dataset.sensor_size,
+    live = LiveFrontEnd(classifier.frontend, dataset.sensor_size,
                         LiveSettings(hop_us=hop_us, history_us=window_us + 2 * slot_us))
     starts, probs, cover, truth = [], [], [], []
     spans: list[tuple[int, int, int]] = []
@@ -126,7 +126,7 @@ def recording_windows(classifier: Classifier, pieces, spans: Sequence[tuple[int,
 
     fe = classifier.frontend
     hop_us, window_us = round(hop_s * 1e6), fe.window_us
-    live = LivePipeline(classifier, sensor_size,
+    live = LiveFrontEnd(classifier.frontend, sensor_size,
                         LiveSettings(hop_us=hop_us, history_us=window_us + 2_000_000))
     reach: dict[str, int | None] = {}
     next_end: int | None = None
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from taaf_ros.data.labels import LabelError, read_labels
     from taaf_ros.data.recording import open_bag, open_files
-    from taaf_ros.inference.pipeline import find_bundled_model
+    from taaf_ros.inference.classifier import find_bundled_model
     from taaf_ros.nodes.params import PERCEPTION_PARAMS, spec
 
     ap = argparse.ArgumentParser(prog="taaf_stream_eval", description="A model on labelled "

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from taaf_ros.data.avdigits import ensure_ead_dataset, speaker_of
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.inference.pipeline import find_bundled_model
+    from taaf_ros.inference.classifier import find_bundled_model
     from taaf_ros.inference.stream_eval import fastest_classifier, replay_windows, score
     from taaf_ros.stream.replay_plan import replay_order
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-#: Modality names in their fixed order: index 0 events, index 1 audio.
-MODALITIES: tuple[str, ...] = ("events", "audio")
+from taaf_ros.modalities import MODALITIES
 
 FUSIONS: tuple[str, ...] = ("taaf", "concat")
 

@@ -9,7 +9,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
-from taaf_ros.stream.scheduler import MODALITIES
+from taaf_ros.modalities import MODALITIES
 
 
 def set_stamp(header: Any, t_us: int) -> None:

@@ -33,9 +33,8 @@ from std_msgs.msg import Float32MultiArray, String
 
 from taaf_ros.audio import AudioFormatError
 from taaf_ros.events import EventFormatError
-from taaf_ros.inference.live import LiveWindow
 from taaf_ros.inference.render import render_window
-from taaf_ros.inference.session import LiveSession
+from taaf_ros.inference.session import LiveSession, LiveWindow
 from taaf_ros.nodes import outputs
 from taaf_ros.nodes.msg_imports import (
     MissingMessagePackageError,
@@ -172,8 +171,8 @@ class PerceptionWiring:
 
     def _update_debug_image(self) -> None:
         if self.session is not None:  # raw events for the sensor-resolution view, while on
-            self.session.live.keep_raw_events(DEBUG_VIEW_EVENTS if self.p["publish_debug_image"]
-                                              else 0)
+            keep = DEBUG_VIEW_EVENTS if self.p["publish_debug_image"] else 0
+            self.session.front_end.keep_raw_events(keep)
         if self.p["publish_debug_image"] and self.pub_image is None:
             # No QoS overrides here: they declare parameters, and this runs inside the
             # set-parameters callback when the image is switched on at run time.
@@ -227,7 +226,7 @@ class PerceptionWiring:
         names = [sub.topic_name for sub in self._subs]
         return (f"model {self.classifier.path} on {self.classifier.device}; window "
                 f"{self.classifier.window_us / 1e6:.3f} s, hop {self.p['hop_s']} s, event front "
-                f"end {self.session.live.mode}; events {self.p['events_type']} on {names[0]}, "
+                f"end {self.session.front_end.mode}; events {self.p['events_type']} on {names[0]}, "
                 f"audio {self.p['audio_type']} on {names[1]}"
                 + (f" (AudioInfo on {names[2]})" if len(names) > 2 else "")
                 + f"; predictions on {self.pub_pred.topic_name}"

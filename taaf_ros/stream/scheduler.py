@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from taaf_ros.modalities import MODALITIES
 from taaf_ros.stream.clock import grid_ceil
-
-MODALITIES = ("events", "audio")
 
 # DiagnosticStatus levels (diagnostic_msgs): OK 0, WARN 1, ERROR 2, STALE 3.
 OK, WARN, ERROR, STALE = 0, 1, 2, 3

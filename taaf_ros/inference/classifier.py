@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from taaf_ros.stream.scheduler import MODALITIES
+from taaf_ros.modalities import MODALITIES
 
 DEFAULT_MODEL = "taaf_avdigits.pt"
 """The bundled checkpoint's file name (installed to share/taaf_ros/models by setup.py)."""

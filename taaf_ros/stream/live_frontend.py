@@ -1,4 +1,5 @@
-"""The live pipeline: decoded streams in, one classified window out (no ROS import).
+"""The live front end: decoded streams in, each window's spike tensors out. It knows nothing
+of the network (the session, ``taaf_ros.inference.session``, is the one place that calls it).
 
 Events go into the streaming front end (:class:`~taaf_ros.stream.event_frames.
 StreamingEventFrames`: binned once on arrival) wherever the window, its T bins and the hop share
@@ -19,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from taaf_ros.events.binning import fit_events
-from taaf_ros.frontend import event_tensor
-from taaf_ros.inference.pipeline import Classifier, WindowResult
+from taaf_ros.frontend import FrontEndConfig, event_tensor
 from taaf_ros.nodes.params import PERCEPTION_PARAMS, defaults
 from taaf_ros.stream.audio_frames import StreamingCochlea
 from taaf_ros.stream.buffers import EventRingBuffer
@@ -47,30 +47,17 @@ class LiveSettings:
     audio_buffer_s: float = _NODE_DEFAULTS["audio_buffer_s"]
 
 
-@dataclass
-class LiveWindow:
-    """A classified window: the network output, events counted, audio coverage (0-1)."""
+class LiveFrontEnd:
+    """Holds the front-end state between messages and gives each window's tensors.
 
-    window: WindowCut
-    result: WindowResult
-    n_events: int
-    audio_coverage: float
-    raw_events: np.ndarray | None = None  # the window's events as recorded (debug view only)
-    sensor_size: tuple[int, int] | None = None
-
-
-class LivePipeline:
-    """Holds the front-end state between messages and classifies windows on demand.
-
-    ``push_*`` run on the decode thread, :meth:`classify` on the inference thread; the front
-    ends take their own locks.
+    ``push_*`` run on the decode thread, :meth:`window_tensors` on the inference thread; the
+    streaming front ends take their own locks.
     """
 
-    def __init__(self, classifier: Classifier, sensor_size: tuple[int, int],
+    def __init__(self, frontend: FrontEndConfig, sensor_size: tuple[int, int],
                  settings: LiveSettings) -> None:
-        self.classifier = classifier
+        self.frontend = fe = frontend
         self.settings = settings
-        fe = classifier.frontend
         step = (streaming_step(fe.window_us, fe.n_time_bins, settings.hop_us)
                 if settings.event_front_end == "auto" else None)
         self.streaming = step is not None
@@ -106,7 +93,7 @@ class LivePipeline:
             self.frames.push(events, self.sensor_size)
         elif len(events):
             # Mapped onto the model's input on arrival, so that the ring holds one geometry.
-            fe = self.classifier.frontend
+            fe = self.frontend
             fitted, _ = fit_events(events, (*self.sensor_size, 2), fe.input_size,
                                    mode=fe.fit_mode)
             self.outside_sensor += len(events) - len(fitted)
@@ -118,7 +105,7 @@ class LivePipeline:
         return self.audio.latest_time
 
     def _event_input(self, w: WindowCut) -> tuple[np.ndarray, int]:
-        fe = self.classifier.frontend
+        fe = self.frontend
         if self.frames is not None:
             return self.frames.window_tensor(w.start_us, fe.max_count)
         ev = self.event_buf.window(w.start_us, w.end_us, self.settings.max_events_per_window)
@@ -127,8 +114,8 @@ class LivePipeline:
     def window_tensors(self, w: WindowCut) -> tuple[np.ndarray | None, int,
                                                     np.ndarray | None, float]:
         """(event tensor, events in it, audio tensor, audio coverage) of the window, each
-        tensor None where its modality is not present: what :meth:`classify` feeds the
-        network, and what a training sample of that window holds (taaf_dataset)."""
+        tensor None where its modality is not present: what the session feeds the network,
+        and what a training sample of that window holds (taaf_dataset)."""
         ev_present, au_present = w.present
         ev = au = None
         n_events, coverage = 0, 0.0
@@ -138,19 +125,12 @@ class LivePipeline:
             au, coverage = self.audio.window_tensor(w.start_us, w.end_us)
         return ev, n_events, au, coverage
 
-    def classify(self, w: WindowCut) -> LiveWindow | None:
-        """The window's tensors through the network; None where no modality has data."""
-        ev, n_events, au, coverage = self.window_tensors(w)
-        if ev is None and au is None:
-            return None
-        res = self.classifier.classify_tensors(ev, au)
-        present = WindowCut(w.start_us, w.end_us, (ev is not None, au is not None), w.timed_out)
+    def raw_window(self, w: WindowCut) -> np.ndarray | None:
+        """The window's events as recorded, at the sensor's resolution (only while
+        :meth:`keep_raw_events` asks for them)."""
         raw = self.raw
-        if raw is None:
-            return LiveWindow(present, res, n_events, coverage)
-        return LiveWindow(present, res, n_events, coverage,
-                          raw.window(w.start_us, w.end_us, self.settings.max_events_per_window),
-                          self.sensor_size)
+        return None if raw is None else raw.window(w.start_us, w.end_us,
+                                                    self.settings.max_events_per_window)
 
     def stats(self) -> dict[str, Any]:
         """Buffer and front-end counters for /diagnostics."""

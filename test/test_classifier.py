@@ -9,7 +9,7 @@ import torch
 from taaf_ros.audio.wav import read_wav
 from taaf_ros.events.types import make_events
 from taaf_ros.frontend import audio_tensor, event_tensor
-from taaf_ros.inference.pipeline import (
+from taaf_ros.inference.classifier import (
     DEFAULT_MODEL,
     Classifier,
     find_bundled_model,
