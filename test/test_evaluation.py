@@ -52,6 +52,7 @@ def tiny_runs(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.mark.slow
 def test_trainer_robustness_and_fusion_study_agree_on_one_checkpoint(tiny_runs: Path) -> None:
+    from taaf_ros.data.corruptions import Clean
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.frontend import FrontEndConfig
     from taaf_ros.model import load_checkpoint
@@ -76,7 +77,7 @@ def test_trainer_robustness_and_fusion_study_agree_on_one_checkpoint(tiny_runs: 
         test = EadDataset(root, "test")
         h, u, p, y, _ = fusion_study.outputs(
             model, test, FrontEndConfig.from_dict(loaded.card["frontend"]),
-            robustness.Condition("clean", 0), 0.0, 600_000, [], 0, {})
+            Clean(), 0.0, 600_000, [], 0, {})
         fused = combine_readouts(h, u, p, model.readout_weights).argmax(-1) if len(
             model.cfg.modalities) == 2 else h.argmax(-1)
         assert float((fused == y).float().mean()) == pytest.approx(trained["test_acc"], abs=1e-6)

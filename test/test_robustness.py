@@ -8,9 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taaf_ros.data.corruptions import add_background_activity, mix_at_snr, occlude
+from taaf_ros.data.corruptions import (
+    MissingModality,
+    WhiteNoise,
+    add_background_activity,
+    corruption,
+    mix_at_snr,
+    occlude,
+)
 from taaf_ros.events.types import make_events
-from taaf_ros.studies.robustness import Condition, conditions, main
+from taaf_ros.studies.robustness import conditions, main
 
 
 def test_mix_at_snr_gives_the_asked_snr() -> None:
@@ -46,7 +53,8 @@ def test_conditions_cover_the_protocol() -> None:
     labels = [c.label for c in conditions()]
     assert labels[0] == "clean" and len(labels) == len(set(labels)) == 1 + 5 + 5 + 3 + 3 + 2
     assert "babble -5 dB" in labels and "occlusion 75 %" in labels
-    assert Condition("missing", "audio").label == "missing audio"
+    assert MissingModality("audio").label == "missing audio" and conditions()[-1].missing
+    assert corruption("white", 10) == WhiteNoise(10) and WhiteNoise(10) in conditions()
 
 
 @pytest.mark.slow

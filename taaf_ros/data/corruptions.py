@@ -1,13 +1,23 @@
-"""Sensor corruptions on raw samples: audio noise at an SNR, event background activity, occlusion.
+"""Sensor corruptions on raw samples: audio noise at an SNR, event background activity,
+occlusion, a modality missing.
 
-Shared by the test-time robustness protocol (``taaf_ros.studies.robustness``) and the
-training-time corruption augmentation (``taaf_ros.training.augment``), so that what a network
-is trained against and what it is tested on are the same operations.
+Each is a small frozen dataclass over the functions below (tonic's shape): its parameters are
+its fields, ``label`` names it, and calling it on a sample's (events, pcm) returns the corrupted
+pair. The robustness grid (``taaf_ros.studies.robustness``) builds them with fixed parameters;
+the training augmentation (``taaf_ros.training.augment``) with random ones, so that what a
+network is trained against and what it is tested on are the same operations.
+
+    >>> WhiteNoise(10).label, Occlusion(0.5).label, MissingModality("audio").missing
+    ('white 10 dB', 'occlusion 50 %', 'audio')
+    >>> corruption("background", 2) == BackgroundActivity(2)
+    True
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -90,3 +100,146 @@ def occlude(events: np.ndarray, sensor_size: tuple[int, int], fraction: float,
     inside = ((events["x"] >= x0) & (events["x"] < x0 + side_x)
               & (events["y"] >= y0) & (events["y"] < y0 + side_y))
     return events[~inside]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What a corruption may need beyond the sample: the sensor (width, height), the sample's
+    duration, the sensor's own background activity (Hz per pixel) and recordings to mix into
+    babble ((pcm, rate) pairs)."""
+
+    sensor_size: tuple[int, int]
+    duration_us: int
+    background_rate_hz: float = 0.0
+    babble_pool: Sequence[tuple[np.ndarray, int]] = ()
+
+
+Sample = tuple[np.ndarray, np.ndarray]  # (events, pcm)
+
+
+@dataclass(frozen=True)
+class Clean:
+    family: ClassVar[str] = "clean"
+    missing: ClassVar[str | None] = None
+    severity: ClassVar[float] = 0
+
+    @property
+    def label(self) -> str:
+        return "clean"
+
+    def __call__(self, events: np.ndarray, pcm: np.ndarray, rate: int, scene: Scene,
+                 rng: np.random.Generator) -> Sample:
+        return events, pcm
+
+
+@dataclass(frozen=True)
+class WhiteNoise:
+    """White Gaussian noise mixed into the audio at ``snr_db``."""
+
+    snr_db: float
+    family: ClassVar[str] = "white"
+    missing: ClassVar[str | None] = None
+
+    @property
+    def severity(self) -> float:
+        return self.snr_db
+
+    @property
+    def label(self) -> str:
+        return f"{self.family} {self.snr_db:g} dB"
+
+    def __call__(self, events: np.ndarray, pcm: np.ndarray, rate: int, scene: Scene,
+                 rng: np.random.Generator) -> Sample:
+        return events, add_noise(pcm, rate, self.family, self.snr_db, scene.babble_pool, rng)
+
+
+@dataclass(frozen=True)
+class Babble(WhiteNoise):
+    """Babble (``BABBLE_TALKERS`` recordings of the scene's pool, summed) at ``snr_db``."""
+
+    family: ClassVar[str] = "babble"
+
+
+@dataclass(frozen=True)
+class BackgroundActivity:
+    """The sensor's background activity raised to ``factor`` times its own rate."""
+
+    factor: float
+    family: ClassVar[str] = "background"
+    missing: ClassVar[str | None] = None
+
+    @property
+    def severity(self) -> float:
+        return self.factor
+
+    @property
+    def label(self) -> str:
+        return f"background {self.factor:g}x"
+
+    def __call__(self, events: np.ndarray, pcm: np.ndarray, rate: int, scene: Scene,
+                 rng: np.random.Generator) -> Sample:
+        extra = (float(self.factor) - 1) * scene.background_rate_hz
+        return add_background_activity(events, scene.sensor_size, scene.duration_us, extra,
+                                       rng), pcm
+
+
+@dataclass(frozen=True)
+class Occlusion:
+    """A random square patch covering ``fraction`` of the sensor: its events dropped."""
+
+    fraction: float
+    family: ClassVar[str] = "occlusion"
+    missing: ClassVar[str | None] = None
+
+    @property
+    def severity(self) -> float:
+        return self.fraction
+
+    @property
+    def label(self) -> str:
+        return f"occlusion {int(self.fraction * 100)} %"
+
+    def patch(self, width: int, height: int, rng: np.random.Generator
+              ) -> tuple[int, int, int, int]:
+        """The patch (x0, y0, side_x, side_y): what this corruption drops, also on a tensor."""
+        return occlusion_patch(width, height, self.fraction, rng)
+
+    def __call__(self, events: np.ndarray, pcm: np.ndarray, rate: int, scene: Scene,
+                 rng: np.random.Generator) -> Sample:
+        return occlude(events, scene.sensor_size, self.fraction, rng), pcm
+
+
+@dataclass(frozen=True)
+class MissingModality:
+    """``modality`` absent: the data stay, the network is told it is missing."""
+
+    modality: str
+    family: ClassVar[str] = "missing"
+
+    @property
+    def missing(self) -> str:
+        return self.modality
+
+    @property
+    def severity(self) -> str:
+        return self.modality
+
+    @property
+    def label(self) -> str:
+        return f"missing {self.modality}"
+
+    def __call__(self, events: np.ndarray, pcm: np.ndarray, rate: int, scene: Scene,
+                 rng: np.random.Generator) -> Sample:
+        return events, pcm
+
+
+Corruption = Clean | WhiteNoise | Babble | BackgroundActivity | Occlusion | MissingModality
+FAMILIES = {c.family: c for c in (Clean, WhiteNoise, Babble, BackgroundActivity, Occlusion,
+                                  MissingModality)}
+
+
+def corruption(family: str, severity: float | str = 0) -> Corruption:
+    """The corruption of ``family`` (a key of FAMILIES) at ``severity``."""
+    if family not in FAMILIES:
+        raise ValueError(f"corruption family must be one of {list(FAMILIES)}, got {family!r}")
+    return Clean() if family == "clean" else FAMILIES[family](severity)

@@ -37,17 +37,24 @@ import torch
 import torch.nn.functional as F
 
 from taaf_ros.data.avdigits import speaker_of
+from taaf_ros.data.corruptions import (
+    Babble,
+    Clean,
+    Corruption,
+    MissingModality,
+    Occlusion,
+    WhiteNoise,
+)
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import MODALITIES, load_checkpoint
 from taaf_ros.model.calibration import combine_readouts, fit_readout_weights
 from taaf_ros.training.evaluation import predict
 
-from .robustness import Condition, babble_pool, condition_batches, conditions, sensor_noise
+from .robustness import babble_pool, condition_batches, conditions, sensor_noise
 
-VAL_CONDITIONS = (Condition("clean", 0), Condition("white", 10), Condition("white", 0),
-                  Condition("babble", 10), Condition("babble", 0), Condition("occlusion", 0.5),
-                  Condition("missing", "audio"), Condition("missing", "events"))
+VAL_CONDITIONS = (Clean(), WhiteNoise(10), WhiteNoise(0), Babble(10), Babble(0), Occlusion(0.5),
+                  MissingModality("audio"), MissingModality("events"))
 #: head, readouts (alpha-pooled), present, y, readouts pooled uniformly over time
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -104,13 +111,13 @@ def fit_static(outs: list[Outputs], uniform: bool = False) -> torch.Tensor:
     return fit_readout_weights(h, u, p, y, torch.ones(len(MODALITIES), dtype=torch.bool))
 
 
-def outputs(model: torch.nn.Module, ds: Any, fe: FrontEndConfig, cond: Condition,
+def outputs(model: torch.nn.Module, ds: Any, fe: FrontEndConfig, cond: Corruption,
             ba_rate: float, duration_us: int, pool: list, seed: int, clean: dict) -> Outputs:
     """The evaluation's outputs (``evaluation.predict``) of one condition, as the rules use
     them."""
     out = predict(model, condition_batches(ds, fe, cond, ba_rate, duration_us, pool, seed,
                                            clean),
-                  missing=str(cond.severity) if cond.family == "missing" else None)
+                  missing=cond.missing)
     if out is None:
         raise ValueError(f"{cond.label} leaves the model no modality")
     uniform = out["step_logits_per_modality"].mean(dim=1)  # (B, M, K)
@@ -167,7 +174,7 @@ def study(run_dir: Path, events_only: Path | None, seed: int = 0,
                              if bool(p[:, i].all()) else None)
         if ev_model is not None:
             row["events-only"] = None
-            if cond != Condition("missing", "events"):
+            if cond != MissingModality("events"):
                 ev_outs = outputs(ev_model, test, fe, cond, ba_rate, duration_us, pool, seed,
                                   ev_clean)
                 row["events-only"] = float((ev_outs[0].argmax(-1) == ev_outs[3])

@@ -25,7 +25,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,17 @@ import torch
 
 from taaf_ros.data.avdigits import ensure_ead_dataset
 from taaf_ros.data.corruptions import (
-    NOISE_FAMILIES,
-    add_background_activity,
-    add_noise,
-    occlude,
+    Babble,
+    BackgroundActivity,
+    Clean,
+    Corruption,
+    MissingModality,
+    Occlusion,
+    Scene,
+    WhiteNoise,
+    corruption,
 )
-from taaf_ros.data.readers import EadDataset, EadSample
+from taaf_ros.data.readers import EadDataset
 from taaf_ros.defaults import WINDOW_S
 from taaf_ros.frontend import FrontEndConfig, audio_tensor, event_tensor, sample_tensors
 from taaf_ros.model import MODALITIES, load_checkpoint
@@ -54,30 +58,11 @@ CURVES = (("white", SNRS_DB, "SNR (dB)"), ("babble", SNRS_DB, "SNR (dB)"),
           ("occlusion", OCCLUSION, "occluded fraction"))
 
 
-@dataclass(frozen=True)
-class Condition:
-    family: str  # clean, white, babble, background, occlusion, missing
-    severity: float | str  # dB, factor, fraction, or the missing modality
-
-    @property
-    def label(self) -> str:
-        if self.family == "clean":
-            return "clean"
-        if self.family == "occlusion":
-            return f"occlusion {int(self.severity * 100)} %"
-        if self.family == "missing":
-            return f"missing {self.severity}"
-        unit = " dB" if self.family in ("white", "babble") else "x"  # background
-        return f"{self.family} {self.severity:g}{unit}"
-
-
-def conditions() -> list[Condition]:
-    return ([Condition("clean", 0)]
-            + [Condition("white", s) for s in SNRS_DB]
-            + [Condition("babble", s) for s in SNRS_DB]
-            + [Condition("background", f) for f in BA_FACTORS]
-            + [Condition("occlusion", f) for f in OCCLUSION]
-            + [Condition("missing", m) for m in MODALITIES])
+def conditions() -> list[Corruption]:
+    """The grid: clean, every graded family at every severity, each modality missing."""
+    return ([Clean()] + [WhiteNoise(s) for s in SNRS_DB] + [Babble(s) for s in SNRS_DB]
+            + [BackgroundActivity(f) for f in BA_FACTORS] + [Occlusion(f) for f in OCCLUSION]
+            + [MissingModality(m) for m in MODALITIES])
 
 
 def sensor_noise(meta: dict[str, Any]) -> tuple[float, int]:
@@ -97,22 +82,7 @@ def babble_pool(root: Path, split: str, n: int, seed: int) -> list[tuple[np.ndar
     return [(s.pcm, s.sample_rate) for s in (ds[int(i)] for i in picks)]
 
 
-def corrupt(sample: EadSample, cond: Condition, sensor_size: tuple[int, int],
-            duration_us: int, ba_rate_hz: float, pool: list[tuple[np.ndarray, int]],
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(events, pcm) of one sample under one condition; ``pool``: (pcm, rate) recordings."""
-    ev, pcm = sample.events, sample.pcm
-    if cond.family in NOISE_FAMILIES:
-        pcm = add_noise(pcm, sample.sample_rate, cond.family, float(cond.severity), pool, rng)
-    elif cond.family == "background":
-        ev = add_background_activity(ev, sensor_size, duration_us,
-                                     (float(cond.severity) - 1) * ba_rate_hz, rng)
-    elif cond.family == "occlusion":
-        ev = occlude(ev, sensor_size, float(cond.severity), rng)
-    return ev, pcm
-
-
-def condition_batches(ds: EadDataset, fe: FrontEndConfig, cond: Condition, ba_rate_hz: float,
+def condition_batches(ds: EadDataset, fe: FrontEndConfig, cond: Corruption, ba_rate_hz: float,
                       duration_us: int, pool: list[tuple[np.ndarray, int]], seed: int,
                       clean: dict[int, tuple[np.ndarray, np.ndarray]], batch: int = 100
                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -121,6 +91,7 @@ def condition_batches(ds: EadDataset, fe: FrontEndConfig, cond: Condition, ba_ra
     ``clean`` caches each sample's clean tensors: a condition that corrupts one modality
     recomputes only that one.
     """
+    scene = Scene(ds.sensor_size, duration_us, ba_rate_hz, pool)
     for start in range(0, len(ds), batch):
         evs, aus, ys = [], [], []
         for i in range(start, min(len(ds), start + batch)):
@@ -129,7 +100,7 @@ def condition_batches(ds: EadDataset, fe: FrontEndConfig, cond: Condition, ba_ra
                 clean[i] = sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
             e, a = clean[i]
             rng = np.random.default_rng([seed, i])
-            ev, pcm = corrupt(s, cond, ds.sensor_size, duration_us, ba_rate_hz, pool, rng)
+            ev, pcm = cond(s.events, s.pcm, s.sample_rate, scene, rng)
             if ev is not s.events:
                 e = event_tensor(ev, ds.sensor_size, 0, fe)
             if pcm is not s.pcm:
@@ -184,7 +155,7 @@ def run(checkpoints: list[Path], data_root: str, split: str = "test", seed: int 
     for key, models in groups.items():
         clean: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for cond in conditions():
-            missing = str(cond.severity) if cond.family == "missing" else None
+            missing = cond.missing
             parts: dict[str, list] = {name: [] for name, _ in models}
             for batch in condition_batches(ds, frontends[key], cond, ba_rate, duration_us,
                                            pool, seed, clean):  # each batch made once
@@ -231,7 +202,7 @@ def plot_curves(series: dict[str, dict[str, tuple[float, float]]], path: Path,
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
     for ax, (fam, sev, xlabel) in zip(axes, CURVES, strict=True):
         for name, points in series.items():
-            ys = [points.get(Condition(fam, s).label) for s in sev]
+            ys = [points.get(corruption(fam, s).label) for s in sev]
             if all(y is not None for y in ys):
                 ax.errorbar(list(sev), [y[0] for y in ys], yerr=[y[1] for y in ys],
                             marker="o", capsize=3, label=name)

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from taaf_ros.data.avdigits import speaker_of
-from taaf_ros.data.corruptions import NOISE_FAMILIES, add_noise, occlusion_patch
+from taaf_ros.data.corruptions import NOISE_FAMILIES, Occlusion, Scene, corruption
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig, audio_tensor
 
@@ -170,7 +170,7 @@ def occlude_events(ev: torch.Tensor, prob: float, max_fraction: float, g: torch.
     out = ev.clone()
     for b in torch.nonzero(hit).flatten().tolist():
         rng = np.random.default_rng(int(seeds[b]))
-        x0, y0, sx, sy = occlusion_patch(W, H, max(float(frac[b]), 1e-3), rng)
+        x0, y0, sx, sy = Occlusion(max(float(frac[b]), 1e-3)).patch(W, H, rng)
         out[:, b, :, y0:y0 + sy, x0:x0 + sx] = 0
     return out
 
@@ -213,7 +213,7 @@ def noisy_audio_variants(root: str | Path, split: str, ids: list[str], fe: Front
         if per_rec is not None:
             return per_rec[rows]
     raw = {r: ds[where[first[r]]] for r in recordings}
-    pool = [(s.pcm, s.sample_rate) for s in raw.values()]
+    scene = Scene(ds.sensor_size, 0, babble_pool=[(s.pcm, s.sample_rate) for s in raw.values()])
     dtype = np.uint8 if fe.max_count <= 255 else np.int16
     out = []
     for k, r in enumerate(tqdm(recordings, desc="noisy audio", unit="recording",
@@ -225,7 +225,8 @@ def noisy_audio_variants(root: str | Path, split: str, ids: list[str], fe: Front
         for v in range(n_variants):
             family = NOISE_FAMILIES[(start + v) % len(NOISE_FAMILIES)]
             snr = float(rng.uniform(*snr_db))
-            noisy = add_noise(s.pcm, s.sample_rate, family, snr, pool, rng)
+            noise = corruption(family, snr)  # WhiteNoise or Babble at a random SNR
+            _, noisy = noise(s.events, s.pcm, s.sample_rate, scene, rng)
             variants.append(audio_tensor(noisy, s.sample_rate, fe).astype(dtype))
         out.append(np.stack(variants))
     per_rec = np.stack(out)
