@@ -368,6 +368,8 @@ def test_torchrun_two_processes_match_one_and_resume_exactly(trained: Path, tiny
     and spiking amplifies it: seen here, epoch 1 equal to 1e-8, epoch 2 within 0.2 %), and a
     run stopped after one epoch and resumed on two processes ends exactly where the
     uninterrupted one does."""
+    import os
+    import signal
     import subprocess
     import sys
 
@@ -382,11 +384,26 @@ def test_torchrun_two_processes_match_one_and_resume_exactly(trained: Path, tiny
     assert cli.main([*common, "--out-dir", str(runs["one"])]) == 0
 
     def torchrun_train(*extra: str) -> str:
-        r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
-                            str(REPO_ROOT / "train_ead.py"), *common, *extra],
-                           capture_output=True, text=True, timeout=600, check=False)
-        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-        return r.stdout
+        # A run takes ~15 s. Once in about ten runs here one never finished (not reproduced
+        # since; cause unknown, its output was lost with the old subprocess.run timeout):
+        # such a run is killed with its whole process group, its output printed, and tried
+        # once more; a second hang fails the test.
+        cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2",
+               str(REPO_ROOT / "train_ead.py"), *common, *extra]
+        for attempt in (1, 2):
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
+            try:
+                out, err = proc.communicate(timeout=240)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+                out, err = proc.communicate()
+                print(f"torchrun hung (attempt {attempt}); its output ended with:\n"
+                      f"{out[-1000:]}{err[-2000:]}")
+                continue
+            assert proc.returncode == 0, out[-2000:] + err[-3000:]
+            return out
+        pytest.fail("torchrun hung twice")
 
     out = torchrun_train("--out-dir", str(runs["two"]))
     assert out.count("fused test acc") == 1  # rank 0 reports, rank 1 stays quiet
