@@ -52,7 +52,7 @@ def make_inputs(cfg: ModelConfig, B: int, device: torch.device) -> tuple[torch.T
     return ev.to(device), au.to(device)
 
 
-def calibrated_model(cfg: ModelConfig, device: torch.device) -> TAAFNet:
+def normalised_random_model(cfg: ModelConfig, device: torch.device) -> TAAFNet:
     torch.manual_seed(0)
     net = TAAFNet(cfg).to(device)
     with torch.no_grad():
@@ -200,7 +200,7 @@ def main() -> None:
         cfg = net.cfg
     else:
         cfg = ModelConfig()
-        net = calibrated_model(cfg, dev)
+        net = normalised_random_model(cfg, dev)
     ann = ann_copy(net)
     loop = set_lif_impl(copy.deepcopy(net), "loop")
     ev, au = make_inputs(cfg, 1, dev)

@@ -56,7 +56,7 @@ def test_trainer_robustness_and_fusion_study_agree_on_one_checkpoint(tiny_runs: 
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.frontend import FrontEndConfig
     from taaf_ros.model import load_checkpoint
-    from taaf_ros.model.calibration import combine_readouts
+    from taaf_ros.model.late_fusion import combine_readouts
     from taaf_ros.studies import fusion_study, robustness
 
     for method in ("taaf-balanced", "events-only"):

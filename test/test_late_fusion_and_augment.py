@@ -13,7 +13,7 @@ from taaf_ros.data.corruptions import occlude
 from taaf_ros.data.readers import EVENT_DTYPE
 from taaf_ros.frontend import FrontEndConfig, event_tensor
 from taaf_ros.model import ModelConfig, TAAFNet, load_checkpoint, make_model_card, save_checkpoint
-from taaf_ros.model.calibration import combine_readouts, fit_readout_weights, identity_weights
+from taaf_ros.model.late_fusion import combine_readouts, fit_readout_weights, identity_weights
 from taaf_ros.training.augment import occlude_events
 
 SMALL = ModelConfig(hidden=16, event_widths=(8,), audio_widths=(8,))
@@ -55,14 +55,14 @@ def test_fit_trusts_the_reliable_readout_and_drops_absent_terms() -> None:
     torch.testing.assert_close(a, b)
 
 
-def test_calibrated_network_decides_by_the_fitted_weights_and_saves_them(tmp_path: Path
+def test_a_late_fused_network_decides_by_the_fitted_weights_and_saves_them(tmp_path: Path
                                                                           ) -> None:
     torch.manual_seed(0)
     net = TAAFNet(SMALL).eval()
     ev = (torch.rand(8, 4, 2, 34, 34) < 0.1).float()
     au = (torch.rand(8, 4, 2, 32) < 0.2).float()
     before = net(ev, au)
-    torch.testing.assert_close(before.logits, before.head_logits)  # uncalibrated: the head
+    torch.testing.assert_close(before.logits, before.head_logits)  # no late fusion yet: the head
     w = torch.tensor([0.5, 2.0, 0.25])
     net.set_readout_weights(w)
     after = net(ev, au)
@@ -71,14 +71,14 @@ def test_calibrated_network_decides_by_the_fitted_weights_and_saves_them(tmp_pat
     card = make_model_card(net, classes=[str(i) for i in range(10)], window_s=0.6,
                            audio_rate=8000, frontend=FrontEndConfig().to_dict(), method="taaf")
     loaded = load_checkpoint(save_checkpoint(tmp_path / "m.pt", net, card)).model.eval()
-    assert loaded.calibrated
+    assert loaded.late_fusion_fitted
     torch.testing.assert_close(loaded(ev, au).logits, after.logits)
     # a checkpoint written before late fusion existed loads as the head alone
     state = {k: v for k, v in net.state_dict().items() if k != "readout_weights"}
     torch.save({**torch.load(tmp_path / "m.pt", weights_only=True), "state_dict": state},
                tmp_path / "old.pt")
     old = load_checkpoint(tmp_path / "old.pt").model.eval()
-    assert not old.calibrated
+    assert not old.late_fusion_fitted
     torch.testing.assert_close(old(ev, au).logits, after.head_logits)
 
 

@@ -11,7 +11,7 @@ class TAAFOutput(NamedTuple):
     """What the network returns for a batch.
 
     logits: (B, K) fused class scores: the decision. With fitted late-fusion weights
-        (``calibration.py``) the log-scores of the calibrated product of experts, else the
+        (``late_fusion.py``) the log-scores of the late-fused product of experts, else the
         head's own logits.
     unimodal_logits: (B, M, K) per-modality readouts, sum_t alpha[t] C_m(h~_m[t]).
     step_logits_per_modality: (B, T, M, K) C_m(h~_m[t]) before temporal pooling (for the loss).

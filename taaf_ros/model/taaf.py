@@ -13,11 +13,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .calibration import combine_readouts, identity_weights
 from .config import MODALITIES, ModelConfig
 from .encoders import RMSBatchNorm, build_encoder, make_lif
 from .fusion import ConcatHead
 from .grad_scale import scale_grad
+from .late_fusion import combine_readouts, identity_weights
 from .output import TAAFOutput, time_first_output
 
 __all__ = ["TAAFHead", "TAAFNet", "TAAFOutput", "scale_grad", "time_first_output"]
@@ -82,19 +82,19 @@ class TAAFNet(nn.Module):
         self.encoders = nn.ModuleDict({m: build_encoder(m, cfg) for m in cfg.modalities})
         self.head: nn.Module = TAAFHead(cfg) if cfg.fusion == "taaf" else ConcatHead(cfg)
         # Late-fusion weights (head, events, audio), fitted on validation after training
-        # (calibration.py); the identity until then, so training sees the head alone.
+        # (late_fusion.py); the identity until then, so training sees the head alone.
         self.register_buffer("readout_weights", identity_weights(len(MODALITIES)))
-        self.calibrated = False  # a Python flag: no device sync in forward
-        self.register_load_state_dict_post_hook(lambda module, _: module._sync_calibrated())
+        self.late_fusion_fitted = False  # a Python flag: no device sync in forward
+        self.register_load_state_dict_post_hook(lambda module, _: module._sync_late_fusion())
 
     def set_readout_weights(self, weights: torch.Tensor) -> None:
-        """Late-fusion weights (M + 1,) from ``calibration.fit_readout_weights``."""
+        """Late-fusion weights (M + 1,) from ``late_fusion.fit_readout_weights``."""
         self.readout_weights.copy_(weights)
-        self._sync_calibrated()
+        self._sync_late_fusion()
 
-    def _sync_calibrated(self) -> None:
+    def _sync_late_fusion(self) -> None:
         identity = identity_weights(len(MODALITIES))
-        self.calibrated = not torch.equal(self.readout_weights.detach().cpu(), identity)
+        self.late_fusion_fitted = not torch.equal(self.readout_weights.detach().cpu(), identity)
 
     def _input_shape(self, m: str) -> tuple[int, ...]:
         return tuple(self.cfg.event_shape) if m == "events" else (2, self.cfg.audio_channels)
@@ -156,7 +156,7 @@ class TAAFNet(nn.Module):
             hs.append(self.encoders[m](x) * mask.reshape(1, B, 1))  # (T, B, D)
         h = torch.stack(hs, dim=2)  # (T, B, M, D)
         out = self.head(h, present, grad_scale)
-        if self.calibrated:
+        if self.late_fusion_fitted:
             out = out._replace(logits=combine_readouts(out.head_logits, out.unimodal_logits,
                                                        out.present, self.readout_weights))
         return out

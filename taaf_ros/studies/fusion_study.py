@@ -48,7 +48,7 @@ from taaf_ros.data.corruptions import (
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import MODALITIES, load_checkpoint
-from taaf_ros.model.calibration import combine_readouts, fit_readout_weights
+from taaf_ros.model.late_fusion import combine_readouts, fit_readout_weights
 from taaf_ros.training.evaluation import predict
 
 from .robustness import babble_pool, condition_batches, conditions, sensor_noise

@@ -58,8 +58,8 @@ class TrainConfig:
             front-end settings and the dataset), so a rerun skips the front end.
         epochs: training epochs.
         batch_size: samples per optimiser step.
-        late_fusion: fit the late-fusion weights (the head and each readout, model/calibration.py)
-            on the validation speaker every epoch; the calibrated accuracy picks the epoch, for
+        late_fusion: fit the late-fusion weights (the head and each readout, model/late_fusion.py)
+            on the validation speaker every epoch; the late-fused accuracy picks the epoch, for
             two-modality methods with a validation speaker.
         seed: seed of initialisation, shuffling and any noise.
         out_dir: run folder (checkpoints, metrics, plots). Empty: runs/<method>.

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from taaf_ros.model import MODALITIES, TAAFNet
-from taaf_ros.model.calibration import combine_readouts
+from taaf_ros.model.late_fusion import combine_readouts
 
 from .data import TensorSet
 

@@ -53,7 +53,7 @@ from taaf_ros.model import (
     save_training_state,
     select_device,
 )
-from taaf_ros.model.calibration import fit_readout_weights, identity_weights
+from taaf_ros.model.late_fusion import fit_readout_weights, identity_weights
 from taaf_ros.model.loss import contributions
 
 from .augment import (

@@ -1,4 +1,4 @@
-"""Late fusion calibrated on held-out speakers: the fused head and each modality's readout,
+"""Late fusion, fitted on held-out speakers: the fused head and each modality's readout,
 weighted by how much each deserves to be trusted.
 
 The TAAF head's modality attention is learned on the training speakers. On a new speaker the
