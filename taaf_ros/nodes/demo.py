@@ -102,6 +102,66 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def demo_perception_params(pp: dict[str, Any], rp: dict[str, Any], ds: Any,
+                           args: argparse.Namespace) -> dict[str, Any]:
+    """The perception node's parameters for the replayed dataset: the replay's message types
+    and topics, the dataset's audio rate and sensor, the model and device asked for."""
+    rate = int(ds.meta.get("audio_rate", 0)) or ds[0].sample_rate
+    pp = pp | {"events_type": "pointcloud2", "audio_type": "int16_multiarray",
+               "events_topic": rp.get("events_topic", "/event_camera/events"),
+               "audio_topic": rp.get("audio_topic", "/audio/audio"),
+               "audio_sample_rate": rate, "audio_channels": 1,
+               "sensor_width": ds.sensor_size[0], "sensor_height": ds.sensor_size[1]}
+    if args.model:
+        pp["model_path"] = str(args.model)
+    if args.device:
+        pp["device"] = args.device
+    return pp
+
+
+def spin_until_drained(executor: Any, perception: Any, replay: Any) -> Any:
+    """Spin until the replay has finished and its last window had time to be published; the
+    scheduler's counters of the replay itself (later windows hold no data, stale anyway)."""
+    import rclpy
+
+    max_wait = perception.p["max_wait_s"]
+    # After the last sample: one more window and the longest wait, then a margin.
+    drain = perception.classifier.window_us / 1e6 + max_wait + 0.5
+    done_at = snap_at = None
+    stats = None
+    while rclpy.ok():
+        executor.spin_once(timeout_sec=0.05)
+        if replay.finished and done_at is None:
+            done_at, snap_at = time.monotonic() + drain, time.monotonic() + max_wait
+        if snap_at is not None and stats is None and time.monotonic() > snap_at:
+            stats = copy.deepcopy(perception.session.scheduler.stats)
+        if done_at is not None and time.monotonic() > done_at:
+            break
+    return stats or perception.session.scheduler.stats
+
+
+def print_report(s: dict[str, Any], stats: Any, perception: Any) -> None:
+    """Live accuracy, latency and the scheduler's counts, with a note where windows were lost."""
+    late = sum(stats.late.values())
+    print(f"\nlive accuracy: {s['aligned_accuracy']:.3f} on {s['aligned_windows']} "
+          f"sample-aligned windows ({s['samples']} samples); {s['majority_accuracy']:.3f} "
+          f"over {s['majority_windows']} windows a sample covers at least half of; "
+          f"{s['background_abstained']:.3f} of the {s['background_windows']} windows with no "
+          f"sample abstained (smoothing_windows {perception.p['smoothing_windows']}, "
+          f"min_confidence {perception.p['min_confidence']})")
+    print(f"window-end-to-publish latency: p50 {s['latency_ms_p50']:.1f} ms, "
+          f"p99 {s['latency_ms_p99']:.1f} ms over {s['predictions']} predictions "
+          f"({s['degraded']} degraded) on {perception.classifier.device}")
+    print(f"windows during the replay: {stats.cut} classified, {stats.dropped} dropped "
+          f"(inference behind), {late} cut late with an input missing after max_wait_s, "
+          f"{stats.stale} without input")
+    if stats.dropped or late:
+        print(f"note: this machine did not keep up with a window every "
+              f"{perception.p['hop_s']} s (other load, or inference slower than the hop); "
+              f"aligned windows that were dropped or masked are missing from or lower the "
+              f"live accuracy. A larger hop_s (--config) or an idle machine avoids it.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console script ``taaf_demo``; returns 0, or 2 when it cannot start."""
     args = parse_args(argv)
@@ -123,18 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     from taaf_ros.nodes.replay_node import GT_QOS, ReplayNode
 
     ds = EadDataset(root, args.split)
-    rate = int(ds.meta.get("audio_rate", 0)) or ds[0].sample_rate
     rp = load_params(config, REPLAY_NODE)
-    pp = load_params(config, PERCEPTION_NODE)
-    pp |= {"events_type": "pointcloud2", "audio_type": "int16_multiarray",
-           "events_topic": rp.get("events_topic", "/event_camera/events"),
-           "audio_topic": rp.get("audio_topic", "/audio/audio"),
-           "audio_sample_rate": rate, "audio_channels": 1,
-           "sensor_width": ds.sensor_size[0], "sensor_height": ds.sensor_size[1]}
-    if args.model:
-        pp["model_path"] = str(args.model)
-    if args.device:
-        pp["device"] = args.device
+    pp = demo_perception_params(load_params(config, PERCEPTION_NODE), rp, ds, args)
 
     def overrides(d: dict[str, Any]) -> list[Parameter]:
         return [Parameter(k, value=v) for k, v in d.items()]
@@ -178,40 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         executor = SingleThreadedExecutor()
         for n in nodes:
             executor.add_node(n)
-        # After the last sample: one more window and the longest wait, then a margin.
-        max_wait = perception.p["max_wait_s"]
-        drain = perception.classifier.window_us / 1e6 + max_wait + 0.5
-        done_at = snap_at = None
-        stats = None
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.05)
-            if replay.finished and done_at is None:
-                done_at, snap_at = time.monotonic() + drain, time.monotonic() + max_wait
-            if snap_at is not None and stats is None and time.monotonic() > snap_at:
-                # Counters of the replay itself: later windows hold no data (stale anyway).
-                stats = copy.deepcopy(perception.session.scheduler.stats)
-            if done_at is not None and time.monotonic() > done_at:
-                break
-        s = board.summary()
-        stats = stats or perception.session.scheduler.stats
-        late = sum(stats.late.values())
-        print(f"\nlive accuracy: {s['aligned_accuracy']:.3f} on {s['aligned_windows']} "
-              f"sample-aligned windows ({s['samples']} samples); {s['majority_accuracy']:.3f} "
-              f"over {s['majority_windows']} windows a sample covers at least half of; "
-              f"{s['background_abstained']:.3f} of the {s['background_windows']} windows with no "
-              f"sample abstained (smoothing_windows {perception.p['smoothing_windows']}, "
-              f"min_confidence {perception.p['min_confidence']})")
-        print(f"window-end-to-publish latency: p50 {s['latency_ms_p50']:.1f} ms, "
-              f"p99 {s['latency_ms_p99']:.1f} ms over {s['predictions']} predictions "
-              f"({s['degraded']} degraded) on {perception.classifier.device}")
-        print(f"windows during the replay: {stats.cut} classified, {stats.dropped} dropped "
-              f"(inference behind), {late} cut late with an input missing after max_wait_s, "
-              f"{stats.stale} without input")
-        if stats.dropped or late:
-            print(f"note: this machine did not keep up with a window every "
-                  f"{perception.p['hop_s']} s (other load, or inference slower than the hop); "
-                  f"aligned windows that were dropped or masked are missing from or lower the "
-                  f"live accuracy. A larger hop_s (--config) or an idle machine avoids it.")
+        stats = spin_until_drained(executor, perception, replay)
+        print_report(board.summary(), stats, perception)
         return 0
     except KeyboardInterrupt:
         return 130
