@@ -390,10 +390,20 @@ def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     """
     device, dctx = _setup_torch(cfg)
     try:
-        run = setup(cfg, load_run_data(cfg, dctx), device, dctx, command)
-        return _epochs(run)
+        return _run(cfg, command, device, dctx)
     finally:
         shutdown_distributed()
+
+
+def _run(cfg: TrainConfig, command: str, device: torch.device, dctx: Distributed
+         ) -> dict[str, Any]:
+    # The Run (and with it DistributedDataParallel's reducer, which holds the process group)
+    # lives in this frame only, so it is freed when this returns, before the group is
+    # destroyed. Freed after destroy_process_group, gloo's teardown deadlocked: the reducer's
+    # destructor joined gloo's threads with the GIL held while one of them needed the GIL
+    # (seen as a torchrun worker that never exited).
+    run = setup(cfg, load_run_data(cfg, dctx), device, dctx, command)
+    return _epochs(run)
 
 
 def _epochs(run: Run) -> dict[str, Any]:
