@@ -99,7 +99,7 @@ def _lif_fused_cpu(x, constants, save_membrane):
     return (z if x.dtype == torch.float32 else z.to(x.dtype)), membrane
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[ThreadPoolExecutor, int] | None = None  # the pool and its size
 _MIN_BLOCK = 1 << 14  # neurons: below this a thread hand-off costs more than it saves
 
 
@@ -115,10 +115,11 @@ def _in_column_blocks(n: int, run: Callable[[int, int], None]) -> None:
     if k <= 1:
         run(0, n)
         return
-    if _POOL is None or _POOL._max_workers < k:
-        _POOL = ThreadPoolExecutor(max_workers=k, thread_name_prefix="taaf_lif")
+    if _POOL is None or _POOL[1] < k:
+        _POOL = (ThreadPoolExecutor(max_workers=k, thread_name_prefix="taaf_lif"), k)
+    pool = _POOL[0]
     edges = [n * j // k for j in range(k + 1)]
-    for f in [_POOL.submit(run, a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]:
+    for f in [pool.submit(run, a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]:
         f.result()
 
 
