@@ -37,7 +37,9 @@ step() {  # step NAME COMMAND...: run, keep the output, time it, note the exit s
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$LOG"
 step tests $PY -m pytest -q -p no:cacheprovider test/test_model.py test/test_checkpoint.py \
-    test/test_lif_fused.py
+    test/test_lif_fused.py test/test_batches.py
+step tests_training env TAAF_DATA_ROOT="$DATA" $PY -m pytest -q -p no:cacheprovider \
+    test/test_training.py -k "cuda or reads_nothing"
 for dtype in float32 float16; do
     [ "$DEVICE" = cpu ] && [ "$dtype" = float16 ] && continue
     step "lif_$dtype" $PY benchmarks/bench_lif.py --device "$DEVICE" --dtype "$dtype" \
@@ -65,7 +67,8 @@ fi
     echo "| step | result | seconds |"
     echo "|---|---|---:|"
     cat "$DEST/steps.md"
-    for f in "$DEST"/lif_*.txt "$DEST"/network_*.txt "$DEST"/train_epoch.txt "$DEST"/tests.txt; do
+    for f in "$DEST"/lif_*.txt "$DEST"/network_*.txt "$DEST"/train_epoch.txt "$DEST"/tests.txt \
+            "$DEST"/tests_training.txt; do
         [ -f "$f" ] || continue
         echo
         echo "## $(basename "$f" .txt)"

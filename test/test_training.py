@@ -283,6 +283,80 @@ def test_resume_equals_uninterrupted(trained: Path, tiny_data: Path, tmp_path: P
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["taaf-balanced", "concat-ogmge"])
+def test_a_training_step_reads_nothing_back(method: str, trained: Path, tiny_data: Path,
+                                            tmp_path: Path) -> None:
+    """No training step reads one of its tensors' values back to the host (item, float, bool
+    of a tensor): on a GPU each would wait for the device. Every augmentation and the
+    modulated learning rates are on. The CPU's fused optimiser reads its learning rate inside
+    its own kernel (on CUDA it takes the tensor), so the optimiser step is not counted."""
+    from torch.profiler import profile
+
+    from taaf_ros.training import loop
+    from taaf_ros.training.data import epoch_generator
+    from taaf_ros.training.distributed import Distributed
+    from taaf_ros.training.run_data import load_run_data
+
+    (tmp_path / "cache").symlink_to(trained / "cache")
+    cfg = build_config(["--method", method, "--data-root", str(tiny_data), "--out-dir",
+                        str(tmp_path), *TINY, "--augment.swap-audio", "0.5",
+                        "--augment.modality-dropout", "0.3", "--augment.time-shift", "1"])
+    run = loop.setup(cfg, load_run_data(cfg, Distributed()), torch.device("cpu"), Distributed())
+    g = epoch_generator(cfg.seed, 0)
+    order = torch.randperm(len(run.data.train), generator=g)
+    sums = torch.zeros(len(loop.EPOCH_SUMS), dtype=torch.float64)
+    with profile() as prof:
+        for b in range(3):
+            loop._step(run, order[b * 10:(b + 1) * 10], g, sums)
+    reads = []
+    for event in prof.events():
+        if event.name in ("aten::_local_scalar_dense", "aten::item", "aten::is_nonzero",
+                          "aten::nonzero"):  # nonzero: boolean indexing waits for its count
+            chain, parent = [], event.cpu_parent
+            while parent is not None:
+                chain.append(parent.name)
+                parent = parent.cpu_parent
+            if not any(name.startswith("Optimizer.step") for name in chain):
+                reads.append(chain)
+    assert not reads, reads[:3]
+    steps = [e for e in prof.events() if e.name.startswith("Optimizer.step")]
+    assert len(steps) == 3  # the profile saw the steps
+    assert float(sums[-1]) > 0 and float(sums[0]) > 0  # correct and loss were summed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (make bench-gpu)")
+def test_a_cuda_training_step_never_synchronizes(trained: Path, tiny_data: Path,
+                                                 tmp_path: Path) -> None:
+    """On CUDA, torch's sync debug mode raises at any call that waits for the device: none
+    in a training step with every augmentation and the balanced loss on, and the epoch's
+    sums equal a per-step host tally."""
+    from taaf_ros.training import loop
+    from taaf_ros.training.data import epoch_generator
+    from taaf_ros.training.distributed import Distributed
+    from taaf_ros.training.run_data import load_run_data
+
+    (tmp_path / "cache").symlink_to(trained / "cache")
+    cfg = build_config(["--data-root", str(tiny_data), "--out-dir", str(tmp_path), *TINY,
+                        "--augment.swap-audio", "0.5", "--augment.modality-dropout", "0.3",
+                        "--device", "cuda"])
+    device = torch.device("cuda")
+    run = loop.setup(cfg, load_run_data(cfg, Distributed()), device, Distributed())
+    g = epoch_generator(cfg.seed, 0)
+    order = torch.randperm(len(run.data.train), generator=g)
+    sums = torch.zeros(len(loop.EPOCH_SUMS), dtype=torch.float64, device=device)
+    loop._step(run, order[:10], g, sums)  # first calls: allocations, kernel selection
+    losses = []
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for b in range(1, 4):
+            losses.append(loop._step(run, order[b * 10:(b + 1) * 10], g, sums))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(loss.device.type == "cuda" for loss in losses)
+
+
+@pytest.mark.slow
 def test_resume_refuses_corrupt_or_changed(trained: Path, tiny_data: Path,
                                            tmp_path: Path) -> None:
     bad = tmp_path / "last.pt"

@@ -178,8 +178,10 @@ class RMSBatchNorm(nn.Module):
             ms = _batch_mean_square(x.detach(), dims)  # (C,) statistic, not differentiated
             with torch.no_grad():
                 # the first batch sets the statistic: lerp from the init value 1 would keep
-                # eval currents far too small for many batches (sparse input has ms << 1)
-                w = 1.0 if int(self.num_batches_tracked) == 0 else self.momentum
+                # eval currents far too small for many batches (sparse input has ms << 1);
+                # the weight is chosen on the device (no read of the counter per step)
+                first = (self.num_batches_tracked == 0).to(self.running_ms.dtype)
+                w = self.momentum + (1.0 - self.momentum) * first
                 self.running_ms.lerp_(ms.to(self.running_ms.dtype), w)
                 self.num_batches_tracked += 1
         else:

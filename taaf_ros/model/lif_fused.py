@@ -163,10 +163,14 @@ def _setup_context(ctx, inputs, output) -> None:
     _, constants, _ = inputs
     ctx.save_for_backward(output[1])
     ctx.constants = constants
+    # the membrane is an output for backward's sake only: no zero-filled gradient for it
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_z, _grad_membrane):
     (membrane,) = ctx.saved_tensors
+    if grad_z is None:  # the spikes were not used
+        return None, None, None
     if membrane.numel() == 0 and grad_z.numel() > 0:
         raise RuntimeError("taaf::lif_fused was called without save_membrane: no gradient")
     return lif_fused_backward_op(grad_z.contiguous(), membrane, ctx.constants), None, None

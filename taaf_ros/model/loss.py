@@ -83,9 +83,9 @@ class LossConfig:
     gaussian_enhance: bool = False
 
 
-def _ratio_to_others(s: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
-    """s: (..., M) scores; used: (M,) bool -> s_m / mean_{n != m, used} s_n, 1 where unused."""
-    n_used = int(used.sum())
+def _ratio_to_others(s: torch.Tensor, used: torch.Tensor, n_used: int) -> torch.Tensor:
+    """s: (..., M) scores; used: (M,) bool, ``n_used`` of them True -> s_m / mean_{n != m,
+    used} s_n, 1 where unused (n_used is structure: passed, never read from the device)."""
     if n_used < 2:
         return torch.ones_like(s)
     s = s * used
@@ -117,8 +117,9 @@ def _masked_ce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
 class BalancedFusionLoss:
     """L = CE(logits, y) + lambda * sum_m w_m CE(logits_m, y) (DESIGN 3.4), plus the modulation.
 
-    Calling returns ``(loss, info)``; info holds floats for logging (``k_events``, ``w_audio``,
-    ``rho_events``, ``lr_scale_events``, ...) and tensors ``k`` (T, M), ``rho`` (T, M), ``s``
+    Calling returns ``(loss, info)``; info holds 0-d tensors for logging (``loss``, ``ce``,
+    ``k_events``, ``w_audio``, ``rho_events``, ``lr_scale_events``, ...: on the loss's device,
+    read back only when logged) and tensors ``k`` (T, M), ``rho`` (T, M), ``s``
     (T, M), ``w`` (M,), ``ogm_k`` (M,) and ``lr_scale`` (M,), the learning-rate factor of each
     encoder for this step.
     """
@@ -127,6 +128,7 @@ class BalancedFusionLoss:
         self.cfg = cfg
         self.model_cfg = model_cfg
         self.used = torch.tensor([m in model_cfg.modalities for m in MODALITIES])
+        self.n_used = len(model_cfg.modalities)
         # Sums a batch statistic over the processes of a distributed run (identity alone), so
         # that every process computes the coefficients of the whole global batch.
         self.reduce: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
@@ -134,50 +136,74 @@ class BalancedFusionLoss:
             raise ValueError(f"balance_on must be one of {BALANCE_ON}, got {cfg.balance_on!r}")
         # (T, M) contributions measured on held-out speakers (balance_on == "validation")
         self.held_out_contributions: torch.Tensor | None = None
+        self._on_device: dict[tuple[str, torch.device], torch.Tensor] = {}
 
     def set_held_out_contributions(self, s: torch.Tensor | None) -> None:
         """The mean contributions s_m[t] (T, M) measured on held-out data (balance_on
         "validation"); they set the coefficients until the next call."""
         self.held_out_contributions = None if s is None else s.detach().float().cpu()
+        self._on_device = {k: v for k, v in self._on_device.items() if k[0] != "held_out"}
+
+    def _resident(self, name: str, value: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """``value`` on ``device``, copied there once (a copy every step would wait for the
+        device)."""
+        key = (name, device)
+        if key not in self._on_device:
+            self._on_device[key] = value.to(device)
+        return self._on_device[key]
 
     @property
     def uses_grad_scale(self) -> bool:
         return self.cfg.balance
 
-    def new_grad_scale(self) -> torch.Tensor | None:
-        """A (T, M) ones tensor to pass to the model and then to this loss; None if unused."""
-        return torch.ones(self.model_cfg.T, len(MODALITIES)) if self.cfg.balance else None
+    @property
+    def modulates_lr(self) -> bool:
+        """Whether ``info["lr_scale"]`` can differ from 1 (balancing or OGM): the trainer scales
+        the encoders' learning rates only then."""
+        return self.cfg.balance or self.cfg.ogm
+
+    def new_grad_scale(self, device: torch.device | str = "cpu") -> torch.Tensor | None:
+        """A (T, M) ones tensor on ``device`` to pass to the model and then to this loss; None
+        if unused."""
+        if not self.cfg.balance:
+            return None
+        return torch.ones(self.model_cfg.T, len(MODALITIES), device=device)
 
     def __call__(
         self, out: TAAFOutput, y: torch.Tensor, grad_scale: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, Any]]:
+        # Nothing here reads a value back from the device: the coefficients are arithmetic on
+        # the batch's statistics (a batch without a sample of every modality leaves them 1),
+        # and the logged values are 0-d tensors the trainer sums on the device.
         c = self.cfg
-        used = self.used.to(out.logits.device)
+        dev = out.logits.device
+        used = self._resident("used", self.used, dev)
         present = out.present & used  # (B, M)
-        both = present[:, used].all(dim=1)  # (B,) samples where every configured modality is in
+        both = (present | ~used).all(dim=1)  # (B,) samples with every configured modality in
         info: dict[str, Any] = {}
         T, M = out.alpha.shape[1], len(MODALITIES)
-        k = torch.ones(T, M, device=out.logits.device)
-        w = torch.ones(M, device=out.logits.device)
+        w = torch.ones(M, device=dev)
         with torch.no_grad():
             # s_m[t]: mean of c_m[t] over the batch's samples with every modality in
             s_sum, n = contributions(out.attention_map, out.step_logits_per_modality, y,
                                      both.to(out.attention_map.dtype))
             sums = self.reduce(torch.cat([s_sum.reshape(-1), n.reshape(1)]))
-            n_both = float(sums[-1])
-            s = sums[:-1].reshape(T, M) / max(n_both, 1.0)  # batch mean, all processes
+            measured = sums[-1] > 0  # any sample with every modality, in any process
+            s = sums[:-1].reshape(T, M) / sums[-1].clamp(min=1.0)  # batch mean, all processes
             if c.balance_on == "validation":  # measured on held-out speakers, if yet
-                s = (self.held_out_contributions.to(s) if self.held_out_contributions is not None
-                     else torch.ones_like(s))
-            rho = _ratio_to_others(s, used)  # (T, M)
-            if c.balance and n_both > 0:
-                k = 1.0 - torch.tanh(c.eta * F.relu(rho - 1.0))
+                held = self.held_out_contributions
+                s = self._resident("held_out", held, dev) if held is not None else \
+                    torch.ones_like(s)
+            rho = _ratio_to_others(s, used, self.n_used)  # (T, M)
+            k = torch.ones(T, M, device=dev)
+            if c.balance:
+                k = torch.where(measured, 1.0 - torch.tanh(c.eta * F.relu(rho - 1.0)), k)
                 # w_m: the weaker modality over the whole window (rho < 1) gets up to 2x.
-                rho_all = _ratio_to_others(s.sum(dim=0), used)  # (M,)
-                w = 1.0 + torch.tanh(c.eta * F.relu(1.0 / (rho_all + _EPS) - 1.0))
-                w = torch.where(used, w, torch.ones_like(w))
-            ogm_k = torch.ones(M, device=out.logits.device)
-            if c.ogm and n_both > 0:
+                rho_all = _ratio_to_others(s.sum(dim=0), used, self.n_used)  # (M,)
+                w_b = 1.0 + torch.tanh(c.eta * F.relu(1.0 / (rho_all + _EPS) - 1.0))
+                w = torch.where(used & measured, w_b, w)
+            ogm_k = torch.ones(M, device=dev)
+            if c.ogm:
                 # Peng et al.: score_m = sum_b softmax(logits_m)[y] over the batch
                 conf = (
                     out.unimodal_logits.softmax(dim=-1)
@@ -185,9 +211,10 @@ class BalancedFusionLoss:
                     .squeeze(-1)
                 )  # (B, M)
                 score = self.reduce((conf * both.reshape(-1, 1)).sum(dim=0))
-                ratio = _ratio_to_others(score, used)
-                ogm_k = 1.0 - torch.tanh(c.ogm_alpha * F.relu(ratio - 1.0))
-                info.update({f"ogm_ratio_{m}": float(ratio[i]) for i, m in enumerate(MODALITIES)})
+                ratio = _ratio_to_others(score, used, self.n_used)
+                ogm_k = torch.where(measured, 1.0 - torch.tanh(c.ogm_alpha * F.relu(ratio - 1.0)),
+                                    ogm_k)
+                info.update({f"ogm_ratio_{m}": ratio[i] for i, m in enumerate(MODALITIES)})
         lr_scale = k.mean(dim=0) * ogm_k  # (M,): the magnitude (one of the two is all ones)
         if grad_scale is not None:
             # the shape over time, mean 1 (read by the model's backward, see module doc)
@@ -196,18 +223,18 @@ class BalancedFusionLoss:
         ce = F.cross_entropy(out.head_logits, y)
         loss = ce
         for i, m in enumerate(MODALITIES):
-            if not bool(used[i]) or c.aux_weight == 0.0:
+            if m not in self.model_cfg.modalities or c.aux_weight == 0.0:
                 continue
             aux = _masked_ce(out.unimodal_logits[:, i], y, present[:, i].float())
             loss = loss + c.aux_weight * w[i] * aux
-            info[f"aux_{m}"] = float(aux.detach())
-        info.update(loss=float(loss.detach()), ce=float(ce.detach()), k=k, rho=rho, s=s, w=w)
+            info[f"aux_{m}"] = aux.detach()
+        info.update(loss=loss.detach(), ce=ce.detach(), k=k, rho=rho, s=s, w=w)
         info["ogm_k"], info["lr_scale"] = ogm_k, lr_scale
         for i, m in enumerate(MODALITIES):
-            info[f"lr_scale_{m}"] = float(lr_scale[i])
-            info[f"k_{m}"] = float(k[:, i].mean())
-            info[f"rho_{m}"] = float(rho[:, i].mean())
-            info[f"w_{m}"] = float(w[i])
+            info[f"lr_scale_{m}"] = lr_scale[i]
+            info[f"k_{m}"] = k[:, i].mean()
+            info[f"rho_{m}"] = rho[:, i].mean()
+            info[f"w_{m}"] = w[i]
         return loss, info
 
     def after_backward(self, model: nn.Module, info: dict[str, Any]) -> None:
@@ -226,7 +253,9 @@ class BalancedFusionLoss:
                 continue
             for p in encoders[m].parameters():
                 if p.grad is not None and p.grad.dim() >= 2 and p.grad.numel() > 1:
-                    p.grad.add_(torch.randn_like(p.grad) * (float(p.grad.std()) + _EPS))
+                    # var_mean over one dim: the CPU's whole-tensor std reads its mean back
+                    std = torch.var_mean(p.grad.flatten(), dim=0)[0].sqrt()
+                    p.grad.add_(torch.randn_like(p.grad) * (std + _EPS))
 
 
 #: Per method: (fusion, modalities, LossConfig fields that differ from the defaults).

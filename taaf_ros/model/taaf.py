@@ -10,6 +10,7 @@ paper is unknown.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -134,14 +135,22 @@ class TAAFNet(nn.Module):
         avail = [inputs[m] is not None and m in self.encoders for m in MODALITIES]
         mask_avail = torch.stack([torch.full((B,), a, dtype=torch.bool, device=dev)
                                   for a in avail], dim=1)  # (B, M), no host-to-device copy
-        present = mask_avail if present is None else present.to(dev).bool() & mask_avail
-        if self.training and not bool(present.any(dim=1).all()):
-            # Inference callers (Classifier, the trainer's evaluation) check this themselves.
+        # Training checks and skips use a mask given on the host, read there (numpy: no
+        # device read); a mask already on an accelerator is its caller's to check.
+        in_batch = None
+        if self.training and present is None and not any(avail):
             raise ValueError("every sample needs at least one present, configured modality")
+        if self.training and present is not None and present.device.type == "cpu":
+            host = present.bool().numpy() & np.array(avail)
+            if not host.any(axis=1).all():
+                raise ValueError("every sample needs at least one present, configured modality")
+            in_batch = host.any(axis=0)  # (M,): whether any sample has the modality
+        present = mask_avail if present is None else \
+            present.to(dev, non_blocking=True).bool() & mask_avail
         hs = []
         for i, m in enumerate(MODALITIES):
-            skip = not avail[i] or (self.training and not self.run_every_encoder
-                                    and not bool(present[:, i].any()))
+            skip = not avail[i] or (in_batch is not None and not self.run_every_encoder
+                                    and not in_batch[i])
             if skip:  # no encoder, no input, or (training) nobody in this batch uses it
                 hs.append(torch.zeros(T, B, self.cfg.hidden, device=dev, dtype=dtype))
                 continue

@@ -89,20 +89,25 @@ class AugmentConfig:
                              "noise_variants >= 1")
 
 
+def _draw(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A draw of the (CPU) epoch generator, sent to ``like``'s device without waiting."""
+    return x.to(like.device, non_blocking=True)
+
+
 def shift_events(ev: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
     """ev (T, B, P, H, W): each sample translated by its own random (dy, dx) in
     [-max_shift, max_shift], zero fill (the emulated saccades already move the digit by a few
-    pixels, so small shifts stay on the data's manifold)."""
+    pixels, so small shifts stay on the data's manifold). One gather on ev's device."""
     if max_shift <= 0:
         return ev
     T, B, P, H, W = ev.shape
-    d = torch.randint(-max_shift, max_shift + 1, (B, 2), generator=g)
+    d = _draw(torch.randint(-max_shift, max_shift + 1, (B, 2), generator=g), ev)
     pad = torch.nn.functional.pad(ev, (max_shift,) * 4)
-    out = torch.empty_like(ev)
-    for b in range(B):
-        y0, x0 = max_shift - int(d[b, 0]), max_shift - int(d[b, 1])
-        out[:, b] = pad[:, b, :, y0:y0 + H, x0:x0 + W]
-    return out
+    rows = torch.arange(H, device=ev.device) + (max_shift - d[:, :1])  # (B, H) in pad
+    cols = torch.arange(W, device=ev.device) + (max_shift - d[:, 1:])  # (B, W)
+    src = rows[:, :, None] * pad.shape[-1] + cols[:, None, :]  # (B, H, W) flat positions
+    src = src.reshape(1, B, 1, H * W).expand(T, B, P, H * W)
+    return pad.reshape(T, B, P, -1).gather(3, src).reshape(T, B, P, H, W)
 
 
 def shift_time(ev: torch.Tensor, au: torch.Tensor, max_shift: int, g: torch.Generator
@@ -113,15 +118,16 @@ def shift_time(ev: torch.Tensor, au: torch.Tensor, max_shift: int, g: torch.Gene
     if max_shift <= 0:
         return ev, au
     T, B = ev.shape[:2]
-    k = torch.randint(-max_shift, max_shift + 1, (B,), generator=g)
-    out_ev, out_au = torch.zeros_like(ev), torch.zeros_like(au)
-    for b in range(B):
-        s = int(k[b])
-        if s >= 0:
-            out_ev[s:, b], out_au[s:, b] = ev[:T - s, b], au[:T - s, b]
-        else:
-            out_ev[:T + s, b], out_au[:T + s, b] = ev[-s:, b], au[-s:, b]
-    return out_ev, out_au
+    k = _draw(torch.randint(-max_shift, max_shift + 1, (B,), generator=g), ev)
+    src = torch.arange(T, device=ev.device).reshape(T, 1) - k  # (T, B): the bin shown at t
+    outside = (src < 0) | (src >= T)
+    b = torch.arange(B, device=ev.device)
+
+    def move(x: torch.Tensor) -> torch.Tensor:
+        moved = x[src.clamp(0, T - 1), b]
+        return moved.masked_fill(outside.reshape(T, B, *(1,) * (x.dim() - 2)), 0)
+
+    return move(ev), move(au)
 
 
 def shift_channels(au: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.Tensor:
@@ -130,18 +136,15 @@ def shift_channels(au: torch.Tensor, max_shift: int, g: torch.Generator) -> torc
     alike, as a different vocal-tract length does)."""
     if max_shift <= 0:
         return au
-    C = au.shape[-1]
-    d = torch.randint(-max_shift, max_shift + 1, (au.shape[1],), generator=g)
+    T, B, P, C = au.shape
+    d = _draw(torch.randint(-max_shift, max_shift + 1, (B,), generator=g), au)
     pad = torch.nn.functional.pad(au, (max_shift, max_shift))
-    out = torch.empty_like(au)
-    for b in range(au.shape[1]):
-        c0 = max_shift - int(d[b])
-        out[:, b] = pad[:, b, :, c0:c0 + C]
-    return out
+    src = torch.arange(C, device=au.device) + (max_shift - d[:, None])  # (B, C) in pad
+    return pad.gather(3, src.reshape(1, B, 1, C).expand(T, B, P, C))
 
 
-def swap_audio_within_class(idx: torch.Tensor, labels: np.ndarray, frac: float, g: torch.Generator
-                 ) -> torch.Tensor:
+def swap_audio_within_class(idx: torch.Tensor, labels: np.ndarray, frac: float,
+                            g: torch.Generator) -> torch.Tensor:
     """Audio indices for the training samples ``idx``: a fraction ``frac`` of them replaced by
     a random training sample of the same class (new event/audio pairs every epoch)."""
     if frac <= 0:
@@ -149,30 +152,36 @@ def swap_audio_within_class(idx: torch.Tensor, labels: np.ndarray, frac: float, 
     lab = torch.from_numpy(labels)
     swap = torch.rand(len(idx), generator=g) < frac
     r = torch.rand(len(idx), generator=g)
-    out = idx.clone()
-    for j in torch.nonzero(swap).flatten().tolist():
-        pool = torch.nonzero(lab == lab[idx[j]]).flatten()
-        out[j] = pool[int(r[j] * len(pool)) % len(pool)]
-    return out
+    by_class = torch.argsort(lab, stable=True)  # each class's samples, in dataset order
+    count = torch.bincount(lab)
+    first = torch.cumsum(count, 0) - count
+    c = lab[idx]
+    pick = by_class[first[c] + (r * count[c]).long() % count[c]]
+    return torch.where(swap, pick, idx)
 
 
 def occlude_events(ev: torch.Tensor, prob: float, max_fraction: float, g: torch.Generator
                    ) -> torch.Tensor:
     """ev (T, B, P, H, W): with probability ``prob`` a sample loses a random square patch
     covering a fraction drawn uniformly from (0, max_fraction] of the sensor (all steps and
-    polarities: an object in front of the camera)."""
+    polarities: an object in front of the camera). The patches are placed on the host (the
+    test-time protocol's ``Occlusion.patch``), the mask applied on ev's device."""
     if prob <= 0 or max_fraction <= 0:
         return ev
     T, B, P, H, W = ev.shape
     hit = torch.rand(B, generator=g) < prob
     frac = torch.rand(B, generator=g) * max_fraction
     seeds = torch.randint(0, 2**31 - 1, (B,), generator=g)
-    out = ev.clone()
-    for b in torch.nonzero(hit).flatten().tolist():
-        rng = np.random.default_rng(int(seeds[b]))
-        x0, y0, sx, sy = Occlusion(max(float(frac[b]), 1e-3)).patch(W, H, rng)
-        out[:, b, :, y0:y0 + sy, x0:x0 + sx] = 0
-    return out
+    box = torch.zeros(4, B, dtype=torch.long)  # x0, y0, sx, sy; sx = sy = 0: no patch
+    for b, (on, f, seed) in enumerate(zip(hit.tolist(), frac.tolist(), seeds.tolist(),
+                                          strict=True)):
+        if on:
+            rng = np.random.default_rng(seed)
+            box[:, b] = torch.tensor(Occlusion(max(f, 1e-3)).patch(W, H, rng))
+    x0, y0, sx, sy = _draw(box, ev).reshape(4, B, 1)
+    xs, ys = torch.arange(W, device=ev.device), torch.arange(H, device=ev.device)
+    in_x, in_y = (xs >= x0) & (xs < x0 + sx), (ys >= y0) & (ys < y0 + sy)  # (B, W), (B, H)
+    return ev.masked_fill((in_y[:, :, None] & in_x[:, None, :])[None, :, None], 0)
 
 
 def recording_of(sample_id: str) -> str:
@@ -235,18 +244,15 @@ def noisy_audio_variants(root: str | Path, split: str, ids: list[str], fe: Front
     return per_rec[rows]
 
 
-def add_audio_noise(au: torch.Tensor, audio_idx: torch.Tensor, variants: np.ndarray | None,
+def add_audio_noise(au: torch.Tensor, audio_idx: torch.Tensor, variants: torch.Tensor | None,
                     prob: float, g: torch.Generator) -> torch.Tensor:
-    """au (T, B, 2, C) of the samples ``audio_idx``: each replaced, with probability ``prob``,
-    by one of its noisy variants (``variants``: (N, V, T, 2, C) from
-    :func:`noisy_audio_variants`)."""
+    """au (T, B, 2, C) of the samples ``audio_idx`` (on au's device): each replaced, with
+    probability ``prob``, by one of its noisy variants (``variants``: (N, V, T, 2, C) from
+    :func:`noisy_audio_variants`, on au's device, of au's dtype)."""
     if prob <= 0 or variants is None:
         return au
     B = au.shape[1]
-    hit = torch.rand(B, generator=g) < prob
-    which = torch.randint(0, variants.shape[1], (B,), generator=g)
-    out = au.clone()
-    for b in torch.nonzero(hit).flatten().tolist():
-        out[:, b] = torch.from_numpy(
-            variants[int(audio_idx[b]), int(which[b])].astype(np.float32))
-    return out
+    hit = _draw(torch.rand(B, generator=g) < prob, au)
+    which = _draw(torch.randint(0, variants.shape[1], (B,), generator=g), au)
+    noisy = variants[audio_idx, which].transpose(0, 1)  # (T, B, 2, C)
+    return torch.where(hit.reshape(1, B, 1, 1), noisy, au)

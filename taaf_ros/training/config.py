@@ -69,6 +69,8 @@ class TrainConfig:
             always).
         eval_batch_size: samples per evaluation batch.
         progress: progress bars.
+        log_every: steps between reads of the training loss for the progress bar (each read
+            waits for the device; the epoch's sums are read once, at its end).
         stop_after: end this invocation after this many epochs in total (0: run to epochs); the
             schedule still spans epochs, so --resume continues exactly (CPU-budget slicing).
         resume: continue from out_dir/last.pt (or --checkpoint) exactly where it stopped.
@@ -105,6 +107,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int = 100
     progress: bool = True
+    log_every: int = 20
     stop_after: int = 0
     resume: bool = False
     eval_only: bool = False
@@ -119,6 +122,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("batch_size", 1), ("eval_every", 1),
                           ("eval_batch_size", 1), ("limit_per_class", 0), ("stop_after", 0),
+                          ("log_every", 1),
                           ("num_threads", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

@@ -56,19 +56,13 @@ from taaf_ros.model import (
 from taaf_ros.model.late_fusion import fit_readout_weights, identity_weights
 from taaf_ros.model.loss import contributions
 
-from .augment import (
-    add_audio_noise,
-    occlude_events,
-    shift_channels,
-    shift_events,
-    shift_time,
-    swap_audio_within_class,
-)
+from .batches import ResidentSplit, train_batch
 from .config import TrainConfig
 from .data import TensorSet, epoch_generator, load_split
 from .distributed import Distributed, init_distributed, shutdown_distributed
 from .evaluation import evaluate, predict, summarize, tensor_batches
-from .optim import make_optimizer, scale_encoder_lr
+from .host_memory import retain_freed_memory
+from .optim import learning_rate, make_optimizer, scale_encoder_lr
 from .run_data import RunData, dataset_info, load_run_data
 from .run_state import RunState
 from .transfer import init_from_checkpoint, trainable
@@ -123,7 +117,13 @@ def _setup_torch(cfg: TrainConfig) -> tuple[torch.device, Distributed]:
         torch.set_num_threads(max(1, cfg.num_threads // world))  # the cores are shared
     # cheap on CPU; on CUDA some kernels fall back to slower deterministic versions
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # Deterministic mode also fills every new tensor with NaN to expose reads of uninitialised
+    # memory: a debugging aid that cost 8 ms of a 68 ms CPU step (the LIF kernels' outputs are
+    # large and fully written), not needed for determinism.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     device = select_device(cfg.device)
+    if device.type == "cpu":
+        retain_freed_memory()  # no page faults for each step's large tensors (host_memory.py)
     if world > 1 and device.type == "cuda":  # one GPU per process (written; untested here)
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -141,40 +141,18 @@ def _card(model: TAAFNet, classes: list[str], fe: FrontEndConfig, audio_rate: in
     return card
 
 
-def _share_held_out_contributions(loss_fn: BalancedFusionLoss, dctx: Distributed) -> None:
+def _share_held_out_contributions(loss_fn: BalancedFusionLoss, dctx: Distributed,
+                                  device: torch.device) -> None:
     """Every process balances with the contributions rank 0 measured on validation (a sum
     in which the other ranks put zeros); called by all ranks at the end of each epoch."""
     if loss_fn.cfg.balance_on != "validation" or not dctx.enabled:
         return
     T, M = loss_fn.model_cfg.T, len(MODALITIES)
-    buf = torch.zeros(T * M + 1)
+    buf = torch.zeros(T * M + 1, device=device)  # nccl reduces device tensors only
     if dctx.is_main and loss_fn.held_out_contributions is not None:
         buf[:-1], buf[-1] = loss_fn.held_out_contributions.reshape(-1), 1.0
     buf = dctx.all_reduce_sum(buf)
     loss_fn.set_held_out_contributions(buf[:-1].reshape(T, M) if float(buf[-1]) > 0 else None)
-
-
-def _train_batch(data: TensorSet, idx: torch.Tensor, cfg: TrainConfig, model: TAAFNet,
-                 g: torch.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """An augmented training batch: (events, audio, labels, present (B, M) bool)."""
-    ev, _, y = data.batch(idx)
-    aug = cfg.augment
-    audio_idx = swap_audio_within_class(idx, data.labels, aug.swap_audio, g)
-    _, au, _ = data.batch(audio_idx)
-    ev = shift_events(ev, aug.shift, g)
-    ev = occlude_events(ev, aug.occlusion, aug.occlusion_max, g)
-    au = add_audio_noise(au, audio_idx, data.noisy_audio, aug.noise, g)
-    au = shift_channels(au, aug.channel_shift, g)
-    ev, au = shift_time(ev, au, aug.time_shift, g)
-    B, M = len(idx), len(MODALITIES)
-    present = torch.tensor([m in model.cfg.modalities for m in MODALITIES]).expand(B, M)
-    present = present.clone()
-    if aug.modality_dropout > 0 and bool(present.all()):
-        drop = torch.rand(B, generator=g) < aug.modality_dropout
-        which = torch.randint(0, M, (B,), generator=g)
-        present[drop, which[drop]] = False
-    return ev, au, y, present
 
 
 @dataclass
@@ -193,6 +171,7 @@ class Run:
     sched: Any
     provenance: dict[str, Any]  # where --init-from started the weights ({} without it)
     state: RunState
+    train_split: ResidentSplit  # data.train on the device
 
     @property
     def steps_per_epoch(self) -> int:
@@ -230,7 +209,7 @@ def setup(cfg: TrainConfig, data: RunData, device: torch.device, dctx: Distribut
     steps = math.ceil(len(data.train) / cfg.batch_size)
     opt, sched = make_optimizer(model, cfg.optim, cfg.epochs * steps)
     run = Run(cfg, command, device, dctx, data, model, net, loss_fn, opt, sched, provenance,
-              RunState())
+              RunState(), ResidentSplit.of(data.train, device))
     out = cfg.resolved_out_dir()
     if dctx.is_main:
         for name in ("last.pt", "model.pt"):
@@ -249,54 +228,61 @@ def _resume(run: Run, path: Path) -> None:
         print(f"resumed from {path} after epoch {run.state.epoch}")
 
 
+#: The per-step values a training epoch sums (on the device), in this order.
+EPOCH_SUMS = ("loss", "ce", "rho_events", "k_events", "k_audio", "correct")
+
+
 def train_epoch(run: Run, epoch: int, show: bool = False) -> dict[str, Any]:
     """One pass over the training split (every process draws the same global batches and
-    takes its share); the epoch's row of the history, summed over processes."""
+    takes its share); the epoch's row of the history, summed over processes. The steps' values
+    are summed on the device and read back at the end (and for the progress bar every
+    ``log_every`` steps): a step never waits for the device."""
     cfg, data = run.cfg, run.data
     t0 = time.perf_counter()
     run.model.train()
     g = epoch_generator(cfg.seed, epoch)
     order = torch.randperm(len(data.train), generator=g)
-    sums = dict.fromkeys(("loss", "ce", "correct", "rho_events", "k_events", "k_audio"), 0.0)
+    sums = torch.zeros(len(EPOCH_SUMS), dtype=torch.float64, device=run.device)
     bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch",
                leave=False, disable=not show)
     for b in bar:
         idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-        info = _step(run, idx, g, sums)
-        bar.set_postfix(loss=f"{info['loss']:.3f}")
-    keys = list(sums)
-    totals = run.dctx.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64))
-    sums = dict(zip(keys, totals.tolist(), strict=True))
+        loss = _step(run, idx, g, sums)
+        if show and (b + 1) % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+    totals = dict(zip(EPOCH_SUMS, run.dctx.all_reduce_sum(sums).tolist(), strict=True))
     n = len(data.train)
     seconds = time.perf_counter() - t0
     run.state.train_time_s += seconds
-    return {"epoch": epoch + 1, "lr": run.opt.param_groups[0]["lr"],
-            "train_loss": sums["loss"] / n, "train_ce": sums["ce"] / n,
-            "train_acc": sums["correct"] / n, "train_rho_events": sums["rho_events"] / n,
-            "train_k_events": sums["k_events"] / n, "train_k_audio": sums["k_audio"] / n,
+    return {"epoch": epoch + 1, "lr": learning_rate(run.opt),
+            "train_loss": totals["loss"] / n, "train_ce": totals["ce"] / n,
+            "train_acc": totals["correct"] / n, "train_rho_events": totals["rho_events"] / n,
+            "train_k_events": totals["k_events"] / n, "train_k_audio": totals["k_audio"] / n,
             "epoch_time_s": seconds}
 
 
-def _step(run: Run, idx: torch.Tensor, g: torch.Generator, sums: dict[str, float]
-          ) -> dict[str, Any]:
-    """One optimiser step on this process's share of the global batch ``idx``."""
-    ev, au, y, present = _train_batch(run.data.train, idx, run.cfg, run.model, g)
-    sl, dev = run.dctx.share(len(idx)), run.device
-    ev, au, y, present = ev[:, sl].to(dev), au[:, sl].to(dev), y[sl].to(dev), present[sl].to(dev)
-    k = run.loss_fn.new_grad_scale()
+def _step(run: Run, idx: torch.Tensor, g: torch.Generator, sums: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on this process's share of the global batch ``idx``; adds its values
+    to ``sums`` (EPOCH_SUMS order) and returns its loss, both on the device."""
+    ev, au, y, present = train_batch(run.train_split, idx, run.cfg.augment,
+                                     run.model.cfg.modalities, g)
+    sl = run.dctx.share(len(idx))
+    ev, au, y, present = ev[:, sl], au[:, sl], y[sl], present[sl]  # present stays on the host
+    k = run.loss_fn.new_grad_scale(run.device)
     outp = run.net(ev, au, present=present, grad_scale=k)
     loss, info = run.loss_fn(outp, y, grad_scale=k)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     run.loss_fn.after_backward(run.model, info)
-    scale_encoder_lr(run.opt, info["lr_scale"])  # this step only: sched.step() resets it
+    if run.loss_fn.modulates_lr:
+        scale_encoder_lr(run.opt, info["lr_scale"])  # this step only: sched.step() resets it
     run.opt.step()
     run.sched.step()
     nb = len(y)
-    sums["correct"] += float((outp.logits.argmax(-1) == y).sum())
-    for key in ("loss", "ce", "rho_events", "k_events", "k_audio"):
-        sums[key] += info[key] * nb
-    return info
+    correct = (outp.logits.argmax(-1) == y).sum()
+    per_batch = torch.stack([info[key] for key in EPOCH_SUMS[:-1]]).to(sums.dtype) * nb
+    sums += torch.cat([per_batch, correct.reshape(1).to(sums.dtype)])
+    return info["loss"]
 
 
 def validate(run: Run, row: dict[str, Any]) -> None:
@@ -423,7 +409,7 @@ def _epochs(run: Run) -> dict[str, Any]:
             save_state(run)
         else:
             state.history.append(row)
-        _share_held_out_contributions(run.loss_fn, dctx)
+        _share_held_out_contributions(run.loss_fn, dctx, run.device)
         dctx.barrier()
     if end < cfg.epochs:
         return {"stopped_after_epoch": end, "history": state.history}
