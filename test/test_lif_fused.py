@@ -52,6 +52,28 @@ def test_fused_equals_norse_spikes_bit_for_bit_and_gradients(
     torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "transposed"])
+def test_a_current_in_another_layout_is_taken_as_it_lies(layout: str) -> None:
+    """A channels-last current (the event encoder's) or any permuted dense one: the spikes and
+    gradients of the contiguous current, the spikes in the current's own layout."""
+    g = torch.Generator().manual_seed(11)
+    dense = torch.randn(6, 3, 4, 5, 7, generator=g) * 2  # (T, B, C, H, W)
+    if layout == "channels_last":
+        x = dense.reshape(18, 4, 5, 7).contiguous(memory_format=torch.channels_last)
+        x = x.reshape(6, 3, 4, 5, 7)
+    else:
+        x = dense.transpose(2, 4).contiguous().transpose(2, 4)
+    assert torch.equal(x, dense) and not x.is_contiguous()
+    x.requires_grad_(True)
+    d = dense.clone().requires_grad_(True)
+    w = torch.randn(dense.shape, generator=g)
+    c = lif_constants(500.0, 500.0, 0.0, 0.5, 0.0, 1e-3)
+    z, z_dense = lif_fused(x, c), lif_fused(d, c)
+    assert torch.equal(z, z_dense) and z.stride() == x.stride()
+    (gx,), (gd,) = (torch.autograd.grad((y * w).sum(), v) for y, v in ((z, x), (z_dense, d)))
+    assert torch.equal(gx, gd)
+
+
 def test_fused_layer_in_half_precision_and_without_grad() -> None:
     layer = LIFLayer(T=4, tau_syn_inv=500.0, tau_mem_inv=500.0, v_th=0.5, dt=1e-3)
     x = torch.randn(4 * 3, 10, generator=torch.Generator().manual_seed(3)) * 2

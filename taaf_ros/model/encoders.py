@@ -239,7 +239,10 @@ class EventEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
-        y = self.features(x.reshape(T * B, *x.shape[2:]))  # (T*B, C, H', W') spikes
+        # channels-last: the convolutions' faster layout on the CPU (the LIF kernels take it
+        # as it lies); 2.2x faster fwd+bwd for the second conv at B=32
+        x = x.reshape(T * B, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+        y = self.features(x)  # (T*B, C, H', W') spikes
         y = self.lif(self.bn(self.fc(y.flatten(1))))  # (T*B, D)
         return y.reshape(T, B, -1)
 

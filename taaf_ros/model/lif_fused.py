@@ -212,5 +212,10 @@ def lif_fused(x: torch.Tensor, constants: list[float]) -> torch.Tensor:
     [0.0, 0.0, 1.0, 0.0]
     """
     save = torch.is_grad_enabled() and x.requires_grad
-    z, _ = lif_fused_op(x.reshape(x.shape[0], -1), constants, save)
-    return z.view(x.shape)
+    # The neurons are independent, so they are taken in memory order: a channels-last current
+    # (the convolutions' faster layout on the CPU) is read as it lies, without a copy, and the
+    # spikes come back in its layout.
+    order = sorted(range(1, x.dim()), key=lambda d: -x.stride(d))
+    in_memory = x.permute(0, *order)
+    z, _ = lif_fused_op(in_memory.reshape(x.shape[0], -1), constants, save)
+    return z.view(in_memory.shape).permute(0, *(order.index(d) + 1 for d in range(1, x.dim())))
