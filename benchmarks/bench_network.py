@@ -11,6 +11,8 @@
   ``lif_feed_forward_step`` (how SNN code is usually written); outputs are checked to match.
 * ANN: the same layers with ReLU instead of LIF (folded time too), the non-spiking reference.
 * ONNX Runtime: the exported graph (``taaf_export``, the node's ``inference_backend``), CPU.
+* CUDA graph (CUDA only): the package network captured once and replayed
+  (``inference_backend:=cuda_graph``), timed with its input copies and its one wait.
 Reports inference latency at batch 1, training step time, energy per inference, firing rates.
 With the bundled model (``models/taaf_avdigits.pt``, or ``--checkpoint``) the trained weights are
 used and, where an EAD-layout test split is found (``--data-root`` / ``TAAF_DATA_ROOT``), energy
@@ -175,6 +177,25 @@ def onnxruntime_row(net: TAAFNet, checkpoint: str, ev: torch.Tensor, au: torch.T
     return timeit(lambda: runner(e, a, present), lambda: None, iters)
 
 
+def cuda_graph_row(net: TAAFNet, ev: torch.Tensor, au: torch.Tensor, dtype: torch.dtype,
+                   iters: int) -> float | None:
+    """Median ms of a window through ``CudaGraphRunner`` (numpy in, numpy out: the node's
+    ``inference_backend:=cuda_graph``), checked against the eager network; None off CUDA."""
+    if ev.device.type != "cuda":
+        return None
+    from taaf_ros.inference.cuda_graph import CudaGraphRunner
+
+    runner = CudaGraphRunner(net, dtype)
+    e, a = ev.float().cpu().numpy(), au.float().cpu().numpy()
+    present = np.ones((1, 2), dtype=bool)
+    probs = runner(e, a, present)[0]
+    with inference_context(ev.device, dtype):
+        want = net(ev, au).logits.float().softmax(-1).cpu().numpy()
+    diff = float(np.abs(probs - want).max())
+    assert diff < (1e-4 if dtype == torch.float32 else 5e-2), f"CUDA graph differs by {diff}"
+    return timeit(lambda: runner(e, a, present), lambda: None, iters)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
@@ -227,6 +248,7 @@ def main() -> None:
     }
 
     ort_ms = onnxruntime_row(net, args.checkpoint, ev, au, args.iters, args.threads)
+    graph_ms = cuda_graph_row(net, ev, au, dtype, args.iters)
     evb, aub = make_inputs(cfg, args.train_batch, dev)
     y = torch.arange(args.train_batch, device=dev) % cfg.n_classes
 
@@ -272,6 +294,9 @@ def main() -> None:
         )
     if ort_ms is not None:
         print(f"{'ONNX Runtime (exported)':26s} {ort_ms:13.2f} {ort_ms / base:9.2f}x "
+              f"{'-':>15s} {'-':>10s}")
+    if graph_ms is not None:
+        print(f"{'CUDA graph (replayed)':26s} {graph_ms:13.2f} {graph_ms / base:9.2f}x "
               f"{'-':>15s} {'-':>10s}")
 
     source = "random sparse input, 5 % event / 15 % audio density"

@@ -16,6 +16,10 @@ from taaf_ros.modalities import MODALITIES
 DEFAULT_MODEL = "taaf_avdigits.pt"
 """The bundled checkpoint's file name (installed to share/taaf_ros/models by setup.py)."""
 
+BACKENDS = ("eager", "onnxruntime", "cuda_graph")
+"""How the network runs: PyTorch op by op; the exported graph in ONNX Runtime; the PyTorch
+network captured once as a CUDA graph and replayed (CUDA only)."""
+
 
 def find_bundled_model(share_dirs: Iterable[str | os.PathLike[str]] | None = None) -> Path:
     """The default checkpoint: ``share/taaf_ros/models/taaf_avdigits.pt`` (:data:`DEFAULT_MODEL`),
@@ -77,6 +81,7 @@ class Classifier:
     Args:
         path: checkpoint file (see taaf_ros.model.checkpoint). device: 'auto', 'cpu', 'cuda:N'.
         dtype: 'float32', 'float16' (CUDA only) or 'bfloat16', applied with autocast.
+        backend: one of :data:`BACKENDS` (``cuda_graph`` needs a CUDA device).
         window_s: 0 = the model card's window; another value changes the window the front end
             bins over (the network still sees T bins).
 
@@ -109,8 +114,12 @@ class Classifier:
         self.runner = None
         if backend == "onnxruntime":
             self.runner = _onnx_runner(self.path, loaded.model, self.device)
+        elif backend == "cuda_graph":
+            from taaf_ros.inference.cuda_graph import CudaGraphRunner
+
+            self.runner = CudaGraphRunner(self.model, self.dtype)
         elif backend != "eager":
-            raise ValueError(f"backend must be eager or onnxruntime, got {backend!r}")
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
     @property
     def window_us(self) -> int:
@@ -156,7 +165,7 @@ class Classifier:
         if ev is None and au is None:
             raise ValueError("no modality present")
         if self.runner is not None:
-            return self._classify_onnx(ev, au)
+            return self._classify_runner(ev, au)
         present = torch.tensor([[ev is not None, au is not None]], device=self.device)
         with inference_context(self.device, self.dtype):
             out = self.model(
@@ -169,8 +178,9 @@ class Classifier:
             amap = out.attention_map[0].float().cpu().numpy()
         return WindowResult(probs, att, amap, ev, au)
 
-    def _classify_onnx(self, ev: np.ndarray | None, au: np.ndarray | None) -> WindowResult:
-        """The exported graph: an absent modality is zeros, masked."""
+    def _classify_runner(self, ev: np.ndarray | None, au: np.ndarray | None) -> WindowResult:
+        """The exported graph or the captured CUDA graph: an absent modality is zeros,
+        masked."""
         cfg = self.model.cfg
         e = (np.zeros((cfg.T, *cfg.event_shape), np.float32) if ev is None else ev)[:, None]
         a = (np.zeros((cfg.T, 2, cfg.audio_channels), np.float32) if au is None else au)[:, None]

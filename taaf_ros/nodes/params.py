@@ -80,8 +80,9 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     P("inference_backend", "eager", "eager: the network in PyTorch; onnxruntime: its exported "
       "graph in ONNX Runtime (no Python per op: about 15x faster at batch 1 on a CPU here; "
       "<model>.onnx beside the checkpoint from taaf_export, else exported once into "
-      "~/.cache/taaf_ros/onnx; needs pip install 'taaf_ros[onnx]')",
-      choices=("eager", "onnxruntime")),
+      "~/.cache/taaf_ros/onnx; needs pip install 'taaf_ros[onnx]'); cuda_graph: the network "
+      "captured once as a CUDA graph and replayed (device cuda only; captured at start-up)",
+      choices=("eager", "onnxruntime", "cuda_graph")),
     P("torch_threads", 1, "CPU threads for inference (torch intra-op, process-wide); 0 = torch's "
       "default (one per core). 1 suits a batch-1 network beside decoding and other processes",
       low=0, high=1024),
