@@ -21,6 +21,7 @@ call reads nothing back from the device and a CUDA graph can hold the launch.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -88,13 +89,13 @@ def lif_fused_op(x, constants, save_membrane):
 
 @lif_fused_op.register_kernel("cpu")
 def _lif_fused_cpu(x, constants, save_membrane):
-    x32 = _as_float32_array(x)
-    z = torch.empty(x32.shape)
-    membrane = torch.empty(x32.shape if save_membrane else (0, 0))
-    m = membrane.numpy()
+    current = _float32_contiguous(x)  # held until the kernels are done: they read its memory
+    z = torch.empty(current.shape)
+    membrane = torch.empty(current.shape if save_membrane else (0, 0))
+    xs, zs, m = _view(current), _view(z), _view(membrane)
     c_syn, c_mem, v_leak, v_th, v_reset = (np.float32(c) for c in constants)
-    _in_column_blocks(x32.shape[1], lambda a, b: _forward_kernel(
-        x32[:, a:b], z.numpy()[:, a:b], m[:, a:b] if save_membrane else m, save_membrane,
+    _in_column_blocks(xs.shape[1], lambda a, b: _forward_kernel(
+        xs[:, a:b], zs[:, a:b], m[:, a:b] if save_membrane else m, save_membrane,
         c_syn, c_mem, v_leak, v_th, v_reset))
     return (z if x.dtype == torch.float32 else z.to(x.dtype)), membrane
 
@@ -123,12 +124,21 @@ def _in_column_blocks(n: int, run: Callable[[int, int], None]) -> None:
         f.result()
 
 
-def _as_float32_array(x: torch.Tensor) -> np.ndarray:
-    """A numpy view of x where it already is float32 and contiguous (the usual case), with
-    the fewest torch ops: at batch 1 each one costs as much as the kernel's arithmetic."""
-    if x.dtype != torch.float32:
-        x = x.to(torch.float32)
-    return x.detach().numpy() if x.is_contiguous() else x.detach().contiguous().numpy()
+def _float32_contiguous(x: torch.Tensor) -> torch.Tensor:
+    """x as contiguous float32 (itself in the usual case)."""
+    x = x if x.dtype == torch.float32 else x.to(torch.float32)
+    return x if x.is_contiguous() else x.contiguous()
+
+
+def _view(t: torch.Tensor) -> np.ndarray:
+    """A numpy array over the memory of ``t`` (contiguous float32 on the CPU), made without
+    torch ops: at batch 1 ``Tensor.numpy()``'s three (a detach and two conjugate and negation
+    checks) cost as much as the kernel's arithmetic. It does not own the memory: the caller
+    holds ``t`` while the view is used."""
+    if t.numel() == 0:
+        return np.empty(t.shape, np.float32)
+    memory = (ctypes.c_float * t.numel()).from_address(t.data_ptr())
+    return np.frombuffer(memory, np.float32).reshape(t.shape)
 
 
 @lif_fused_op.register_fake
@@ -148,7 +158,8 @@ def lif_fused_backward_op(grad_z, membrane, constants):
 def _lif_fused_backward_cpu(grad_z, membrane, constants):
     c_syn, c_mem, _, v_th, v_reset = (np.float32(c) for c in constants)
     grad_x = torch.empty(grad_z.shape)
-    g, m, gx = _as_float32_array(grad_z), _as_float32_array(membrane), grad_x.numpy()
+    held = _float32_contiguous(grad_z), _float32_contiguous(membrane)  # while the kernels run
+    g, m, gx = _view(held[0]), _view(held[1]), _view(grad_x)
     _in_column_blocks(g.shape[1], lambda a, b: _backward_kernel(
         g[:, a:b], m[:, a:b], gx[:, a:b], c_syn, c_mem, v_th, v_reset))
     return grad_x if grad_z.dtype == torch.float32 else grad_x.to(grad_z.dtype)

@@ -78,7 +78,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     P("dtype", "float32", "inference precision: float32, float16 (CUDA only) or bfloat16 "
       "(autocast; LIF state and norms stay float32)", choices=("float32", "float16", "bfloat16")),
     P("inference_backend", "eager", "eager: the network in PyTorch; onnxruntime: its exported "
-      "graph in ONNX Runtime (no Python per op: about 15x faster at batch 1 on a CPU here; "
+      "graph in ONNX Runtime (no Python per op: the fastest at batch 1 on a CPU, see "
+      "benchmarks/bench_network.py; "
       "<model>.onnx beside the checkpoint from taaf_export, else exported once into "
       "~/.cache/taaf_ros/onnx; needs pip install 'taaf_ros[onnx]'); cuda_graph: the network "
       "captured once as a CUDA graph and replayed (device cuda only; captured at start-up)",
