@@ -113,7 +113,9 @@ class TAAFNet(nn.Module):
             events: (T, B, P, H, W) event counts (any numeric dtype) or None (absent).
             audio: (T, B, 2, C) audio spike counts or None (absent).
             present: (B, M) bool; False masks a modality for that sample (zero input, removed
-                from the modality attention). None: present wherever an input is given.
+                from the modality attention). None: present wherever an input is given. In
+                training a mask on the CPU is checked (every sample has a modality) and decides
+                which encoders run, without a device read; give it there (the trainer does).
             grad_scale: (T, M) factors applied to the gradient flowing back from each
                 modality's features at each step (identity forward), inside the head where the
                 step is the one the coefficients were measured at. Read at backward time: see

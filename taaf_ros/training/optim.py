@@ -115,6 +115,6 @@ def scale_encoder_lr(opt: torch.optim.Optimizer, lr_scale: Sequence[float] | tor
 
 
 def learning_rate(opt: torch.optim.Optimizer, group: int = 0) -> float:
-    """A group's current learning rate as a number (reads a tensor rate back: log with it)."""
-    lr = opt.param_groups[group]["lr"]
-    return float(lr)
+    """A group's current learning rate as a number (a tensor rate is read back from its
+    device: for the epoch's log, not for every step)."""
+    return float(opt.param_groups[group]["lr"])
