@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("onnxruntime")
 
@@ -88,3 +89,27 @@ def test_the_node_parameter_selects_the_backend():
                                                         "inference_backend": "onnxruntime"}
     assert LiveSession.load_classifier(p).runner is not None
     assert LiveSession.load_classifier(p | {"inference_backend": "eager"}).runner is None
+
+
+def test_providers_for_a_gpu_put_tensorrt_with_its_engine_cache_first(tmp_path):
+    """On CUDA: TensorRT (engines cached, float16 when asked) before CUDA, the CPU last; only
+    what onnxruntime has. (Only the CPU provider exists here: the session on the GPU list is
+    not run.)"""
+    import onnxruntime
+
+    from taaf_ros.model.export import onnx_providers
+
+    every = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    got = onnx_providers(torch.device("cuda", 1), torch.float16, every, tmp_path / "trt")
+    assert got == [("TensorrtExecutionProvider",
+                    {"device_id": 1, "trt_engine_cache_enable": True,
+                     "trt_engine_cache_path": str(tmp_path / "trt"), "trt_fp16_enable": True}),
+                   ("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert onnx_providers(torch.device("cuda"), torch.float32, every[1:], tmp_path) == [
+        ("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    here = onnxruntime.get_available_providers()
+    assert onnx_providers(torch.device("cpu"), torch.float32, here, tmp_path) == [
+        "CPUExecutionProvider"]
+    # a GPU node on a machine whose onnxruntime has no GPU provider runs on the CPU provider
+    assert onnx_providers(torch.device("cuda"), torch.float16, ["CPUExecutionProvider"],
+                          tmp_path) == ["CPUExecutionProvider"]

@@ -113,7 +113,7 @@ class Classifier:
         self.backend = backend
         self.runner = None
         if backend == "onnxruntime":
-            self.runner = _onnx_runner(self.path, loaded.model, self.device)
+            self.runner = _onnx_runner(self.path, loaded.model, self.device, self.dtype)
         elif backend == "cuda_graph":
             from taaf_ros.inference.cuda_graph import CudaGraphRunner
 
@@ -189,26 +189,39 @@ class Classifier:
         return WindowResult(probs[0], att[0], amap[0], ev, au)
 
 
-def _onnx_runner(checkpoint: str, model: Any, device: Any) -> Any:
+def _onnx_runner(checkpoint: str, model: Any, device: Any, dtype: Any) -> Any:
     """ONNX Runtime on the checkpoint's graph: ``<model>.onnx`` beside it when current, else
-    exported once into the user cache (a share folder may be read-only)."""
+    exported once into the user cache (a share folder may be read-only). On CUDA the TensorRT
+    provider (where onnxruntime has it) caches its engines in ``<model>.trt/`` beside the graph
+    when that folder is writable, else in the user cache."""
     from taaf_ros.model.export import (
         OnnxRunner,
         export_onnx,
         file_digest,
         graph_source,
         onnx_path,
+        onnx_providers,
     )
 
     beside, digest = onnx_path(checkpoint), file_digest(checkpoint)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "taaf_ros"
     if beside.is_file() and graph_source(beside) == digest:
         path = beside
     else:  # none, or made from another checkpoint: export once, keyed by the checkpoint
-        path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "taaf_ros" / \
-            "onnx" / f"{Path(checkpoint).stem}-{digest[:16]}.onnx"
+        path = cache / "onnx" / f"{Path(checkpoint).stem}-{digest[:16]}.onnx"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             export_onnx(model, path, source_digest=digest)
-    providers = (["CUDAExecutionProvider", "CPUExecutionProvider"]
-                 if getattr(device, "type", "cpu") == "cuda" else ["CPUExecutionProvider"])
+    engines = path.with_suffix(".trt")
+    if not os.access(path.parent, os.W_OK):
+        engines = cache / "trt" / f"{Path(checkpoint).stem}-{digest[:16]}"
+    try:
+        import onnxruntime
+    except ImportError:  # OnnxRunner says what to install
+        available: list[str] = []
+    else:
+        available = onnxruntime.get_available_providers()
+    providers = onnx_providers(device, dtype, available, engines)
+    if any(p[0] == "TensorrtExecutionProvider" for p in providers if isinstance(p, tuple)):
+        engines.mkdir(parents=True, exist_ok=True)
     return OnnxRunner(path, providers)

@@ -21,7 +21,9 @@ import copy
 import hashlib
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,16 +105,43 @@ def graph_source(path: str | Path) -> str:
     return next((p.value for p in graph.metadata_props if p.key == SOURCE_KEY), "")
 
 
+Provider = str | tuple[str, dict[str, Any]]
+
+
+def onnx_providers(device: torch.device, dtype: torch.dtype, available: Sequence[str],
+                   engine_cache: Path) -> list[Provider]:
+    """ONNX Runtime's execution providers for a run on ``device`` at ``dtype``, best first, of
+    those ``available`` (``onnxruntime.get_available_providers()``): on CUDA (a GPU, a
+    Jetson), TensorRT with its engines cached in ``engine_cache`` (built at the first start,
+    minutes on a Jetson; loaded after) and float16 where ``dtype`` is, then CUDA; the CPU
+    always last.
+
+    >>> onnx_providers(torch.device("cpu"), torch.float32, ["CPUExecutionProvider"], Path("c"))
+    ['CPUExecutionProvider']
+    """
+    chosen: list[Provider] = []
+    if device.type == "cuda":
+        gpu = {"device_id": device.index or 0}
+        if "TensorrtExecutionProvider" in available:
+            chosen.append(("TensorrtExecutionProvider", {
+                **gpu, "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(engine_cache),
+                "trt_fp16_enable": dtype == torch.float16}))
+        if "CUDAExecutionProvider" in available:
+            chosen.append(("CUDAExecutionProvider", gpu))
+    return [*chosen, "CPUExecutionProvider"]
+
+
 class OnnxRunner:
     """An ONNX Runtime session on an exported graph, called like the network in
     ``Classifier``: numpy inputs of batch 1, numpy outputs.
 
-    providers: onnxruntime execution providers in order of preference (default CPU; on a GPU
-    ``["CUDAExecutionProvider", "CPUExecutionProvider"]``, on a Jetson the TensorRT one
-    first). threads: intra-op threads (1 suits a batch-1 graph beside the node's decoding).
+    providers: onnxruntime execution providers in order of preference, names or (name,
+    options) (default CPU; :func:`onnx_providers` chooses them for a device). threads:
+    intra-op threads (1 suits a batch-1 graph beside the node's decoding).
     """
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None,
+    def __init__(self, path: str | Path, providers: list[Provider] | None = None,
                  threads: int = 1) -> None:
         try:
             import onnxruntime as ort
