@@ -88,13 +88,15 @@ def ros2(env: dict[str, str], *args: str, timeout: float = 30) -> str:
     stdout (fails the test on a non-zero exit)."""
     # Without the daemon, each command discovers the graph itself: give it time to. On a
     # loaded machine (CI runs the suite beside other work) discovery within the spin time can
-    # miss a node that is there ("Node not found", seen in CI): the command never reached it,
-    # so it is run again, at most three times in all.
+    # miss a node or a topic that is there ("Node not found", "Could not determine the type
+    # for the passed topic": both seen): the command never reached it, so it is run again, at
+    # most three times in all.
     extra = ["--spin-time", "3"] if args[0] in ("param", "lifecycle") else []
+    missed = ("Node not found", "Could not determine the type for the passed topic")
     for _ in range(3):
         r = subprocess.run(["ros2", *args, "--no-daemon", *extra], env=env,
                            capture_output=True, text=True, timeout=timeout, check=False)
-        if r.returncode == 0 or "Node not found" not in r.stdout + r.stderr:
+        if r.returncode == 0 or not any(m in r.stdout + r.stderr for m in missed):
             break
     assert r.returncode == 0, f"ros2 {' '.join(args)}: {r.stdout}\n{r.stderr}"
     return r.stdout
