@@ -175,9 +175,13 @@ def test_the_triton_kernel_source_agrees_with_the_cpu_kernel_in_the_interpreter(
 
 def test_neuron_blocks_on_threads_give_the_single_thread_result() -> None:
     """A training batch's layer is split into neuron blocks run on threads (the kernels release
-    the GIL); each neuron's time loop stays whole, so the result is the one-block result."""
+    the GIL), and each thread's block into blocks whose state stays in cache; each neuron's
+    time loop stays whole, so the result is the one-block result, and norse's."""
+    from taaf_ros.model import lif_fused as module
+
     g = torch.Generator().manual_seed(5)
-    x = (torch.randn(4, 3 * (1 << 14) + 7, generator=g) * 1.5).requires_grad_(True)
+    n = module._CACHE_BLOCK + 3 * (1 << 14) + 7  # more than one cache block per thread
+    x = (torch.randn(4, n, generator=g) * 1.5).requires_grad_(True)
     w = torch.randn(x.shape, generator=g)
     c = lif_constants(500.0, 500.0, 0.0, 0.5, 0.0, 1e-3)
     threads = torch.get_num_threads()
@@ -191,7 +195,10 @@ def test_neuron_blocks_on_threads_give_the_single_thread_result() -> None:
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
-    assert torch.equal(results[0][0], norse_loop(x.detach(), 500.0, 500.0, 0.5))
+    z_ref = norse_loop(x, 500.0, 500.0, 0.5)
+    (gx_ref,) = torch.autograd.grad((z_ref * w).sum(), x)
+    assert torch.equal(results[0][0], z_ref)
+    torch.testing.assert_close(results[0][1], gx_ref, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (make bench-gpu)")

@@ -283,9 +283,11 @@ def test_resume_equals_uninterrupted(trained: Path, tiny_data: Path, tmp_path: P
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["taaf-balanced", "concat-ogmge"])
-def test_a_training_step_reads_nothing_back(method: str, trained: Path, tiny_data: Path,
-                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize("method, precision", [("taaf-balanced", "float32"),
+                                               ("concat-ogmge", "float32"),
+                                               ("taaf-balanced", "bfloat16")])
+def test_a_training_step_reads_nothing_back(method: str, precision: str, trained: Path,
+                                            tiny_data: Path, tmp_path: Path) -> None:
     """No training step reads one of its tensors' values back to the host (item, float, bool
     of a tensor): on a GPU each would wait for the device. Every augmentation and the
     modulated learning rates are on. The CPU's fused optimiser reads its learning rate inside
@@ -300,7 +302,8 @@ def test_a_training_step_reads_nothing_back(method: str, trained: Path, tiny_dat
     (tmp_path / "cache").symlink_to(trained / "cache")
     cfg = build_config(["--method", method, "--data-root", str(tiny_data), "--out-dir",
                         str(tmp_path), *TINY, "--augment.swap-audio", "0.5",
-                        "--augment.modality-dropout", "0.3", "--augment.time-shift", "1"])
+                        "--augment.modality-dropout", "0.3", "--augment.time-shift", "1",
+                        "--precision", precision])
     run = loop.setup(cfg, load_run_data(cfg, Distributed()), torch.device("cpu"), Distributed())
     g = epoch_generator(cfg.seed, 0)
     order = torch.randperm(len(run.data.train), generator=g)
@@ -354,6 +357,69 @@ def test_a_cuda_training_step_never_synchronizes(trained: Path, tiny_data: Path,
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(loss.device.type == "cuda" for loss in losses)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA (make bench-gpu)"))])
+def test_a_bfloat16_step_computes_in_bfloat16_and_keeps_float32_state(
+        device: str, trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    """``--precision bfloat16``: the convolutions and linear layers of a training step run in
+    bfloat16, while the weights, the optimiser state, the LIF currents, the normalisation
+    statistics and the loss stay float32; the steps learn."""
+    from taaf_ros.model.encoders import LIFLayer
+    from taaf_ros.training import loop
+    from taaf_ros.training.data import epoch_generator
+    from taaf_ros.training.distributed import Distributed
+    from taaf_ros.training.run_data import load_run_data
+
+    (tmp_path / "cache").symlink_to(trained / "cache")
+    cfg = build_config(["--data-root", str(tiny_data), "--out-dir", str(tmp_path), *TINY,
+                        "--precision", "bfloat16", "--device", device])
+    run = loop.setup(cfg, load_run_data(cfg, Distributed()), torch.device(device),
+                     Distributed())
+    seen: dict[str, set[torch.dtype]] = {"conv": set(), "linear": set(), "lif in": set()}
+    for mod in run.model.modules():
+        if isinstance(mod, torch.nn.Conv2d | torch.nn.Linear):
+            kind = "conv" if isinstance(mod, torch.nn.Conv2d) else "linear"
+            mod.register_forward_hook(lambda m, a, out, k=kind: seen[k].add(out.dtype))
+        elif isinstance(mod, LIFLayer):
+            mod.register_forward_hook(lambda m, a, out: seen["lif in"].add(a[0].dtype))
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    g = epoch_generator(cfg.seed, 0)
+    order = torch.randperm(len(run.data.train), generator=g)
+    sums = torch.zeros(len(loop.EPOCH_SUMS), dtype=torch.float64)
+    sums = sums.to(device)
+    losses = [loop._step(run, order[b * 10:(b + 1) * 10], g, sums) for b in range(4)]
+    assert seen["conv"] == {torch.bfloat16} and seen["linear"] == {torch.bfloat16}
+    assert seen["lif in"] == {torch.float32}  # the normalised current: float32 statistics
+    assert all(loss.dtype == torch.float32 and torch.isfinite(loss) for loss in losses)
+    state = run.model.state_dict()
+    assert all(v.dtype == before[k].dtype for k, v in state.items())
+    assert all(t.dtype == torch.float32 for s in run.opt.state.values() for t in s.values()
+               if t.is_floating_point())
+    assert any(not torch.equal(state[k], before[k]) for k in state if "weight" in k)
+    assert all(bool(torch.isfinite(p).all()) for p in run.model.parameters())
+
+
+@pytest.mark.slow
+def test_a_compiled_step_trains_as_the_eager_one(trained: Path, tiny_data: Path,
+                                                 tmp_path: Path) -> None:
+    """``--compile``: the first epoch through torch.compile has the eager run's loss and
+    validation accuracy (the same batches; float rounding apart), and the run resumes."""
+    (tmp_path / "cache").symlink_to(trained / "cache")
+    argv = ["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "5", *TINY,
+            "--compile"]
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    assert cli.main([*argv, "--stop-after", "1"]) == 0
+    assert counters["stats"]["unique_graphs"] >= 1  # the step really went through dynamo
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    eager = json.loads((trained / "metrics.json").read_text())["history"][0]
+    compiled = saved["extra"]["history"][0]
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-3)
+    assert compiled["val_acc"] == pytest.approx(eager["val_acc"], abs=0.05)
 
 
 @pytest.mark.slow
@@ -502,3 +568,17 @@ def test_a_run_saved_before_a_key_was_renamed_still_resumes(tmp_path: Path) -> N
     saved["augment"]["repair"] = 0.25
     with pytest.raises(CheckpointError, match="augment.swap_audio"):
         _check_resume_config(saved, cfg, tmp_path / "last.pt")
+
+
+def test_a_run_saved_before_a_key_existed_resumes_with_its_default(tmp_path: Path) -> None:
+    from taaf_ros.model import CheckpointError
+    from taaf_ros.training.run_state import check_resume_config
+
+    cfg = build_config([])
+    saved = cfg.to_dict()
+    del saved["precision"], saved["compile"]  # a run saved before they existed
+    check_resume_config(saved, cfg, tmp_path / "last.pt")
+    check_resume_config(cfg.to_dict(), build_config(["--compile"]), tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="precision"):
+        check_resume_config(saved, build_config(["--precision", "bfloat16"]),
+                            tmp_path / "last.pt")

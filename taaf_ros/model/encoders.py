@@ -175,7 +175,8 @@ class RMSBatchNorm(nn.Module):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         if self.training:
             dims = [0, *range(2, x.dim())]
-            ms = _batch_mean_square(x.detach(), dims)  # (C,) statistic, not differentiated
+            # (C,) statistic, not differentiated; float32 under a bfloat16 autocast too
+            ms = _batch_mean_square(x.detach().float(), dims)
             with torch.no_grad():
                 # the first batch sets the statistic: lerp from the init value 1 would keep
                 # eval currents far too small for many batches (sparse input has ms << 1);

@@ -39,42 +39,57 @@ def lif_constants(tau_syn_inv: float, tau_mem_inv: float, v_leak: float, v_th: f
             float(f32(v_leak)), float(f32(v_th)), float(f32(v_reset))]
 
 
-@njit(cache=True, nogil=True)
-def _forward_kernel(x, z, membrane, save, c_syn, c_mem, v_leak, v_th, v_reset):  # pragma: no cover
-    T, N = x.shape
-    v = np.zeros(N, np.float32)
-    i = np.zeros(N, np.float32)
-    one = np.float32(1.0)
-    for t in range(T):
-        for n in range(N):
-            i_new = i[n] + x[t, n]
-            vd = v[n] + c_mem * ((v_leak - v[n]) + i_new)
-            i[n] = i_new + (-c_syn) * i_new
-            spike = one if vd - v_th > 0 else np.float32(0.0)
-            v[n] = (one - spike) * vd + spike * v_reset
-            z[t, n] = spike
-            if save:
-                membrane[t, n] = vd
+_CACHE_BLOCK = 1 << 16  # neurons whose state (v, i: 512 KiB) stays in cache over the T steps
 
 
 @njit(cache=True, nogil=True)
-def _backward_kernel(grad_z, membrane, grad_x, c_syn, c_mem, v_th, v_reset):  # pragma: no cover
-    T, N = grad_z.shape
-    g_v = np.zeros(N, np.float32)
-    g_i = np.zeros(N, np.float32)
+def _forward_kernel(x, z, membrane, save, lo, hi, c_syn, c_mem, v_leak, v_th,
+                    v_reset):  # pragma: no cover
+    """Neurons [lo, hi) of the (T, N) arrays. The rows are sliced here, not by the caller:
+    a column block of a C-contiguous array is strided and numba would not vectorise it."""
+    T = x.shape[0]
     one = np.float32(1.0)
-    for t in range(T - 1, -1, -1):
-        for n in range(N):
-            vd = membrane[t, n]
-            u = vd - v_th
-            spike = one if u > 0 else np.float32(0.0)
-            s = one / ((abs(u) + one) * (abs(u) + one))
-            g_z = grad_z[t, n] + g_v[n] * (v_reset - vd)
-            g_vd = g_v[n] * (one - spike) + g_z * s
-            g_in = g_vd * c_mem + g_i[n] * (one - c_syn)
-            grad_x[t, n] = g_in
-            g_i[n] = g_in
-            g_v[n] = g_vd * (one - c_mem)
+    for a in range(lo, hi, _CACHE_BLOCK):
+        b = min(a + _CACHE_BLOCK, hi)
+        v = np.zeros(b - a, np.float32)
+        i = np.zeros(b - a, np.float32)
+        for t in range(T):
+            xt, zt = x[t, a:b], z[t, a:b]
+            mt = membrane[t, a:b] if save else zt[0:0]
+            for n in range(b - a):
+                i_new = i[n] + xt[n]
+                vd = v[n] + c_mem * ((v_leak - v[n]) + i_new)
+                i[n] = i_new + (-c_syn) * i_new
+                spike = one if vd - v_th > 0 else np.float32(0.0)
+                v[n] = (one - spike) * vd + spike * v_reset
+                zt[n] = spike
+                if save:
+                    mt[n] = vd
+
+
+@njit(cache=True, nogil=True)
+def _backward_kernel(grad_z, membrane, grad_x, lo, hi, c_syn, c_mem, v_th,
+                     v_reset):  # pragma: no cover
+    """Neurons [lo, hi), as the forward."""
+    T = grad_z.shape[0]
+    one = np.float32(1.0)
+    for a in range(lo, hi, _CACHE_BLOCK):
+        b = min(a + _CACHE_BLOCK, hi)
+        g_v = np.zeros(b - a, np.float32)
+        g_i = np.zeros(b - a, np.float32)
+        for t in range(T - 1, -1, -1):
+            gz, mt, gx = grad_z[t, a:b], membrane[t, a:b], grad_x[t, a:b]
+            for n in range(b - a):
+                vd = mt[n]
+                u = vd - v_th
+                spike = one if u > 0 else np.float32(0.0)
+                s = one / ((abs(u) + one) * (abs(u) + one))
+                g_z = gz[n] + g_v[n] * (v_reset - vd)
+                g_vd = g_v[n] * (one - spike) + g_z * s
+                g_in = g_vd * c_mem + g_i[n] * (one - c_syn)
+                gx[n] = g_in
+                g_i[n] = g_in
+                g_v[n] = g_vd * (one - c_mem)
 
 
 @torch.library.custom_op("taaf::lif_fused", mutates_args=(),
@@ -95,8 +110,7 @@ def _lif_fused_cpu(x, constants, save_membrane):
     xs, zs, m = _view(current), _view(z), _view(membrane)
     c_syn, c_mem, v_leak, v_th, v_reset = (np.float32(c) for c in constants)
     _in_column_blocks(xs.shape[1], lambda a, b: _forward_kernel(
-        xs[:, a:b], zs[:, a:b], m[:, a:b] if save_membrane else m, save_membrane,
-        c_syn, c_mem, v_leak, v_th, v_reset))
+        xs, zs, m, save_membrane, a, b, c_syn, c_mem, v_leak, v_th, v_reset))
     return (z if x.dtype == torch.float32 else z.to(x.dtype)), membrane
 
 
@@ -161,7 +175,7 @@ def _lif_fused_backward_cpu(grad_z, membrane, constants):
     held = _float32_contiguous(grad_z), _float32_contiguous(membrane)  # while the kernels run
     g, m, gx = _view(held[0]), _view(held[1]), _view(grad_x)
     _in_column_blocks(g.shape[1], lambda a, b: _backward_kernel(
-        g[:, a:b], m[:, a:b], gx[:, a:b], c_syn, c_mem, v_th, v_reset))
+        g, m, gx, a, b, c_syn, c_mem, v_th, v_reset))
     return grad_x if grad_z.dtype == torch.float32 else grad_x.to(grad_z.dtype)
 
 

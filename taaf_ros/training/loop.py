@@ -25,6 +25,7 @@ probability over audio's, > 1 = events dominate) and the mean balancing coeffici
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -44,6 +45,7 @@ from taaf_ros.model import (
     CheckpointError,
     ModelConfig,
     TAAFNet,
+    TAAFOutput,
     load_checkpoint,
     load_training_state,
     make_model_card,
@@ -53,6 +55,7 @@ from taaf_ros.model import (
     save_training_state,
     select_device,
 )
+from taaf_ros.model.device import DTYPES
 from taaf_ros.model.late_fusion import fit_readout_weights, identity_weights
 from taaf_ros.model.loss import contributions
 
@@ -206,6 +209,8 @@ def setup(cfg: TrainConfig, data: RunData, device: torch.device, dctx: Distribut
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
         loss_fn.reduce = dctx.all_reduce_sum
+    if cfg.compile:  # the training step only: evaluation calls run.model, eager
+        net = torch.compile(net)
     steps = math.ceil(len(data.train) / cfg.batch_size)
     opt, sched = make_optimizer(model, cfg.optim, cfg.epochs * steps)
     run = Run(cfg, command, device, dctx, data, model, net, loss_fn, opt, sched, provenance,
@@ -269,7 +274,10 @@ def _step(run: Run, idx: torch.Tensor, g: torch.Generator, sums: torch.Tensor) -
     sl = run.dctx.share(len(idx))
     ev, au, y, present = ev[:, sl], au[:, sl], y[sl], present[sl]  # present stays on the host
     k = run.loss_fn.new_grad_scale(run.device)
-    outp = run.net(ev, au, present=present, grad_scale=k)
+    with _autocast(run):
+        outp = run.net(ev, au, present=present, grad_scale=k)
+    if run.cfg.precision != "float32":  # the loss in float32: its outputs are small
+        outp = TAAFOutput(*(t.float() if t.is_floating_point() else t for t in outp))
     loss, info = run.loss_fn(outp, y, grad_scale=k)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -283,6 +291,13 @@ def _step(run: Run, idx: torch.Tensor, g: torch.Generator, sums: torch.Tensor) -
     per_batch = torch.stack([info[key] for key in EPOCH_SUMS[:-1]]).to(sums.dtype) * nb
     sums += torch.cat([per_batch, correct.reshape(1).to(sums.dtype)])
     return info["loss"]
+
+
+def _autocast(run: Run) -> contextlib.AbstractContextManager:
+    """The training forward's autocast (``precision``); nothing for float32."""
+    if run.cfg.precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(run.device.type, dtype=DTYPES[run.cfg.precision])
 
 
 def validate(run: Run, row: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from .config import TrainConfig, flatten
 #: Config keys that may differ between a run and its resumption (they do not change results).
 RESUME_FREE_KEYS = {"resume", "progress", "num_threads", "device", "out_dir", "data_root",
                     "cache_dir", "checkpoint", "eval_every", "eval_batch_size", "stop_after",
-                    "feature_cache", "log_every"}
+                    "feature_cache", "log_every", "compile"}
 #: Config keys renamed since a run may have been saved: old name -> new (resume maps them).
 RENAMED_KEYS = {"augment.repair": "augment.swap_audio"}
 
@@ -60,7 +60,9 @@ class RunState:
 
 def check_resume_config(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
     now = flatten(cfg.to_dict())
-    saved = {RENAMED_KEYS.get(k, k): v for k, v in flatten(saved).items()}
+    # A key added since the run was saved has its default: what the run did before it existed.
+    saved = flatten(TrainConfig().to_dict()) | {
+        RENAMED_KEYS.get(k, k): v for k, v in flatten(saved).items()}
     diff = {k: (saved.get(k), v) for k, v in now.items()
             if k not in RESUME_FREE_KEYS and saved.get(k) != v}
     if diff:
