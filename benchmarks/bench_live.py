@@ -80,6 +80,9 @@ def parse_args() -> argparse.Namespace:
                     / "event_bags" / "test_data_evt3_trigger",
                     help="a real evt3 bag whose bytes per event are printed beside the "
                     "synthetic stream's (--wire event_packet)")
+    ap.add_argument("--backend", choices=("eager", "onnxruntime"), default="eager",
+                    help="the node's inference_backend, and the reference's (the node runs on "
+                         "the CPU here)")
     ap.add_argument("--torch-threads", type=int, default=1,
                     help="the node's torch_threads, and this process's for the reference")
     ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (0-101)")
@@ -158,7 +161,7 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    clf = Classifier(model, "cpu")
+    clf = Classifier(model, "cpu", backend=args.backend)
     clf.warm_up()
     rng = np.random.default_rng(0)
     w_us, rate = clf.window_us, clf.frontend.cochlea.sample_rate
@@ -171,6 +174,9 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
     present = torch.tensor([[True, True]])
 
     def network() -> None:
+        if clf.runner is not None:  # the exported graph, as the node runs it
+            clf.runner(res.events_frame[:, None], res.audio_frame[:, None], present.numpy())
+            return
         with torch.inference_mode():
             clf.model(ev_t, au_t, present)
 
@@ -408,7 +414,7 @@ def main() -> int:
     print(f"model: {model} ({what}); domain {domain}; CPU ({os.cpu_count()} cores, load "
           f"average {os.getloadavg()[0]:.1f} before start); hop {args.hop} s; sensor "
           f"{args.width}x{args.height}; packets every {args.packet_ms} ms; torch threads "
-          f"{args.torch_threads}", flush=True)
+          f"{args.torch_threads}; inference_backend:={args.backend}", flush=True)
     print(f"events as {args.wire}", flush=True)
     bytes_per_event = 16.0
     if args.wire == "event_packet":
@@ -450,7 +456,8 @@ def main() -> int:
         args.markdown.write_text(
             f"# Live benchmark: {args.wire} events\n\nWritten by `python "
             f"{' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}` on "
-            f"{time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPU cores, no GPU; model {what}). "
+            f"{time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPU cores, no GPU; model {what}; "
+            f"inference_backend:={args.backend}). "
             f"Compare rows of one run, not across machines.\n{out.getvalue()}")
     shutil.rmtree(tmp, ignore_errors=True)  # the node's log (kept above when it fails)
     if args.json:
@@ -506,7 +513,8 @@ def run_node(front_end: str, model: Path, ref: dict[str, Any], args: argparse.Na
         "audio_sample_rate": ref["audio_rate"], "sensor_width": args.width,
         "sensor_height": args.height, "hop_s": args.hop, "event_front_end": front_end,
         "event_buffer_capacity": min(capacity, 200_000_000),
-        "max_events_per_window": args.max_events_per_window, "diagnostics_period_s": 0.25}
+        "max_events_per_window": args.max_events_per_window, "diagnostics_period_s": 0.25,
+        "inference_backend": args.backend}
     cmd = [sys.executable, "-m", "taaf_ros.nodes.perception_node", "--ros-args"]
     for k, v in params.items():
         cmd += ["-p", f"{k}:={json.dumps(v) if isinstance(v, str) else v}"]

@@ -44,6 +44,12 @@ def test_protocol_runs_resumes_and_writes_the_page(data_root: Path, tmp_path: Pa
     assert "| white -5 dB |" in text and "| missing audio |" in text
     assert (tmp_path / "results-corruptions.png").stat().st_size > 1000
     assert "| taaf | 2/2 |" in text and "| audio-only | 2/2 |" in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["| taaf"].endswith("| AdamW 0.003 |")  # each method's chosen optimiser
+    assert rows["| audio-only"].endswith("| SGD 0.01 |")
+    (wall,) = json.loads((out / "protocol_time.json").read_text())
+    assert wall["runs"] == 4 and wall["corruption_evaluations"] == 2 and wall["seconds"] > 0
+    assert f"wall time: {wall['seconds'] / 60:.0f} min in 1 invocation(s)" in text
     assert "| lucas |" in text and "| theo |" in text and "not run yet" not in text
     m = json.loads((out / "test-lucas" / "taaf" / "metrics.json").read_text())
     assert m["dataset"]["val_speaker"] == "theo"  # the next speaker validates
@@ -51,6 +57,21 @@ def test_protocol_runs_resumes_and_writes_the_page(data_root: Path, tmp_path: Pa
     capsys.readouterr()
     assert main(argv) == 0  # everything done: nothing runs again
     assert "4 of 4 runs already done" in capsys.readouterr().out
+    again = json.loads((out / "protocol_time.json").read_text())
+    assert len(again) == 2 and again[1]["runs"] == 0  # recorded too: it trained nothing
+
+
+def test_an_unreadable_wall_time_record_is_kept_aside(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from taaf_ros.studies.loso import load_wall_times, record_wall_time
+
+    (tmp_path / "protocol_time.json").write_text("{not json")
+    assert load_wall_times(tmp_path) == []
+    assert "protocol_time.json is not a list" in capsys.readouterr().err
+    record_wall_time(tmp_path, 0.0, 3, 1, 2, ["--device", "cuda"])
+    assert (tmp_path / "protocol_time.json.bak").read_text() == "{not json"
+    (entry,) = load_wall_times(tmp_path)
+    assert entry["runs"] == 3 and entry["train_flags"] == "--device cuda"
 
 
 def _metrics(fused: float, events: float | None, audio: float | None) -> dict:

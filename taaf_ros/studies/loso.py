@@ -169,6 +169,47 @@ def run_jobs(jobs: list[Job], data_roots: dict[str, Path], parallel: int, extra:
     return failed
 
 
+#: Each invocation's wall time, appended in the protocol's folder (--out).
+WALL_TIME_FILE = "protocol_time.json"
+
+
+def load_wall_times(out: Path) -> list[dict[str, Any]]:
+    """The recorded invocations (oldest first); [] where none is recorded or the file is not
+    what this module writes (a warning names it)."""
+    path = out / WALL_TIME_FILE
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text())
+        if isinstance(entries, list) and all(isinstance(e, dict) and
+                                             isinstance(e.get("seconds"), int | float)
+                                             for e in entries):
+            return entries
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    print(f"warning: {path} is not a list of taaf_loso wall times: ignored", file=sys.stderr)
+    return []
+
+
+def record_wall_time(out: Path, started: float, runs: int, corruptions: int, parallel: int,
+                     train_flags: list[str]) -> None:
+    """Append one invocation's wall time (it finished ``runs`` runs and ``corruptions`` folds'
+    corruption evaluations) to ``out/protocol_time.json``; an unreadable file is moved aside
+    to ``protocol_time.json.bak``, not overwritten."""
+    path = out / WALL_TIME_FILE
+    entries = load_wall_times(out)
+    if path.is_file() and not entries:
+        path.replace(path.with_name(WALL_TIME_FILE + ".bak"))
+    entries.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                    "seconds": round(time.time() - started, 1), "runs": runs,
+                    "corruption_evaluations": corruptions, "parallel": parallel,
+                    "cpu_count": os.cpu_count(), "train_flags": " ".join(train_flags)})
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(WALL_TIME_FILE + ".tmp")
+    tmp.write_text(json.dumps(entries, indent=1))
+    tmp.replace(path)
+
+
 def report(jobs: list[Job], command: str, png: Path | None = None) -> str:
     """The results page from the finished runs (and the PNG of the corruption curves)."""
     folds = list(dict.fromkeys(j.test_speaker for j in jobs))
@@ -180,7 +221,8 @@ def report(jobs: list[Job], command: str, png: Path | None = None) -> str:
     if png is not None and robust:
         plot_corruptions(robust, methods, png)
     return results_page(metrics, robust, folds, methods, len(jobs), command,
-                        png.name if png is not None and robust else None)
+                        png.name if png is not None and robust else None,
+                        load_wall_times(jobs[0].out_dir.parents[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,16 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     jobs = plan(speakers, methods, args.out, [f for f in args.folds.split(",") if f])
     failed: list[str] = []
     if not args.report_only:
-        data_roots = {}
-        for s in sorted({j.test_speaker for j in jobs}):
-            data_roots[s] = ensure_ead_dataset(args.data_root, args.out / "data",
-                                               limit_per_class=args.limit_per_class,
-                                               progress=False, test_speakers=(s,))
+        started = time.time()
+        runs_before, folds_before = _progress(jobs)
         try:
-            failed = run_jobs(jobs, data_roots, args.parallel, extra,
-                              robustness=not args.no_corruptions)
-        except KeyboardInterrupt:
-            print("interrupted: run the same command again to continue", file=sys.stderr)
+            failed = _run(args, jobs, extra)
+        finally:
+            runs_after, folds_after = _progress(jobs)
+            record_wall_time(args.out, started, runs_after - runs_before,
+                             folds_after - folds_before, args.parallel, extra)
     png = args.output.with_name(args.output.stem + "-corruptions.png") if args.output else None
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +265,29 @@ def main(argv: list[str] | None = None) -> int:
         args.output.write_text(page)
     print(page)
     return 1 if failed else 0
+
+
+def _progress(jobs: list[Job]) -> tuple[int, int]:
+    """(runs done, folds whose corruption evaluation is done)."""
+    by_fold: dict[str, list[Job]] = {}
+    for j in jobs:
+        by_fold.setdefault(j.test_speaker, []).append(j)
+    return sum(j.done for j in jobs), sum(robustness_done(fj) for fj in by_fold.values())
+
+
+def _run(args: argparse.Namespace, jobs: list[Job], extra: list[str]) -> list[str]:
+    """Build each fold's AV-digits and run the unfinished jobs; -> what failed."""
+    data_roots = {}
+    for s in sorted({j.test_speaker for j in jobs}):
+        data_roots[s] = ensure_ead_dataset(args.data_root, args.out / "data",
+                                           limit_per_class=args.limit_per_class,
+                                           progress=False, test_speakers=(s,))
+    try:
+        return run_jobs(jobs, data_roots, args.parallel, extra,
+                        robustness=not args.no_corruptions)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue", file=sys.stderr)
+        return []
 
 
 if __name__ == "__main__":

@@ -36,6 +36,43 @@ def _readout(m: dict[str, Any], modality: str) -> float | None:
     return m["test_acc_per_modality"].get(modality)
 
 
+def _optimiser(m: dict[str, Any]) -> str:
+    """"AdamW 0.003": the run's optimiser and peak learning rate ("?" where not recorded)."""
+    optim = m.get("config", {}).get("optim", {})
+    if not isinstance(optim.get("lr"), int | float):
+        return "?"
+    name = {"adamw": "AdamW", "sgd": "SGD"}.get(optim.get("name"), optim.get("name", "?"))
+    return f"{name} {optim['lr']:g}"
+
+
+def wall_time_line(wall_times: Sequence[dict[str, Any]], n_finished: int) -> str:
+    """The protocol's wall time from taaf_loso's record (``protocol_time.json``).
+
+    >>> import textwrap
+    >>> print(textwrap.fill(wall_time_line([{"seconds": 600, "runs": 4, "parallel": 2,
+    ...                                       "cpu_count": 2, "corruption_evaluations": 1}], 6)))
+    wall time: 10 min in 1 invocation(s) of taaf_loso (runs: 4, corruption
+    evaluations: 1; 2 runs at a time on 2 cores); 2 runs were finished by
+    earlier invocations, whose time was not recorded.
+    """
+    if not wall_times:
+        return ("wall time: not recorded for these runs (taaf_loso records each invocation's "
+                "in the protocol folder's protocol_time.json).")
+    runs = sum(int(e.get("runs", 0)) for e in wall_times)
+    setups = "; ".join(dict.fromkeys(
+        f"{e.get('parallel', '?')} runs at a time on {e.get('cpu_count', '?')} cores"
+        + (f", train_ead.py {e['train_flags']}" if e.get("train_flags") else "")
+        for e in wall_times))
+    line = (f"wall time: {sum(e['seconds'] for e in wall_times) / 60:.0f} min in "
+            f"{len(wall_times)} invocation(s) of taaf_loso (runs: {runs}, corruption "
+            f"evaluations: {sum(int(e.get('corruption_evaluations', 0)) for e in wall_times)}; "
+            f"{setups})")
+    if n_finished > runs:
+        line += (f"; {n_finished - runs} runs were finished by earlier invocations, whose time "
+                 "was not recorded")
+    return line + "."
+
+
 def load_robustness(fold_dir: Path) -> dict[str, dict[str, Any]]:
     """{method: {condition label: result}} from the fold's robustness.json (or {})."""
     path = fold_dir / "robustness.json"
@@ -144,7 +181,8 @@ def fold_cell(m: dict[str, Any] | None) -> str:
 
 def results_page(metrics: dict[tuple[str, str], dict[str, Any]],
                  robust: dict[str, dict[str, dict[str, Any]]], folds: list[str],
-                 methods: list[str], n_jobs: int, command: str, png_name: str | None) -> str:
+                 methods: list[str], n_jobs: int, command: str, png_name: str | None,
+                 wall_times: Sequence[dict[str, Any]] = ()) -> str:
     lines = ["# Results: leave-one-speaker-out on AV-digits", "",
              f"Written by `{command}` from the runs' metrics.json and the folds' "
              f"robustness.json ({len(metrics)} of {n_jobs} runs finished). Fold s: test "
@@ -166,9 +204,13 @@ def results_page(metrics: dict[tuple[str, str], dict[str, Any]],
              "forward pass over test windows (`taaf_ros.model.energy`).",
              "- train time: training only (the front end is cached per fold), one torch thread "
              "per run, runs sharing the machine's cores with each other (`--parallel`) and "
-             "with whatever else ran: compare within a column only roughly.", "",
+             "with whatever else ran: compare within a column only roughly.",
+             "- optimiser: each method's (`METHOD_OPTIMIZERS`, chosen on validation speakers "
+             "by `taaf_optim_select`) and its peak learning rate, from the runs' configs.",
+             f"- {wall_time_line(wall_times, len(metrics))}", "",
              "| method | folds | fused | events readout | audio readout | imbalance "
-             "| energy (µJ) | train time (s) |", "|---|---|---|---|---|---|---|---|"]
+             "| energy (µJ) | train time (s) | optimiser |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for m in methods:
         rows = [metrics[(f, m)] for f in folds if (f, m) in metrics]
         imb = [r["imbalance"] for r in rows if r.get("imbalance") is not None]
@@ -180,7 +222,8 @@ def results_page(metrics: dict[tuple[str, str], dict[str, Any]],
               for k in MODALITIES),
             f"{statistics.mean(imb):.2f}" if imb else "-",
             f"{statistics.mean(energy):.1f}" if energy else "-",
-            f"{statistics.mean(times):.0f}" if times else "-"]) + " |")
+            f"{statistics.mean(times):.0f}" if times else "-",
+            ", ".join(dict.fromkeys(_optimiser(r) for r in rows)) or "-"]) + " |")
     lines += ["", "## Goals for taaf-balanced", "",
               "Points are percentage points; a corruption condition compares means over the "
               "folds with the better of events-only and audio-only.", "",
