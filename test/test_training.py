@@ -388,8 +388,7 @@ def test_a_bfloat16_step_computes_in_bfloat16_and_keeps_float32_state(
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
     g = epoch_generator(cfg.seed, 0)
     order = torch.randperm(len(run.data.train), generator=g)
-    sums = torch.zeros(len(loop.EPOCH_SUMS), dtype=torch.float64)
-    sums = sums.to(device)
+    sums = torch.zeros(len(loop.EPOCH_SUMS), dtype=torch.float64, device=device)
     losses = [loop._step(run, order[b * 10:(b + 1) * 10], g, sums) for b in range(4)]
     assert seen["conv"] == {torch.bfloat16} and seen["linear"] == {torch.bfloat16}
     assert seen["lif in"] == {torch.float32}  # the normalised current: float32 statistics
@@ -406,12 +405,12 @@ def test_a_bfloat16_step_computes_in_bfloat16_and_keeps_float32_state(
 def test_a_compiled_step_trains_as_the_eager_one(trained: Path, tiny_data: Path,
                                                  tmp_path: Path) -> None:
     """``--compile``: the first epoch through torch.compile has the eager run's loss and
-    validation accuracy (the same batches; float rounding apart), and the run resumes."""
+    validation accuracy (the same batches; float rounding apart)."""
+    from torch._dynamo.utils import counters
+
     (tmp_path / "cache").symlink_to(trained / "cache")
     argv = ["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "5", *TINY,
             "--compile"]
-    from torch._dynamo.utils import counters
-
     counters.clear()
     assert cli.main([*argv, "--stop-after", "1"]) == 0
     assert counters["stats"]["unique_graphs"] >= 1  # the step really went through dynamo
