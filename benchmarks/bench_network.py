@@ -5,19 +5,24 @@
 
 * folded: the package implementation (conv/linear layers see all T steps at once; each LIF
   layer's T steps in one fused kernel, numba on the CPU, Triton on CUDA).
+* folded, norms folded: the same with every RMSBatchNorm's scale multiplied into the weights
+  before it (``taaf_ros.model.fold``): what the node's eager and CUDA graph backends run.
 * folded, torch-loop LIF: the same, each LIF layer a loop of torch ops over T (the path before
   the fused kernel, and what ONNX export traces).
 * per-step: the same weights, every layer called once per step with norse's
   ``lif_feed_forward_step`` (how SNN code is usually written); outputs are checked to match.
-* ANN: the same layers with ReLU instead of LIF (folded time too), the non-spiking reference.
+* ANN: the same layers with ReLU instead of LIF (folded time too), the non-spiking reference;
+  with its norms folded too, the reference for the node's network.
 * ONNX Runtime: the exported graph (``taaf_export``, the node's ``inference_backend``), CPU.
 * CUDA graph (CUDA only): the package network captured once and replayed
   (``inference_backend:=cuda_graph``), timed with its input copies and its one wait.
 Reports inference latency at batch 1, training step time, energy per inference, firing rates.
 With the bundled model (``models/taaf_avdigits.pt``, or ``--checkpoint``) the trained weights are
-used and, where an EAD-layout test split is found (``--data-root`` / ``TAAF_DATA_ROOT``), energy
-and firing rates are measured on real windows; otherwise weights are random with normalisation
-statistics from sparse random input, so the network spikes at a plausible rate.
+used and, where an EAD-layout test split is found (``--data-root``, ``TAAF_DATA_ROOT`` or
+../shared/data), the timed windows, the checks against the references, energy and firing rates
+are real test windows (a trained model barely spikes on random counts: the header says how many
+spikes the checked window had); otherwise weights are random with normalisation statistics from
+sparse random input, so the network spikes at a plausible rate.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from taaf_ros.model import (
 )
 from taaf_ros.model.device import inference_context
 from taaf_ros.model.encoders import LIFLayer, set_lif_impl
+from taaf_ros.model.fold import fold_norms
 
 
 def make_inputs(cfg: ModelConfig, B: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -64,6 +70,7 @@ def normalised_random_model(cfg: ModelConfig, device: torch.device) -> TAAFNet:
 
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "taaf_avdigits.pt"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def real_windows(card: dict, data_root: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,9 +212,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (shared machines: 1)")
     ap.add_argument("--checkpoint", default=str(BUNDLED_MODEL) if BUNDLED_MODEL.is_file() else "",
                     help="trained model (default: the bundled one if present; '' = random)")
-    ap.add_argument("--data-root", default=os.environ.get("TAAF_DATA_ROOT", ""),
-                    help="EAD-layout set (or FSDD + MNIST sources) whose test windows feed the "
-                    "energy measurement")
+    ap.add_argument("--data-root", default=os.environ.get(
+                        "TAAF_DATA_ROOT", str(SHARED_DATA) if SHARED_DATA.is_dir() else ""),
+                    help="EAD-layout set (or FSDD + MNIST sources) whose test windows are timed "
+                    "and feed the energy measurement (default: TAAF_DATA_ROOT or "
+                    "../shared/data beside the repository; '' = random input)")
     ap.add_argument("--energy-samples", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -224,12 +233,33 @@ def main() -> None:
         net = normalised_random_model(cfg, dev)
     ann = ann_copy(net)
     loop = set_lif_impl(copy.deepcopy(net), "loop")
-    ev, au = make_inputs(cfg, 1, dev)
+    norms_folded = fold_norms(net)
+    ann_folded = ann_copy(norms_folded)
+    # Inputs the network spikes on: a trained model is nearly silent on random counts, and a
+    # silent network would time and check little. Real test windows where there are some.
+    source = "random sparse input, 5 % event / 15 % audio density"
+    n_real = max(args.energy_samples, args.train_batch)
+    if card is not None and args.data_root:
+        real_ev, real_au = (x.to(dev).float() for x in real_windows(card, args.data_root, n_real))
+        source = f"real test windows of {args.data_root}"
+        ev, au = real_ev[:, :1], real_au[:, :1]
+        evb, aub = real_ev[:, :args.train_batch], real_au[:, :args.train_batch]
+    else:
+        ev, au = make_inputs(cfg, 1, dev)
+        evb, aub = make_inputs(cfg, args.train_batch, dev)
 
+    spikes: list[float] = []  # in the checked window: a silent network would check nothing
+    hooks = [m.register_forward_hook(lambda _m, _in, z: spikes.append(float(z.sum())))
+             for m in net.modules() if isinstance(m, LIFLayer)]
     with torch.no_grad():  # correctness of the reference before timing it
-        ref, fold = per_step_forward(net, ev, au), net(ev, au).head_logits
+        fold = net(ev, au).head_logits
+        for hook in hooks:
+            hook.remove()
+        ref = per_step_forward(net, ev, au)
+        folded_err = float((norms_folded(ev, au).head_logits - fold).abs().max())
     err = float((ref - fold).abs().max())
     assert err < 1e-4, f"per-step reference differs from folded model by {err}"
+    assert folded_err < 1e-4, f"the network with folded norms differs by {folded_err}"
 
     def infer(f: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:
@@ -240,16 +270,17 @@ def main() -> None:
 
     rows = {
         "folded (package)": timeit(infer(lambda: net(ev, au)), sync, args.iters),
+        "folded, norms folded": timeit(infer(lambda: norms_folded(ev, au)), sync, args.iters),
         "folded, torch-loop LIF": timeit(infer(lambda: loop(ev, au)), sync, args.iters),
         "per-step norse loop": timeit(
             infer(lambda: per_step_forward(net, ev, au)), sync, args.iters
         ),
         "ANN (ReLU, same layers)": timeit(infer(lambda: ann(ev, au)), sync, args.iters),
+        "ANN, norms folded": timeit(infer(lambda: ann_folded(ev, au)), sync, args.iters),
     }
 
     ort_ms = onnxruntime_row(net, args.checkpoint, ev, au, args.iters, args.threads)
-    graph_ms = cuda_graph_row(net, ev, au, dtype, args.iters)
-    evb, aub = make_inputs(cfg, args.train_batch, dev)
+    graph_ms = cuda_graph_row(norms_folded, ev, au, dtype, args.iters)
     y = torch.arange(args.train_batch, device=dev) % cfg.n_classes
 
     def train_step(model: nn.Module, fwd: Callable[[], torch.Tensor]) -> Callable[[], object]:
@@ -280,7 +311,8 @@ def main() -> None:
     print(
         f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'}),"
         f" dtype {args.dtype}, threads {torch.get_num_threads()}, params {net.n_params():,},"
-        f" T={cfg.T}; per-step reference max |diff| {err:.1e}"
+        f" T={cfg.T}\ninput: {source}; per-step reference and norms folded max |diff| "
+        f"{err:.1e} / {folded_err:.1e} on a window of {sum(spikes):.0f} spikes"
     )
     base, tbase = rows["folded (package)"], train_rows["folded (package)"]
     print(
@@ -288,10 +320,9 @@ def main() -> None:
         f"{f'train B={args.train_batch} ms':>15s} {'vs folded':>10s}"
     )
     for name in rows:
-        print(
-            f"{name:26s} {rows[name]:13.2f} {rows[name] / base:9.2f}x "
-            f"{train_rows[name]:15.2f} {train_rows[name] / tbase:9.2f}x"
-        )
+        train = (f"{train_rows[name]:15.2f} {train_rows[name] / tbase:9.2f}x"
+                 if name in train_rows else f"{'-':>15s} {'-':>10s}")  # inference-only rows
+        print(f"{name:26s} {rows[name]:13.2f} {rows[name] / base:9.2f}x {train}")
     if ort_ms is not None:
         print(f"{'ONNX Runtime (exported)':26s} {ort_ms:13.2f} {ort_ms / base:9.2f}x "
               f"{'-':>15s} {'-':>10s}")
@@ -299,11 +330,11 @@ def main() -> None:
         print(f"{'CUDA graph (replayed)':26s} {graph_ms:13.2f} {graph_ms / base:9.2f}x "
               f"{'-':>15s} {'-':>10s}")
 
-    source = "random sparse input, 5 % event / 15 % audio density"
-    e_ev, e_au = ev.float(), au.float()
     if card is not None and args.data_root:
-        e_ev, e_au = (x.to(dev) for x in real_windows(card, args.data_root, args.energy_samples))
-        source = f"{e_ev.shape[1]} real test windows of {args.data_root}"
+        e_ev, e_au = real_ev[:, :args.energy_samples], real_au[:, :args.energy_samples]
+        source = f"{e_ev.shape[1]} {source}"
+    else:
+        e_ev, e_au = ev.float(), au.float()
     rep = measure_energy(net, e_ev, e_au)
     weights = f"trained weights {args.checkpoint}" if card is not None else "random weights"
     print(f"\nenergy per inference ({weights}; {source}):\n{rep.table()}")

@@ -120,6 +120,9 @@ def remove_orphans(path: str | os.PathLike[str]) -> int:
 
 def _payload(model: TAAFNet, card: dict[str, Any]) -> dict[str, Any]:
     """What every checkpoint holds: format tag, model card and CPU weights."""
+    if getattr(model, "norms_folded", False):
+        raise ValueError("refusing to save a network with folded norms (an inference copy): "
+                         "save the network it was folded from")
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -86,7 +86,14 @@ class TAAFNet(nn.Module):
         # (late_fusion.py); the identity until then, so training sees the head alone.
         self.register_buffer("readout_weights", identity_weights(len(MODALITIES)))
         self.late_fusion_fitted = False  # a Python flag: no device sync in forward
+        self.norms_folded = False  # fold.py: an inference copy with the norms in the weights
         self.register_load_state_dict_post_hook(lambda module, _: module._sync_late_fusion())
+
+    def train(self, mode: bool = True) -> TAAFNet:
+        if mode and self.norms_folded:
+            raise RuntimeError("this network's norms are folded into its weights (fold_norms): "
+                               "it is for inference only; train the network it was folded from")
+        return super().train(mode)
 
     def set_readout_weights(self, weights: torch.Tensor) -> None:
         """Late-fusion weights (M + 1,) from ``late_fusion.fit_readout_weights``."""
@@ -162,8 +169,9 @@ class TAAFNet(nn.Module):
                     f"{m}: expected (T, {B}, {self._input_shape(m)}), got {tuple(x.shape)}"
                 )
             mask = present[:, i].to(dtype)  # (B,)
-            x = x.to(device=dev, dtype=dtype) * self.cfg.input_scale
-            x = x * mask.reshape(1, B, *([1] * (x.dim() - 2)))  # absent -> zero input
+            # absent -> zero input; the input scale rides on the (B,) mask: one full-size op
+            gain = (mask * self.cfg.input_scale).reshape(1, B, *([1] * (x.dim() - 2)))
+            x = x.to(device=dev, dtype=dtype) * gain
             hs.append(self.encoders[m](x) * mask.reshape(1, B, 1))  # (T, B, D)
         h = torch.stack(hs, dim=2)  # (T, B, M, D)
         out = self.head(h, present, grad_scale)
