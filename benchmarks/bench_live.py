@@ -141,11 +141,14 @@ def percentiles(v: list[float]) -> tuple[float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
-def timeit(fn: Any, n: int) -> float:
-    """Median wall time of fn() (ms) after two warm-up calls."""
+def timeit(fn: Any, n: int, gap_s: float = 0.0) -> float:
+    """Median wall time of fn() (ms) after two warm-up calls; ``gap_s``: a sleep before each
+    call, as the node's windows come (one per hop, not back to back)."""
     fn(), fn()
     times = []
     for _ in range(n):
+        if gap_s:
+            time.sleep(gap_s)
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -181,9 +184,12 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
             clf.model(ev_t, au_t, present)
 
     out["network_ms"] = timeit(network, 15)
+    a = torch.rand(256, 256)  # the machine alone: does a pause slow the next call down?
+    out["matmul_ms"] = [timeit(lambda: a @ a, 15), timeit(lambda: a @ a, 15, gap_s=args.hop)]
     out["frontend_network_ms"] = {}
     out["event_front_end_ms"] = {}
     out["pipeline_ms"] = {}
+    out["pipeline_hop_ms"] = {}
     hop_us = round(args.hop * 1e6)
     fe = clf.frontend
     for r in args.rates:
@@ -194,7 +200,8 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
         out["frontend_network_ms"][r] = timeit(
             lambda ev=ev: clf.classify(ev, sensor, pcm, rate, 0), 5)
         out["event_front_end_ms"][r] = event_front_end_cost(fe, sensor, n_all, hop_us, args, rng)
-        out["pipeline_ms"][r] = pipeline_cost(clf, sensor, r, hop_us, args, rng)
+        out["pipeline_ms"][r], out["pipeline_hop_ms"][r] = pipeline_cost(
+            clf, sensor, r, hop_us, args, rng)
     out["window_s"], out["audio_rate"] = w_us / 1e6, rate
     return out
 
@@ -237,10 +244,13 @@ def event_front_end_cost(fe: Any, sensor: tuple[int, int], n_window: int, hop_us
 
 
 def pipeline_cost(clf: Any, sensor: tuple[int, int], rate_m: float, hop_us: int,
-                  args: argparse.Namespace, rng: np.random.Generator) -> float:
+                  args: argparse.Namespace, rng: np.random.Generator) -> tuple[float, float]:
     """What the node's inference_ms times, in this process: the live front end (streaming
     event front end, streaming cochlea, network) classifying one window after a window and
-    a hop of events at rate_m M events/s and audio came in 10 ms packets (median, ms)."""
+    a hop of events at rate_m M events/s and audio came in 10 ms packets (median, ms): calls
+    back to back, and one call per hop (after a sleep of one hop, as in the node; on the
+    2-core machine of docs/bench the same work takes longer after a pause, a plain matrix
+    product too, whatever the node does)."""
     from taaf_ros.events.types import make_events
     from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
     from taaf_ros.stream.scheduler import WindowCut
@@ -261,7 +271,7 @@ def pipeline_cost(clf: Any, sensor: tuple[int, int], rate_m: float, hop_us: int,
         ev, _, au, _ = live.window_tensors(w)
         return clf.classify_tensors(ev, au)
 
-    return timeit(classify, 15)
+    return timeit(classify, 15), timeit(classify, 15, gap_s=hop_us / 1e6)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -693,21 +703,26 @@ def compare(results: dict[str, list[dict[str, Any]]], ref: dict[str, Any]) -> No
     """Reference figures of this process and the goals' ratios, per rate."""
     print(f"\nnetwork alone (this process, no ROS): {ref['network_ms']:.2f} ms per window; "
           "pipeline alone: what the node's inference_ms times (streaming front ends + network), "
-          "in this process")
+          "in this process, calls back to back and one call per hop (a sleep of one hop before "
+          "each, as the node's windows come)")
+    back, hop = ref["matmul_ms"]
+    print(f"this machine after a pause: a 256 x 256 matrix product takes {back:.3f} ms back to "
+          f"back, {hop:.3f} ms after a sleep of one hop ({hop / back:.1f}x)")
     print("| M ev/s | event front end per window: per-window / streaming (ms) | ratio | "
-          "pipeline alone (ms) | streaming node: inference p50 / pipeline alone | "
-          "inference p50 / network alone | latency p99 / inference p99 |")
+          "pipeline alone (ms): back to back / one per hop | streaming node: inference p50 / "
+          "pipeline alone, one per hop | inference p50 / network alone | "
+          "latency p99 / inference p99 |")
     print("|---|---|---|---|---|---|---|")
     stream_rows = {r["rate_M"]: r for r in results.get("auto", [])}
     for rate, cost in ref["event_front_end_ms"].items():
         pw, st = cost["per_window"], cost.get("streaming", float("nan"))
-        pipe = ref["pipeline_ms"][rate]
+        pipe, pipe_hop = ref["pipeline_ms"][rate], ref["pipeline_hop_ms"][rate]
         r = stream_rows.get(rate)
-        inf_p = f"{r['inference_ms'][0] / pipe:.2f}x" if r else "-"
+        inf_p = f"{r['inference_ms'][0] / pipe_hop:.2f}x" if r else "-"
         inf = f"{r['inference_ms'][0] / ref['network_ms']:.2f}x" if r else "-"
         lat = f"{r['latency_ms'][1] / r['inference_ms'][1]:.2f}x" if r else "-"
-        print(f"| {rate:g} | {pw:.2f} / {st:.3f} | {pw / st:.0f}x | {pipe:.2f} | {inf_p} | {inf} "
-              f"| {lat} |")
+        print(f"| {rate:g} | {pw:.2f} / {st:.3f} | {pw / st:.0f}x | {pipe:.2f} / {pipe_hop:.2f} "
+              f"| {inf_p} | {inf} | {lat} |")
 
 
 if __name__ == "__main__":
