@@ -13,6 +13,7 @@
   ``lif_feed_forward_step`` (how SNN code is usually written); outputs are checked to match.
 * ANN: the same layers with ReLU instead of LIF (folded time too), the non-spiking reference;
   with its norms folded too, the reference for the node's network.
+* norms folded, compiled (``--compile``): that network through ``torch.compile`` (inductor).
 * ONNX Runtime: the exported graph (``taaf_export``, the node's ``inference_backend``), CPU.
 * CUDA graph (CUDA only): the package network captured once and replayed
   (``inference_backend:=cuda_graph``), timed with its input copies and its one wait.
@@ -218,6 +219,9 @@ def main() -> None:
                     "and feed the energy measurement (default: TAAF_DATA_ROOT or "
                     "../shared/data beside the repository; '' = random input)")
     ap.add_argument("--energy-samples", type=int, default=100)
+    ap.add_argument("--compile", action="store_true",
+                    help="also time torch.compile of the node's network (inductor: the first "
+                    "call compiles, about a minute without a warm cache)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = select_device(args.device)
@@ -278,6 +282,19 @@ def main() -> None:
         "ANN (ReLU, same layers)": timeit(infer(lambda: ann(ev, au)), sync, args.iters),
         "ANN, norms folded": timeit(infer(lambda: ann_folded(ev, au)), sync, args.iters),
     }
+    notes: list[str] = []
+    if args.compile:
+        compiled = torch.compile(norms_folded)
+        t0 = time.perf_counter()
+        with inference_context(dev, dtype):
+            got = compiled(ev, au).head_logits.float()
+        warm_s = time.perf_counter() - t0
+        with torch.no_grad():
+            compiled_err = float((got - norms_folded(ev, au).head_logits.float()).abs().max())
+        assert compiled_err < 1e-3, f"the compiled network differs by {compiled_err}"
+        rows["norms folded, compiled"] = timeit(infer(lambda: compiled(ev, au)), sync, args.iters)
+        notes.append(f"torch.compile: first call {warm_s:.1f} s (compiling), max |diff| "
+                     f"against eager {compiled_err:.1e}")
 
     ort_ms = onnxruntime_row(net, args.checkpoint, ev, au, args.iters, args.threads)
     graph_ms = cuda_graph_row(norms_folded, ev, au, dtype, args.iters)
@@ -329,6 +346,8 @@ def main() -> None:
     if graph_ms is not None:
         print(f"{'CUDA graph (replayed)':26s} {graph_ms:13.2f} {graph_ms / base:9.2f}x "
               f"{'-':>15s} {'-':>10s}")
+    for note in notes:
+        print(note)
 
     if card is not None and args.data_root:
         e_ev, e_au = real_ev[:, :args.energy_samples], real_au[:, :args.energy_samples]
