@@ -279,9 +279,12 @@ def lif_fused(x: torch.Tensor, constants: list[float]) -> torch.Tensor:
     """
     save = torch.is_grad_enabled() and x.requires_grad
     if (not save and type(x) is torch.Tensor and x.device.type == "cpu"  # not a fake tensor
-            and x.dtype == torch.float32 and not torch.compiler.is_compiling()
+            and x.dtype.is_floating_point and not torch.compiler.is_compiling()
             and _time_major_dense(x)):
-        return _spikes_for_inference(x, constants)
+        if x.dtype == torch.float32:
+            return _spikes_for_inference(x, constants)
+        # autocast's bfloat16 current: integrated in float32, as the custom op does
+        return _spikes_for_inference(x.float(), constants).to(x.dtype)
     # The neurons are independent, so they are taken in memory order: a channels-last current
     # (the convolutions' faster layout on the CPU) is read as it lies, without a copy, and the
     # spikes come back in its layout.

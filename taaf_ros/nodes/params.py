@@ -77,7 +77,7 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       choices=("auto", "cpu", "cuda")),
     P("dtype", "float32", "inference precision: float32, float16 (CUDA only) or bfloat16 "
       "(autocast; LIF state and norms stay float32; at batch 1 on the development CPU bfloat16 "
-      "is 1.5x slower than float32, see benchmarks/bench_network.py --dtype bfloat16)",
+      "is 1.4x slower than float32, see benchmarks/bench_network.py --dtype bfloat16)",
       choices=("float32", "float16", "bfloat16")),
     P("inference_backend", "eager", "eager: the network in PyTorch; onnxruntime: its exported "
       "graph in ONNX Runtime (no Python per op: the fastest at batch 1 on a CPU, see "
