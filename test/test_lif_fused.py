@@ -125,6 +125,13 @@ def test_inference_calls_the_kernel_directly_with_the_custom_ops_spikes(layout: 
     assert torch.equal(z, norse_loop(x, 500.0, 500.0, 0.5))
     if layout != "strided":
         assert z.stride() == x.stride()
+    # the (T*B, ...) current the layers produce, with T given: the same spikes, on either path
+    flat = x.flatten(0, 1)
+    with torch.inference_mode():
+        assert torch.equal(lif_fused(flat, c, steps=6), z.flatten(0, 1))
+    flat = flat.detach().clone().requires_grad_(True)
+    z_flat = lif_fused(flat, c, steps=6)
+    assert torch.equal(z_flat, z.flatten(0, 1)) and z_flat.requires_grad
     big = torch.randn(4, 2 * (1 << 14) + 3, generator=g) * 2  # two blocks on two threads
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -163,18 +170,20 @@ def aten_ops_of_one_window(impl: str) -> tuple[int, int, int]:
 
 
 def test_a_batch1_forward_dispatches_far_fewer_ops_with_the_fused_lif() -> None:
-    """Counted with torch.profiler. The per-step torch loop costs ~6 ops a step per layer; the
-    fused kernel none at inference (called directly). Nested ops included: 473 against 1,694
-    in a process of its own (other tests' imports can add a few nested ops to both, hence the
-    ratio); outermost only (what Python dispatches): 109, under 300."""
+    """Counted with torch.profiler, nested ops included (what the issue's goal of fewer than
+    300 counts). The per-step torch loop costs ~6 ops a step per layer; the fused kernel none
+    at inference (called directly). 290 against 1,548 in a process of its own (other tests'
+    imports can add a few nested ops to both, hence the ratio); outermost only (what Python
+    dispatches): 91."""
     loop_ops, _, loop_updates = aten_ops_of_one_window("loop")
     fused_ops, outermost, fused_updates = aten_ops_of_one_window("fused")
     print(f"aten ops per batch-1 forward: loop {loop_ops}, fused {fused_ops} "
           f"({outermost} outermost)")
     assert loop_updates == 8 * 8 * 2  # 8 LIF layers x T=8 steps x (membrane, reset)
     assert fused_updates == 0  # every LIF layer took the kernel
-    assert fused_ops < 0.35 * loop_ops
-    assert outermost < 300
+    assert fused_ops < 300
+    assert fused_ops < 0.25 * loop_ops
+    assert outermost < 100
 
 
 TRITON_CHECK = r"""

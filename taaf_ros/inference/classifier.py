@@ -168,12 +168,12 @@ class Classifier:
             raise ValueError("no modality present")
         if self.runner is not None:
             return self._classify_runner(ev, au)
-        present = torch.tensor([[ev is not None, au is not None]], device=self.device)
         with inference_context(self.device, self.dtype):
+            # no mask: present is what is given, known to the forward as structure, so it
+            # dispatches no masking ops
             out = self.model(
                 None if ev is None else torch.from_numpy(ev)[:, None].to(self.device),
                 None if au is None else torch.from_numpy(au)[:, None].to(self.device),
-                present,
             )
             probs = torch.softmax(out.logits[0].float(), dim=-1).cpu().numpy()
             att = out.modality_attention[0].float().cpu().numpy()

@@ -122,13 +122,10 @@ class LIFLayer(nn.Module):
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         """current: (T*B, ...) input current -> spikes (T*B, ...) in {0, 1}."""
+        if self.impl == "fused" and lif_fused.available(current.device):
+            return lif_fused.lif_fused(current, self.constants, self.T)
         x = current.reshape(self.T, -1, *current.shape[1:])  # (T, B, ...)
-        if self.impl == "fused" and lif_fused.available(x.device):
-            z = lif_fused.lif_fused(x, self.constants)
-        elif self.impl == "norse":
-            z = self._norse(x)
-        else:
-            z = lif_sequence(x, self.params(), self.dt)
+        z = self._norse(x) if self.impl == "norse" else lif_sequence(x, self.params(), self.dt)
         return z.reshape(current.shape)
 
     def _norse(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,7 +242,7 @@ class EventEncoder(nn.Module):
         x = x.reshape(T * B, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
         y = self.features(x)  # (T*B, C, H', W') spikes
         y = self.lif(self.bn(self.fc(y.flatten(1))))  # (T*B, D)
-        return y.reshape(T, B, -1)
+        return y.view(T, B, -1)
 
 
 class AudioEncoder(nn.Module):
@@ -282,7 +279,7 @@ class AudioEncoder(nn.Module):
         T, B = x.shape[:2]
         y = self.features(x.reshape(T * B, *x.shape[2:]))  # (T*B, C', L')
         y = self.lif(self.bn(self.fc(y.flatten(1))))  # (T*B, D)
-        return y.reshape(T, B, -1)
+        return y.view(T, B, -1)
 
 
 def build_encoder(modality: str, cfg: ModelConfig) -> nn.Module:

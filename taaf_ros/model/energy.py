@@ -132,24 +132,23 @@ def measure_energy(
         return hook
 
     def concat_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: object) -> None:
-        h = inp[0]  # (T, B, M, D) spikes into the concatenated linear classifier
+        h = inp[0]  # (M, T, B, D) spikes into the concatenated linear classifier
         K = mod.bias.numel()
         layers.append(
             LayerOps(
                 "head.concat",
                 "sop",
                 float((h != 0).sum()) * K / B,
-                float(h[:, 0].numel()) * K,
+                float(h[:, :, 0].numel()) * K,
                 float((h != 0).float().mean()),
             )
         )
 
     def taaf_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: object) -> None:
-        # einsums that nn.Linear hooks do not see: warping (T x T per feature), the
+        # matrix products that nn.Linear hooks do not see: warping (T x T per feature), the
         # beta-weighted sum and the alpha pooling of the readouts; always dense.
-        h, present = inp[:2]  # (h, present, grad_scale)
-        T, _, M, D = h.shape
-        m_used = float(present.sum()) / B
+        M, T, _, D = inp[0].shape  # (h, present, grad_scale)
+        m_used = float(out.present.sum()) / B
         K = mod.read.out_features
         macs = m_used * T * T * D + M * T * D + T * K * (1 + M)
         layers.append(LayerOps("head.attention_einsums", "mac", macs, macs, 1.0))

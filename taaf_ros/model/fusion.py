@@ -26,16 +26,19 @@ class ConcatHead(nn.Module):
         nn.init.uniform_(self.weight, -(cfg.hidden**-0.5), cfg.hidden**-0.5)
         self._used = [m in cfg.modalities for m in MODALITIES]
 
-    def forward(self, h: torch.Tensor, present: torch.Tensor,
+    def forward(self, h: torch.Tensor, present: torch.Tensor | None,
                 grad_scale: torch.Tensor | None = None) -> TAAFOutput:
-        """h: (T, B, M, D) encoder spikes (zero for absent); present: (B, M) bool; grad_scale:
-        (T, M) gradient factors per step and modality (no warping here: the encoder's steps)."""
-        T, B, M, _ = h.shape
+        """h: (M, T, B, D) encoder spikes (zero for absent); present: (B, M) bool, or None when
+        every modality is present in every sample; grad_scale: (T, M) gradient factors per
+        step and modality (no warping here: the encoder's steps)."""
+        M, T, B, _ = h.shape
+        if present is None:
+            present = torch.ones(B, M, dtype=torch.bool, device=h.device)
         if grad_scale is not None:
-            h = torch.stack([scale_grad(h[:, :, m], grad_scale, m) for m in range(M)], dim=2)
+            h = torch.stack([scale_grad(h[m], grad_scale, m) for m in range(M)])
         n_present = present.sum(dim=1).to(h.dtype)  # (B,)
         # step_m[t, b, m] = W_m h_m[t] + b / M_present
-        step_m = torch.einsum("tbmd,kmd->tbmk", h, self.weight)
+        step_m = torch.einsum("mtbd,kmd->tbmk", h, self.weight)
         step_m = step_m + (self.bias / n_present.unsqueeze(-1)).reshape(1, B, 1, -1)
         step_m = step_m * present.to(h.dtype).reshape(1, B, M, 1)  # absent contributes nothing
         alpha = torch.full((T, B), 1.0 / T, dtype=h.dtype, device=h.device)

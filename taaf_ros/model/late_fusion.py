@@ -34,7 +34,11 @@ def combine_readouts(head_logits: torch.Tensor, unimodal_logits: torch.Tensor,
     out = w[0] * F.log_softmax(head_logits, dim=-1)
     mask = present.to(head_logits.dtype).unsqueeze(-1)  # (B, M, 1)
     per_m = F.log_softmax(unimodal_logits, dim=-1) * mask  # (B, M, K)
-    return out + torch.einsum("m,bmk->bk", w[1:], per_m)
+    # sum_m w_m per_m[b, m, k]: the bmm that einsum("m,bmk->bk") runs, bit for bit, without
+    # its dozen view ops (at batch 1 the time is dispatch)
+    B, M, K = per_m.shape
+    return out + torch.bmm(w[1:].view(1, 1, M), per_m.transpose(0, 1).reshape(1, M, B * K)
+                           ).view(B, K)
 
 
 def fit_readout_weights(head_logits: torch.Tensor, unimodal_logits: torch.Tensor,

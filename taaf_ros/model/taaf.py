@@ -45,25 +45,45 @@ class TAAFHead(nn.Module):
         """A: (M, T, T), each row sums to 1."""
         return self.warp_logits.softmax(dim=-1)
 
-    def forward(self, h: torch.Tensor, present: torch.Tensor,
+    def forward(self, h: torch.Tensor, present: torch.Tensor | None,
                 grad_scale: torch.Tensor | None = None) -> TAAFOutput:
-        """h: (T, B, M, D) encoder spikes (zero for absent); present: (B, M) bool; grad_scale:
-        (T, M) gradient factors for the *warped* features h~_m[t], the steps the balanced
-        loss measured (read at backward time)."""
-        T, B, M, D = h.shape
-        ht = torch.einsum("mts,sbmd->tbmd", self.warp(), h)  # h~_m[t] = sum_s A_m[t,s] h_m[s]
-        if grad_scale is not None:
-            ht = torch.stack([scale_grad(ht[:, :, m], grad_scale, m) for m in range(M)], dim=2)
-        scores = torch.cat([self.score_m[m](ht[:, :, m]) for m in range(M)], dim=-1)  # (T,B,M)
-        beta = scores.masked_fill(~present, float("-inf")).softmax(dim=-1)  # (T, B, M)
-        current = sum(beta[..., m : m + 1] * self.proj_m[m](ht[:, :, m]) for m in range(M))
-        current = self.fusion_bn(current.reshape(T * B, D))  # (T*B, D)
-        g = self.fusion_lif(current).reshape(T, B, D)  # fused spikes g[t]
-        alpha = self.score(g).squeeze(-1).softmax(dim=0)  # (T, B), softmax over t
-        logits = torch.einsum("tb,tbk->bk", alpha, self.read(g))  # (B, K)
-        step_m = torch.stack([self.read_m[m](ht[:, :, m]) for m in range(M)], dim=2)  # (T,B,M,K)
-        unimodal = torch.einsum("tb,tbmk->bmk", alpha, step_m)  # (B, M, K)
-        return time_first_output(logits, unimodal, step_m, alpha, beta, present)
+        """h: (M, T, B, D) encoder spikes (zero for absent); present: (B, M) bool, or None when
+        every modality is present in every sample; grad_scale: (T, M) gradient factors for the
+        *warped* features h~_m[t], the steps the balanced loss measured (read at backward
+        time).
+
+        At batch 1 the time is dispatch, so this is written for few ops: each modality's
+        features are (T*B, D) rows, every linear one matrix product, and the warping and the
+        pooling the bmm their einsums ran. Outputs and gradients are those of the einsum
+        formulation bit for bit (test/reference_heads.py)."""
+        M, T, B, D = h.shape
+        # h~_m[t] = sum_s A_m[t,s] h_m[s]: (M, T, T) x (M, T, B*D)
+        ht = torch.bmm(self.warp(), h.view(M, T, B * D))
+        if grad_scale is None:
+            rows = [ht[m].view(T * B, D) for m in range(M)]  # one addmm per linear
+        else:  # the balanced loss's gradient factors, on time-first features as always
+            # trained (their layout decides the order the bias gradients are summed in)
+            scaled = torch.stack([scale_grad(ht[m].view(T, B, D), grad_scale, m)
+                                  for m in range(M)], dim=2)
+            rows = [scaled[:, :, m] for m in range(M)]  # (T, B, D)
+        scores = torch.cat([self.score_m[m](rows[m]) for m in range(M)], dim=-1).view(T, B, M)
+        if present is not None:
+            scores = scores.masked_fill(~present, float("-inf"))
+        beta = scores.softmax(dim=-1)  # (T, B, M)
+        first, *rest = [beta[..., m : m + 1] * self.proj_m[m](rows[m]).view(T, B, D)
+                        for m in range(M)]
+        current = sum(rest, start=first)  # no 0 + first
+        g = self.fusion_lif(self.fusion_bn(current.view(T * B, D)))  # fused spikes, (T*B, D)
+        alpha = self.score(g).view(T, B).softmax(dim=0)  # (T, B), softmax over t
+        # sum_t alpha[t] x[t] as a bmm of (B, 1, T) weights, a view of alpha per use as in the
+        # einsums before: autograd sums alpha's gradients in the same order, bit for bit
+        logits = torch.bmm(alpha.t().unsqueeze(1), self.read(g).view(T, B, -1).transpose(0, 1))
+        step_m = torch.stack([self.read_m[m](rows[m]).view(T, B, -1) for m in range(M)], dim=2)
+        unimodal = torch.bmm(alpha.t().unsqueeze(1), step_m.view(T, B, -1).transpose(0, 1))
+        if present is None:
+            present = torch.ones(B, M, dtype=torch.bool, device=h.device)
+        return time_first_output(logits.view(B, -1), unimodal.view(B, M, -1), step_m, alpha,
+                                 beta, present)
 
 
 class TAAFNet(nn.Module):
@@ -142,8 +162,6 @@ class TAAFNet(nn.Module):
         # the forward reads nothing back to the host, so torch.export, ONNX and CUDA graphs
         # work. Which samples have a modality is the mask `present`, used arithmetically.
         avail = [inputs[m] is not None and m in self.encoders for m in MODALITIES]
-        mask_avail = torch.stack([torch.full((B,), a, dtype=torch.bool, device=dev)
-                                  for a in avail], dim=1)  # (B, M), no host-to-device copy
         # Training checks and skips use a mask given on the host, read there (numpy: no
         # device read); a mask already on an accelerator is its caller's to check.
         in_batch = None
@@ -154,8 +172,12 @@ class TAAFNet(nn.Module):
             if not host.any(axis=1).all():
                 raise ValueError("every sample needs at least one present, configured modality")
             in_batch = host.any(axis=0)  # (M,): whether any sample has the modality
-        present = mask_avail if present is None else \
-            present.to(dev, non_blocking=True).bool() & mask_avail
+        if present is not None or not all(avail):  # some sample lacks some modality
+            mask_avail = torch.stack([torch.full((B,), a, dtype=torch.bool, device=dev)
+                                      for a in avail], dim=1)  # (B, M), no host-to-device copy
+            present = mask_avail if present is None else \
+                present.to(dev, non_blocking=True).bool() & mask_avail
+        # else present stays None: every sample has every modality, nothing to mask
         hs = []
         for i, m in enumerate(MODALITIES):
             skip = not avail[i] or (in_batch is not None and not self.run_every_encoder
@@ -168,12 +190,17 @@ class TAAFNet(nn.Module):
                 raise ValueError(
                     f"{m}: expected (T, {B}, {self._input_shape(m)}), got {tuple(x.shape)}"
                 )
+            if present is None:
+                x = x.to(device=dev, dtype=dtype)
+                scale = self.cfg.input_scale
+                hs.append(self.encoders[m](x if scale == 1.0 else x * scale))
+                continue
             mask = present[:, i].to(dtype)  # (B,)
             # absent -> zero input; the input scale rides on the (B,) mask: one full-size op
             gain = (mask * self.cfg.input_scale).reshape(1, B, *([1] * (x.dim() - 2)))
             x = x.to(device=dev, dtype=dtype) * gain
             hs.append(self.encoders[m](x) * mask.reshape(1, B, 1))  # (T, B, D)
-        h = torch.stack(hs, dim=2)  # (T, B, M, D)
+        h = torch.stack(hs)  # (M, T, B, D)
         out = self.head(h, present, grad_scale)
         if self.late_fusion_fitted:
             out = out._replace(logits=combine_readouts(out.head_logits, out.unimodal_logits,
