@@ -12,9 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from taaf_ros.audio.cochlea import CochleaConfig, encode_audio, power_to_events
+from taaf_ros.audio.cochlea import (
+    CochleaConfig,
+    band_power,
+    log_envelope,
+    resample,
+    send_on_delta,
+)
 from taaf_ros.defaults import WINDOW_S
-from taaf_ros.events.binning import bin_audio_events, bin_events, fit_events
+from taaf_ros.events.binning import bin_audio_counts, bin_events, fit_events
 
 
 @dataclass(frozen=True)
@@ -97,23 +103,22 @@ def audio_tensor(pcm: np.ndarray, sample_rate: int, config: FrontEndConfig) -> n
     pcm = np.asarray(pcm, dtype=np.float32)[:n]
     if pcm.shape[0] < n:
         pcm = np.pad(pcm, (0, n - pcm.shape[0]))
-    events = encode_audio(pcm, sample_rate, config.cochlea, start_time_us=0)
-    return _audio_frames(events, config)
+    pcm = resample(np.nan_to_num(pcm), sample_rate, config.cochlea.sample_rate)
+    return audio_tensor_from_power(band_power(pcm, config.cochlea), config)
 
 
 def audio_tensor_from_power(power: np.ndarray, config: FrontEndConfig) -> np.ndarray:
     """The (K, C) mel band power of one window at the model rate -> float32 ``(T, 2, C)``.
 
     Equal to :func:`audio_tensor` of that window's PCM when ``power`` is its ``band_power``.
+    The cochlea's level crossings are binned as counts: the frames of its events
+    (``encode_audio``) binned by ``bin_audio_events``, without the events.
     """
-    return _audio_frames(power_to_events(power, config.cochlea, 0), config)
-
-
-def _audio_frames(events: np.ndarray, config: FrontEndConfig) -> np.ndarray:
-    frames = bin_audio_events(
-        events, config.cochlea.n_channels, config.n_time_bins, 0, config.window_us,
-        max_count=config.max_count,
-    )
+    c = config.cochlea
+    counts, _ = send_on_delta(log_envelope(power, c), c.threshold_db, c.floor_db,
+                              c.max_events_per_step)
+    frames = bin_audio_counts(counts, c.hop_us, config.n_time_bins, 0, config.window_us,
+                              max_count=config.max_count)
     return frames.astype(np.float32)
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from taaf_ros.events.binning import (
     _bin_numpy,
+    bin_audio_counts,
     bin_audio_events,
     bin_events,
     fit_events,
@@ -214,6 +215,36 @@ def test_audio_binning_shape_and_values():
     b = ev["t"] // 10_000
     for k, pol, c in [(0, 1, 3), (4, 0, 15), (2, 1, 0)]:
         assert out[k, pol, c] == np.sum((b == k) & (ev["p"] == pol) & (ev["x"] == c))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_audio_counts_bin_as_their_events(seed):
+    """bin_audio_counts(counts) == bin_audio_events(counts_to_events(counts)): tonic's float
+    edges (windows and hops that put steps on an edge), saturation, a start time."""
+    from taaf_ros.audio.cochlea import counts_to_events
+
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        K, C = int(rng.integers(1, 80)), int(rng.integers(1, 20))
+        hop = int(rng.integers(1, 3000))
+        T = int(rng.integers(1, 14))
+        start = int(rng.integers(0, 2)) * int(rng.integers(0, 10**9))
+        end = start + int(rng.integers(1, K * hop + 2 * hop))
+        counts = rng.integers(-9, 10, (K, C)).astype(np.int16)
+        counts[rng.random((K, C)) < 0.5] = 0
+        cap = [None, 1, 3, 15][int(rng.integers(0, 4))]
+        want = bin_audio_events(counts_to_events(counts, hop, start), C, T, start, end,
+                                max_count=cap)
+        got = bin_audio_counts(counts, hop, T, start, end, max_count=cap)
+        assert got.dtype == np.int16 and np.array_equal(got, want), (K, C, hop, T, start, end)
+    for t0, d, T in [(0, 14, 12), (0, 36, 28), (0, 27, 21), (1_700_000_000_123_456, 50, 7)]:
+        counts = rng.integers(-3, 4, (d + 2, 2)).astype(np.int16)  # a step at every µs
+        want = bin_audio_events(counts_to_events(counts, 1, t0), 2, T, t0, t0 + d)
+        assert np.array_equal(bin_audio_counts(counts, 1, T, t0, t0 + d), want), (t0, d, T)
+    with pytest.raises(ValueError, match="counts must be"):
+        bin_audio_counts(np.zeros(4, np.int16), 1000, 2, 0, 4000)
+    with pytest.raises(ValueError, match="max_count"):
+        bin_audio_counts(np.zeros((4, 2), np.int16), 1000, 2, 0, 4000, max_count=0)
 
 
 def test_fit_identity():

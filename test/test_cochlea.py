@@ -222,3 +222,42 @@ def test_binned_spike_tensor(speech):
     fill = np.mean(frames > 0)
     assert 0.05 < fill < 0.8
     assert frames[:, 1].sum() > 0 and frames[:, 0].sum() > 0
+
+
+def test_the_smoothing_kernel_is_scipy_lfilter_bit_for_bit():
+    """log_envelope's one-pole low-pass, a numba loop, against the lfilter it replaced, on
+    powers spanning many decades, zeros and several time constants."""
+    import math
+
+    from scipy import signal
+
+    from taaf_ros.audio.cochlea import _one_pole_kernel
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        K, C = int(rng.integers(1, 700)), int(rng.integers(1, 40))
+        p = rng.random((K, C)) ** int(rng.integers(1, 8)) * 10.0 ** int(rng.integers(-12, 3))
+        p[rng.random((K, C)) < 0.2] = 0.0
+        a = math.exp(-rng.uniform(0.1, 3.0))
+        z0 = a * 10.0 ** rng.uniform(-12, -2)
+        want, _ = signal.lfilter([1.0 - a], [1.0, -a], p, axis=0, zi=np.full((1, C), z0))
+        assert np.array_equal(_one_pole_kernel(p, 1.0 - a, a, z0), want)
+
+
+def test_audio_tensor_equals_binning_the_encoders_events(data_root):
+    """audio_tensor bins the level-crossing counts directly; on real speech (FSDD, every
+    speaker) it must be the frames of the events encode_audio makes."""
+    from taaf_ros.frontend import FrontEndConfig, audio_tensor
+
+    cfg = FrontEndConfig()
+    wavs = sorted((data_root / "fsdd" / "recordings").glob("*.wav"))[::150]
+    assert len(wavs) >= 10
+    for wav in wavs:
+        chunk = read_wav(wav)
+        n = round(cfg.window_s * chunk.sample_rate)
+        pcm = np.pad(chunk.samples[:n], (0, max(0, n - len(chunk.samples))))
+        events = encode_audio(pcm, chunk.sample_rate, cfg.cochlea)
+        want = bin_tc(events, cfg.cochlea.n_channels, cfg.n_time_bins, 0, cfg.window_us)
+        got = audio_tensor(chunk.samples, chunk.sample_rate, cfg)
+        assert np.array_equal(got, np.minimum(want, cfg.max_count).astype(np.float32)), wav.name
+        assert got.sum() > 0

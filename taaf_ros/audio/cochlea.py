@@ -219,9 +219,25 @@ def log_envelope(power: np.ndarray, config: CochleaConfig) -> np.ndarray:
     floor_power = 10.0 ** (config.floor_db / 10.0)
     if config.smoothing_ms > 0 and p.shape[0] > 0:
         a = math.exp(-config.hop_ms / config.smoothing_ms)
-        zi = np.full((1, p.shape[1]), a * floor_power)
-        p, _ = signal.lfilter([1.0 - a], [1.0, -a], p, axis=0, zi=zi)
+        p = _one_pole_kernel(np.ascontiguousarray(p), 1.0 - a, a, a * floor_power)
     return (10.0 * np.log10(np.maximum(p, floor_power))).astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _one_pole_kernel(x, b0, a, z0):  # pragma: no cover - compiled
+    """``scipy.signal.lfilter([b0], [1, -a], x, axis=0, zi=z0)`` in lfilter's own arithmetic
+    (equal bit for bit, tested): y = z + b0 x, then z = x * 0 - y * (-a), the filter's last
+    delay with b padded to a's length. A window's (600, 32) envelope takes 6 µs against
+    lfilter's 88 µs: the channels are contiguous, and lfilter walks each one with a stride."""
+    n_steps, n_ch = x.shape
+    y = np.empty((n_steps, n_ch))
+    z = np.full(n_ch, z0)
+    for k in range(n_steps):
+        for c in range(n_ch):
+            yk = z[c] + b0 * x[k, c]
+            y[k, c] = yk
+            z[c] = x[k, c] * 0.0 - yk * -a
+    return y
 
 
 @njit(cache=True, nogil=True)
