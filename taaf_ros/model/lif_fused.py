@@ -68,7 +68,10 @@ def _forward_kernel(x, z, membrane, save, lo, hi, c_syn, c_mem, v_leak, v_th,
                     mt[n] = vd
 
 
-@njit(cache=True, nogil=True)
+# error_model="numpy": the surrogate's division is plain IEEE (its divisor is >= 1). Python's
+# error model checks every division for zero, and that branch kept the loop from vectorising
+# (3.5x slower); the results are the same bit for bit.
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_kernel(grad_z, membrane, grad_x, lo, hi, c_syn, c_mem, v_th,
                      v_reset):  # pragma: no cover
     """Neurons [lo, hi), as the forward."""
