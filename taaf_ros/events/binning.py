@@ -243,7 +243,10 @@ def bin_audio_counts(
 
 @njit(cache=True, nogil=True)
 def _bin_counts_kernel(counts, t0, hop, lo, hi, start, tw, cap, out):
-    """:func:`_bin_kernel`'s bins and saturation, for |m| events at once per (step, channel)."""
+    """:func:`_bin_kernel`'s bins and saturation, for |m| events at once per (step, channel).
+
+    The edge checks are repeated here rather than shared: the same checks as a jitted helper
+    (inlined or not) made ``_bin_kernel`` 4x slower (27 against 110 M events/s)."""
     n_bins = lo.shape[0]
     first = lo[0]
     last = hi[n_bins - 1]
