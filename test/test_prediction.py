@@ -13,7 +13,8 @@ from taaf_ros.stream.scheduler import WindowCut
 MS = 1000  # µs per ms
 
 
-def _prediction(degraded=False):
+def sample_prediction(degraded: bool = False) -> dict:
+    """A prediction of a 0.6 s window (shared with test_scoring)."""
     w = WindowCut(1_000 * MS, 1_600 * MS, (True, not degraded), (False, degraded))
     probs = np.array([0.1, 0.7, 0.2])
     return make_prediction(
@@ -23,13 +24,13 @@ def _prediction(degraded=False):
 
 
 def test_prediction_schema_round_trip():
-    p = parse_prediction(json.dumps(_prediction()))
+    p = parse_prediction(json.dumps(sample_prediction()))
     assert p["version"] == SCHEMA_VERSION and p["label"] == "b" and p["class_id"] == 1
     assert [e["label"] for e in p["top_k"]] == ["b", "c"]
     assert p["window"] == {"start_ns": 1_000_000_000, "end_ns": 1_600_000_000}
     assert p["modality_attention"] == {"events": 0.6, "audio": 0.4}
     assert np.asarray(p["attention_map"]["values"]).shape == (8, 2)
-    d = _prediction(degraded=True)
+    d = sample_prediction(degraded=True)
     assert d["degraded"] and d["missing"] == ["audio"] and d["present"] == ["events"]
     with pytest.raises(ValueError):
         parse_prediction(json.dumps({**d, "version": 99}))

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from test_prediction import sample_prediction
 
-from taaf_ros.inference.prediction import make_prediction
 from taaf_ros.inference.scoring import GroundTruth, Scoreboard
-from taaf_ros.stream.scheduler import WindowCut
-
-MS = 1000  # µs per ms
-
-
-def _prediction(degraded=False):
-    w = WindowCut(1_000 * MS, 1_600 * MS, (True, not degraded), (False, degraded))
-    probs = np.array([0.1, 0.7, 0.2])
-    return make_prediction(
-        seq=3, window=w, probs=probs, classes=["a", "b", "c"],
-        modality_attention=[0.6, 0.4], attention_map=np.full((8, 2), 1 / 16), k=2,
-        n_events=10, audio_coverage=1.0, inference_ms=5.0, latency_ms=12.5)
 
 
 def test_scoreboard_matches_windows_to_samples():
@@ -27,7 +14,7 @@ def test_scoreboard_matches_windows_to_samples():
     b.add_truth(GroundTruth("s1", "2", 2, 1_800_000_000, 2_400_000_000))
 
     def pred(start_ms, cls):
-        p = _prediction()
+        p = sample_prediction()
         p["window"] = {"start_ns": start_ms * 1_000_000, "end_ns": (start_ms + 600) * 1_000_000}
         p["class_id"] = cls
         return p
