@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= $(or $(TAAF_DATA_ROOT),../shared/data)
 
-.PHONY: setup test demo bench bench-gpu bench-peers lint clean interfaces ros2-tools
+.PHONY: setup test demo bench bench-gpu device-prep bench-peers lint clean interfaces ros2-tools
 
 setup: $(STAMP)
 
@@ -83,6 +83,17 @@ $(PEERS)/.installed:
 # with NCCL: one generated table); on the GPU machine as ../shared/docs/DEVICE.md runs it.
 bench-gpu:
 	bash benchmarks/device_check.sh
+
+# What the GPU machine lacks, into .gpu/ (ignored; name it in the device tool's carry): the
+# pure-Python packages the model and trainer import, copied from this venv, and the AV-digits
+# sources (the check builds the dataset there).
+GPU_PACKAGES := norse nir nirtorch tonic tyro docstring_parser typeguard importRosbag
+device-prep: $(STAMP)
+	rm -rf .gpu && mkdir -p .gpu/site .gpu/data
+	sp=$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+	for p in $(GPU_PACKAGES); do cp -r $$sp/$$p $$sp/$$p-*.dist-info .gpu/site/; done
+	cp -r $(DATA_ROOT)/fsdd $(DATA_ROOT)/mnist .gpu/data/
+	du -sh .gpu
 
 bench: $(STAMP) bench-peers
 	$(BIN)/pip install --quiet -e ".[bench]"

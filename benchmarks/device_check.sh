@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared device check (issue: the network at the hardware's speed): the CUDA tests and
 # the GPU benchmarks in one run, one generated table. On the lent GPU machine, following
-# ../shared/docs/DEVICE.md (the pure-Python packages and the AV-digits sources in .gpu/):
+# ../shared/docs/DEVICE.md: `make device-prep` puts what that machine lacks in .gpu/ (the
+# pure-Python packages and the AV-digits sources, 31 MB), then
 #
 #   run(command="PYTHONPATH=$PWD/.gpu/site:$PWD bash benchmarks/device_check.sh",
 #       carry=[".gpu"], timeout_s=420)
