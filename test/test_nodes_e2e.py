@@ -377,8 +377,10 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         src.audio_on = True
         assert g.wait_for(lambda: not g.predictions[-1]["degraded"], 5)
         # OK again once the audio is back; a warning the pause raised on a loaded machine (a
-        # window dropped, chunks bunched at the resume) is held for InputHealth's 10 s.
-        assert g.wait_for(lambda: g.last_status().level == b"\x00", 12), \
+        # window dropped, chunks bunched at the resume) is held for InputHealth's 10 s, and
+        # a stall of the loaded machine a few seconds later (windows dropped in a full suite
+        # run) is held as long again: the wait allows for one.
+        assert g.wait_for(lambda: g.last_status().level == b"\x00", 25), \
             g.last_status().message
         stamped = node.audio_in.stamped_by
         assert stamped["receipt"] > 0 and stamped["layout"] == 0
