@@ -93,7 +93,7 @@ def test_corrupt_bytes(saved: tuple[Path, TAAFNet]) -> None:
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(path)
     path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         load_checkpoint(path)
 
 
@@ -116,9 +116,12 @@ def test_malicious_pickle_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
         },
         path,
     )
-    with pytest.raises(CheckpointError, match="refused"):
+    with pytest.raises(CheckpointError, match="refused") as refused:
         load_checkpoint(path)
     assert "payload executed" not in capsys.readouterr().out
+    assert "GLOBAL print" in str(refused.value)  # names the object it refused
+    assert "weights_only=False" not in str(refused.value)  # and never advises running it
+    assert "safe_globals" not in str(refused.value)
 
 
 def test_wrong_format(tmp_path: Path) -> None:

@@ -136,16 +136,33 @@ def save_checkpoint(path: str | os.PathLike[str], model: TAAFNet, card: dict[str
     return _atomic_save(_payload(model, card), path)
 
 
+def _is_torch_file(path: Path) -> bool:
+    """A zip archive (torch.save's format) or a pickle (its legacy format, protocol >= 2)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def _read(path: str | os.PathLike[str], map_location: Any) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:  # weights_only refused a non-tensor object
+    except pickle.UnpicklingError as e:
+        if not _is_torch_file(path):
+            raise CheckpointError(
+                f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle); "
+                "give the model.pt that train_ead.py or taaf_train wrote"
+            ) from e
+        # torch's own text goes on to advise weights_only=False or allow-listing the object,
+        # either of which would run the file's code: keep only what it refused.
+        reason = str(e).split("WeightsUnpickler error:")[-1].strip().split(". Please")[0]
+        reason = reason.split("\n")[0]
         raise CheckpointError(
-            f"{path}: refused to load (unsafe or unexpected object; only tensors and plain "
-            f"data are allowed): {e}"
+            f"{path}: refused to load: it holds objects other than tensors and plain data, and "
+            f"loading them could run code ({reason}); only load checkpoints written "
+            "by taaf_ros, from a source you trust"
         ) from e
     except Exception as e:  # truncated / corrupt bytes, not a torch file
         raise CheckpointError(f"{path}: unreadable or corrupt checkpoint: {e}") from e
