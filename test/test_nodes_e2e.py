@@ -429,9 +429,14 @@ def test_missing_corrupt_model_and_bad_parameter_exit_nonzero(tmp_path):
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(b"not a torch file" * 10)
     r = _run_node("-p", f"model_path:={bad}", "-p", "device:=cpu")
+    assert r.returncode == 2 and "not a PyTorch checkpoint" in r.stderr, r.stderr
+    bad.write_bytes(b"PK\x03\x04" + b"cut short" * 10)
+    r = _run_node("-p", f"model_path:={bad}", "-p", "device:=cpu")
     assert r.returncode == 2 and "corrupt" in r.stderr, r.stderr
-    r = _run_node("-p", "hop_s:=-1.0", "-p", "device:=cpu")
+    # A misspelt name (here the launch argument's) is named, not silently ignored.
+    r = _run_node("-p", "hop_s:=-1.0", "-p", "device:=cpu", "-p", "model:=x.pt")
     assert r.returncode == 2 and "hop_s must be >= 0.005" in r.stderr, r.stderr
+    assert "ignoring parameter 'model'" in r.stderr and "'model_path'?" in r.stderr, r.stderr
 
 
 def test_message_info_callbacks_degrade_for_an_rclpy_without_them():

@@ -9,6 +9,7 @@ without rclpy.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -263,6 +264,25 @@ def describe(s: ParamSpec) -> str:
     return s.description + "." + extra + ("" if s.runtime else " Read at start-up.")
 
 
+def ignored_overrides(table: Iterable[ParamSpec], given: Iterable[str]) -> list[str]:
+    """A warning for each given parameter the node does not have: ROS ignores those silently,
+    so a typo (or a launch argument's name passed with ``-p``) would leave the default on.
+
+    >>> ignored_overrides(PERCEPTION_PARAMS, ["model", "hop_s", "qos_overrides./x.depth"])
+    ["ignoring parameter 'model': the node has no such parameter (did you mean 'model_path'?)"]
+    """
+    known = [s.name for s in table]
+    lines = []
+    for name in sorted(given):
+        # qos_overrides.* are declared by rclpy itself when the publishers are made.
+        if name in known or name.startswith("qos_overrides."):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "`ros2 param list` shows its parameters"
+        lines.append(f"ignoring parameter {name!r}: the node has no such parameter ({hint})")
+    return lines
+
+
 def declare_all(node: Any, table: Iterable[ParamSpec], all_settable: bool = False
                 ) -> dict[str, Any]:
     """Declare every parameter of ``table`` on an rclpy node; return the validated values.
@@ -280,6 +300,7 @@ def declare_all(node: Any, table: Iterable[ParamSpec], all_settable: bool = Fals
         InvalidParameterValueException,
     )
 
+    table = tuple(table)
     values: dict[str, Any] = {}
     errors: list[str] = []
     for s in table:
@@ -297,6 +318,10 @@ def declare_all(node: Any, table: Iterable[ParamSpec], all_settable: bool = Fals
             override = getattr(node, "_parameter_overrides", {}).get(s.name)
             value = getattr(override, "value", override)
             errors.append(s.check(value) or f"{s.name}: {exc}")
+    # rclpy keeps the overrides (command line, parameters files) only in this attribute.
+    given = [n for n in getattr(node, "_parameter_overrides", {}) if not node.has_parameter(n)]
+    for line in ignored_overrides(table, given):
+        node.get_logger().warning(line)
     if not errors:
         errors = validate(table, values)
     if errors:
