@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -472,6 +473,35 @@ def test_demo_console_command_prints_predictions_and_live_accuracy(avdigits, mod
     assert re.search(r"live accuracy: [0-9.]+ on \d+ sample-aligned windows \(4 samples\)",
                      r.stdout), r.stdout[-1000:]
     assert "window-end-to-publish latency: p50" in r.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_demo_stopped_early_reports_what_it_saw(avdigits, model_checkpoint, tmp_path, sig):
+    """Ctrl-C or SIGTERM in the middle of a long replay (--samples 0: all of them) ends with
+    the report so far and exit code 130, not a traceback."""
+    exe = shutil.which("taaf_demo")
+    cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.demo"]
+    with open(tmp_path / "stderr", "w+") as err:
+        proc = subprocess.Popen([*cmd, "--data-root", str(avdigits), "--samples", "0",
+                                 "--model", str(model_checkpoint), "--device", "cpu"],
+                                stdout=subprocess.PIPE, stderr=err, text=True,
+                                env=os.environ.copy())
+        try:
+            echoed = 0
+            for line in proc.stdout:
+                echoed += line.startswith("data: '")
+                if echoed == 20:  # predictions are flowing: the replay is under way
+                    break
+            assert echoed == 20, "the demo ended before its 20th prediction"
+            proc.send_signal(sig)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        err.seek(0)
+        stderr = err.read()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert re.search(r"live accuracy: \S+ on \d+ sample-aligned windows", out), out[-1000:]
 
 
 # ----------------------------------------------------------------------------- rosbag2 replay

@@ -121,15 +121,19 @@ def demo_perception_params(pp: dict[str, Any], rp: dict[str, Any], ds: Any,
 
 def spin_until_drained(executor: Any, perception: Any, replay: Any) -> Any:
     """Spin until the replay has finished and its last window had time to be published; the
-    scheduler's counters of the replay itself (later windows hold no data, stale anyway)."""
+    scheduler's counters of the replay itself (later windows hold no data, stale anyway).
+    Raises ExternalShutdownException when a signal (Ctrl-C, SIGTERM) shut rclpy down."""
     import rclpy
+    from rclpy.executors import ExternalShutdownException
 
     max_wait = perception.p["max_wait_s"]
     # After the last sample: one more window and the longest wait, then a margin.
     drain = perception.classifier.window_us / 1e6 + max_wait + 0.5
     done_at = snap_at = None
     stats = None
-    while rclpy.ok():
+    while True:
+        if not rclpy.ok():  # shut down between two spins: spin_once would not say so
+            raise ExternalShutdownException()
         executor.spin_once(timeout_sec=0.05)
         if replay.finished and done_at is None:
             done_at, snap_at = time.monotonic() + drain, time.monotonic() + max_wait
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config or find_config()
 
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile
     from std_msgs.msg import String
@@ -228,10 +232,17 @@ def main(argv: list[str] | None = None) -> int:
         executor = SingleThreadedExecutor()
         for n in nodes:
             executor.add_node(n)
-        stats = spin_until_drained(executor, perception, replay)
+        try:
+            stats = spin_until_drained(executor, perception, replay)
+        except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, SIGTERM
+            # What was replayed so far is still worth reporting (e.g. after --samples 0).
+            print("\n[taaf_demo] interrupted: the figures below cover the samples replayed so "
+                  "far", file=sys.stderr)
+            print_report(board.summary(), perception.session.scheduler.stats, perception)
+            return 130
         print_report(board.summary(), stats, perception)
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # during start-up
         return 130
     finally:
         for n in nodes:
