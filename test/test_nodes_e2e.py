@@ -358,8 +358,11 @@ def test_degraded_recovery_garbage_and_burst(context, checkpoint):
         g.add(src.node)
         g.start()
         assert g.wait_for(lambda: any(not p["degraded"] for p in g.predictions), 20)
+        # OK once both inputs flow; a warning from the start on a loaded machine (windows
+        # dropped while the first ones ran cold) is held for InputHealth's 10 s.
         assert g.wait_for(lambda: g.last_status() is not None
-                          and g.last_status().level == b"\x00", 5)
+                          and g.last_status().level == b"\x00", 25), \
+            g.last_status() and g.last_status().message
 
         # 1. Audio stops: event-only predictions, degraded, WARN in diagnostics.
         src.audio_on = False
@@ -438,6 +441,54 @@ def test_missing_corrupt_model_and_bad_parameter_exit_nonzero(tmp_path):
     r = _run_node("-p", "hop_s:=-1.0", "-p", "device:=cpu", "-p", "model:=x.pt")
     assert r.returncode == 2 and "hop_s must be >= 0.005" in r.stderr, r.stderr
     assert "ignoring parameter 'model'" in r.stderr and "'model_path'?" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["perception_node", "managed_perception_node"])
+def test_a_node_stopped_by_a_signal_exits_cleanly(command, sig, tmp_path):
+    """Ctrl-C or SIGTERM (what ros2 launch sends) stops a node with exit code 0, tearing down on
+    the main thread: rclpy's own signal thread once crashed the managed node (exit code -11)."""
+    exe = shutil.which(command)
+    cmd = [exe] if exe else [sys.executable, "-m", f"taaf_ros.nodes.{command}"]
+    started = "unconfigured: waiting" if command.startswith("managed") else "predictions on"
+    with open(tmp_path / "out", "w+") as out:
+        proc = subprocess.Popen([*cmd, "--ros-args", "-p", "device:=cpu"], stdout=out,
+                                stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+        try:
+            deadline = time.monotonic() + 120
+            while started not in (tmp_path / "out").read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "out").read_text()
+                time.sleep(0.1)
+            proc.send_signal(sig)
+            rc = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        out.seek(0)
+        text = out.read()
+    assert rc == 0 and "Traceback" not in text and "Fatal Python error" not in text, text
+
+
+def test_the_processes_handle_signals_on_their_main_thread():
+    """init_rclpy leaves rclpy without its signal handlers (and their thread), and SIGTERM
+    raises KeyboardInterrupt as SIGINT does."""
+    code = """if True:
+        import os, signal, time
+        from rclpy.signals import SignalHandlerOptions, get_current_signal_handlers_options
+        from taaf_ros.nodes.signals import init_rclpy
+        init_rclpy()
+        assert get_current_signal_handlers_options() == SignalHandlerOptions.NO
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                os.kill(os.getpid(), sig)
+                time.sleep(5)  # the handler interrupts it
+            except KeyboardInterrupt as exc:
+                print("interrupted by", exc)
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=os.environ.copy())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["interrupted by SIGTERM", "interrupted by SIGINT"]
 
 
 def test_message_info_callbacks_degrade_for_an_rclpy_without_them():

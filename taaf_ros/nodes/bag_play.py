@@ -201,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     from rclpy.executors import ExternalShutdownException
+
+    from taaf_ros.nodes.signals import ignore_signals, init_rclpy
     # Only the program name: this command's own flags (--remap) are not ROS arguments.
-    rclpy.init(args=sys.argv[:1])
+    init_rclpy(sys.argv[:1])
     node = rclpy.create_node("taaf_bag_play")
     clock_pub = None
     if args.clock:
@@ -225,8 +227,6 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             t_wall0, log0, stamp0 = time.time_ns(), None, None
             for item in read_bag_messages(args.bag, args.topics):
-                if not rclpy.ok():  # SIGTERM / SIGINT shut the context down: stop quietly
-                    break
                 stamp = _header_ns(item.msg)
                 log0 = item.log_time_ns if log0 is None else log0
                 stamp0 = stamp if stamp0 is None else stamp0
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                           + _size_hint(conv, item), flush=True)
                 pubs[item.topic].publish(msg)
                 played += 1
-            if not args.loop or not rclpy.ok():
+            if not args.loop:
                 break
         # Publishing only queues a sample: a process that exits at once can take the last
         # ones with it (best effort resends nothing). Give them time to leave.
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or SIGTERM: stop quietly, say how far it got
     finally:
+        ignore_signals()
         node.destroy_node()
         rclpy.try_shutdown()
     print(f"taaf_bag_play: {played} messages played", flush=True)

@@ -122,7 +122,7 @@ def demo_perception_params(pp: dict[str, Any], rp: dict[str, Any], ds: Any,
 def spin_until_drained(executor: Any, perception: Any, replay: Any) -> Any:
     """Spin until the replay has finished and its last window had time to be published; the
     scheduler's counters of the replay itself (later windows hold no data, stale anyway).
-    Raises ExternalShutdownException when a signal (Ctrl-C, SIGTERM) shut rclpy down."""
+    Ctrl-C and SIGTERM raise KeyboardInterrupt in here (``signals.init_rclpy``)."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
@@ -132,7 +132,7 @@ def spin_until_drained(executor: Any, perception: Any, replay: Any) -> Any:
     done_at = snap_at = None
     stats = None
     while True:
-        if not rclpy.ok():  # shut down between two spins: spin_once would not say so
+        if not rclpy.ok():  # shut down elsewhere between two spins: spin_once would not say
             raise ExternalShutdownException()
         executor.spin_once(timeout_sec=0.05)
         if replay.finished and done_at is None:
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from taaf_ros.inference.scoring import GroundTruth, Scoreboard
     from taaf_ros.nodes.perception_node import PerceptionNode, StartupError
     from taaf_ros.nodes.replay_node import GT_QOS, ReplayNode
+    from taaf_ros.nodes.signals import ignore_signals, init_rclpy
 
     ds = EadDataset(root, args.split)
     rp = load_params(config, REPLAY_NODE)
@@ -193,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     def overrides(d: dict[str, Any]) -> list[Parameter]:
         return [Parameter(k, value=v) for k, v in d.items()]
 
-    rclpy.init()
-    nodes = []
+    init_rclpy()
+    nodes, executor = [], None
     try:
         try:
             perception = PerceptionNode(parameter_overrides=overrides(pp))
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             stats = spin_until_drained(executor, perception, replay)
         except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, SIGTERM
+            ignore_signals()
             # What was replayed so far is still worth reporting (e.g. after --samples 0).
             print("\n[taaf_demo] interrupted: the figures below cover the samples replayed so "
                   "far", file=sys.stderr)
@@ -245,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # during start-up
         return 130
     finally:
+        ignore_signals()
+        if executor is not None:
+            executor.shutdown()
         for n in nodes:
             n.destroy_node()
         rclpy.try_shutdown()

@@ -20,12 +20,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from taaf_ros.nodes.params import PERCEPTION_NODE
 from taaf_ros.nodes.perception_node import spin_node
 from taaf_ros.nodes.perception_wiring import PerceptionWiring, StartupError
+from taaf_ros.nodes.signals import init_rclpy
 
 
 class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
@@ -93,7 +93,7 @@ class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``managed_perception_node``; non-zero exit when it cannot start."""
-    rclpy.init(args=args)
+    init_rclpy(args)
     return spin_node(ManagedPerceptionNode, PERCEPTION_NODE)
 
 

@@ -277,7 +277,7 @@ def ignored_overrides(table: Iterable[ParamSpec], given: Iterable[str]) -> list[
         # qos_overrides.* are declared by rclpy itself when the publishers are made.
         if name in known or name.startswith("qos_overrides."):
             continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else "`ros2 param list` shows its parameters"
         lines.append(f"ignoring parameter {name!r}: the node has no such parameter ({hint})")
     return lines

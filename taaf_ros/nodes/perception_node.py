@@ -6,7 +6,6 @@ both do (threads, inputs, outputs, diagnostics) is ``perception_wiring.Perceptio
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from rclpy.node import Node
 
 from taaf_ros.nodes.params import PERCEPTION_NODE
 from taaf_ros.nodes.perception_wiring import PerceptionWiring, StartupError
+from taaf_ros.nodes.signals import ignore_signals, init_rclpy, spin
 
 __all__ = ["PerceptionNode", "StartupError", "main", "spin_node"]
 
@@ -37,23 +37,26 @@ class PerceptionNode(PerceptionWiring, Node):
 
 
 def spin_node(make: Callable[[], Node], name: str) -> int:
-    """Run one perception node until shutdown; exit code 2 when it cannot start."""
+    """Run one perception node until Ctrl-C or SIGTERM (rclpy started by
+    :func:`~taaf_ros.nodes.signals.init_rclpy`); exit code 2 when it cannot start."""
     try:
         node = make()
     except StartupError as exc:
         print(f"[{name}] error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # stopped while loading the model
+        ignore_signals()
+        rclpy.try_shutdown()
+        return 0
     executor = SingleThreadedExecutor()  # inference has its own thread (see the module doc)
     executor.add_node(node)
     try:
-        executor.spin()
+        spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        # Ctrl-C in a terminal reaches the node twice under ros2 launch (the terminal signals
-        # the process group, launch forwards it): the second must not cut the clean-up short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_signals()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
@@ -62,7 +65,7 @@ def spin_node(make: Callable[[], Node], name: str) -> int:
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``perception_node``; non-zero exit when it cannot start."""
-    rclpy.init(args=args)
+    init_rclpy(args)
     return spin_node(PerceptionNode, PERCEPTION_NODE)
 
 

@@ -15,13 +15,12 @@ no data in time: the perception node sees exactly the plan's timeline.
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Int16MultiArray, MultiArrayDimension, String
@@ -33,6 +32,7 @@ from taaf_ros.inference.scoring import GroundTruth
 from taaf_ros.nodes.msg_imports import MissingMessagePackageError, import_msg
 from taaf_ros.nodes.params import REPLAY_NODE, REPLAY_PARAMS, declare_all
 from taaf_ros.nodes.perception_node import StartupError
+from taaf_ros.nodes.signals import SPIN_TIMEOUT_S, ignore_signals, init_rclpy
 from taaf_ros.stream.replay_plan import ReplayPlan, replay_order
 
 # Ground truth must not be lost to discovery races: reliable, and kept for late joiners.
@@ -227,20 +227,26 @@ class ReplayNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``replay_node``: plays the split once (or loops) and exits."""
-    rclpy.init(args=args)
+    init_rclpy(args)
     try:
         node = ReplayNode()
     except StartupError as exc:
         print(f"[{REPLAY_NODE}] error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
         while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (see perception_node)
+        ignore_signals()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
