@@ -19,12 +19,14 @@ SPIN_TIMEOUT_S = 0.1
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    ignore_signals()  # the first one stops the process; a second must not cut its clean-up
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def init_rclpy(args: list[str] | None = None) -> None:
-    """``rclpy.init`` without rclpy's signal handlers; SIGINT and SIGTERM raise
-    KeyboardInterrupt (also where the shell started the process with SIGINT ignored)."""
+    """``rclpy.init`` without rclpy's signal handlers; the first SIGINT or SIGTERM raises
+    KeyboardInterrupt (also where the shell started the process with SIGINT ignored), later
+    ones are ignored."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
@@ -41,7 +43,7 @@ def spin(executor: Any) -> None:
 
 def ignore_signals() -> None:
     """For the clean-up: Ctrl-C in a terminal reaches a node twice under ``ros2 launch`` (the
-    terminal signals the process group, launch forwards it), and launch follows up with
-    SIGTERM; neither may cut the clean-up short."""
+    terminal signals the process group, launch forwards it), and launch may follow up with
+    SIGTERM; neither may cut the clean-up short (launch's last resort is SIGKILL)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
