@@ -236,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         try:
             stats = spin_until_drained(executor, perception, replay)
         except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, SIGTERM
-            ignore_signals()
             # What was replayed so far is still worth reporting (e.g. after --samples 0).
             print("\n[taaf_demo] interrupted: the figures below cover the samples replayed so "
                   "far", file=sys.stderr)

@@ -46,7 +46,6 @@ def spin_node(make: Callable[[], Node], name: str) -> int:
         rclpy.try_shutdown()
         return 2
     except KeyboardInterrupt:  # stopped while loading the model
-        ignore_signals()
         rclpy.try_shutdown()
         return 0
     executor = SingleThreadedExecutor()  # inference has its own thread (see the module doc)
