@@ -5,6 +5,9 @@ The model's window and the live hop decide what the network sees; the ROS parame
 front end, the replay node and the evaluations read them from here.
 """
 
+import os
+from pathlib import Path
+
 WINDOW_S = 0.6
 """Window length (s): holds 90 % of FSDD's spoken digits whole and an N-MNIST-style saccade."""
 
@@ -13,3 +16,9 @@ HOP_S = 0.05
 
 FSDD_RATE_HZ = 8000
 """FSDD's sample rate, so AV-digits' audio rate and the model's cochlea rate by default."""
+
+
+def user_cache_dir() -> Path:
+    """Where the package keeps what it makes once and reuses (AV-digits built from sources,
+    training features, exported graphs): $XDG_CACHE_HOME/taaf_ros, else ~/.cache/taaf_ros."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "taaf_ros"

@@ -261,12 +261,31 @@ def test_training_learns(trained: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_run_in_another_folder_reuses_the_front_end_tensors(trained: Path, tiny_data: Path,
+                                                               tmp_path: Path) -> None:
+    """The feature cache is keyed by data and front end, not by the run folder: a second run
+    with another --out-dir reads the first run's tensors (no file rewritten, none added); a
+    changed front end is a new entry beside them."""
+    from taaf_ros.defaults import user_cache_dir
+
+    cache = user_cache_dir() / "features"
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert any(n.startswith("train-") for n in before) and any(n.startswith("test-")
+                                                                for n in before)
+    assert cli.main(["--data-root", str(tiny_data), "--out-dir", str(tmp_path / "again"),
+                     "--epochs", "1", *TINY]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+    assert cli.main(["--data-root", str(tiny_data), "--out-dir", str(tmp_path / "other"),
+                     "--epochs", "1", "--frontend.n-time-bins", "6", *TINY]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert before.items() < after.items() and len(after) == 2 * len(before)  # each anew
+
+
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
     """Stop after 2 of 5 epochs, resume: same weights and history as the run above."""
     common = ["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "5",
               *TINY]
-    # the front-end cache is keyed by content, so reusing the first run's cache is safe
-    (tmp_path / "cache").symlink_to(trained / "cache")
     assert cli.main([*common, "--stop-after", "2"]) == 0
     assert not (tmp_path / "model.pt").exists()
     assert cli.main([*common, "--resume"]) == 0
@@ -299,7 +318,6 @@ def test_a_training_step_reads_nothing_back(method: str, precision: str, trained
     from taaf_ros.training.distributed import Distributed
     from taaf_ros.training.run_data import load_run_data
 
-    (tmp_path / "cache").symlink_to(trained / "cache")
     cfg = build_config(["--method", method, "--data-root", str(tiny_data), "--out-dir",
                         str(tmp_path), *TINY, "--augment.swap-audio", "0.5",
                         "--augment.modality-dropout", "0.3", "--augment.time-shift", "1",
@@ -339,7 +357,6 @@ def test_a_cuda_training_step_never_synchronizes(trained: Path, tiny_data: Path,
     from taaf_ros.training.distributed import Distributed
     from taaf_ros.training.run_data import load_run_data
 
-    (tmp_path / "cache").symlink_to(trained / "cache")
     cfg = build_config(["--data-root", str(tiny_data), "--out-dir", str(tmp_path), *TINY,
                         "--augment.swap-audio", "0.5", "--augment.modality-dropout", "0.3",
                         "--device", "cuda"])
@@ -373,7 +390,6 @@ def test_a_bfloat16_step_computes_in_bfloat16_and_keeps_float32_state(
     from taaf_ros.training.distributed import Distributed
     from taaf_ros.training.run_data import load_run_data
 
-    (tmp_path / "cache").symlink_to(trained / "cache")
     cfg = build_config(["--data-root", str(tiny_data), "--out-dir", str(tmp_path), *TINY,
                         "--precision", "bfloat16", "--device", device])
     run = loop.setup(cfg, load_run_data(cfg, Distributed()), torch.device(device),
@@ -408,7 +424,6 @@ def test_a_compiled_step_trains_as_the_eager_one(trained: Path, tiny_data: Path,
     validation accuracy (the same batches; float rounding apart)."""
     from torch._dynamo.utils import counters
 
-    (tmp_path / "cache").symlink_to(trained / "cache")
     argv = ["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "5", *TINY,
             "--compile"]
     counters.clear()
@@ -428,7 +443,6 @@ def test_resume_refuses_corrupt_or_changed(trained: Path, tiny_data: Path,
     bad.write_bytes((trained / "last.pt").read_bytes()[:1000])  # truncated
     argv = ["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "5",
             "--resume", *TINY]
-    (tmp_path / "cache").symlink_to(trained / "cache")
     with pytest.raises(SystemExit, match="corrupt"):
         cli.main(argv)
     bad.write_bytes((trained / "last.pt").read_bytes())
@@ -450,7 +464,6 @@ def test_eval_only_reproduces_accuracy(trained: Path, tiny_data: Path, tmp_path:
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "taaf-balanced"])
 def test_every_method_runs(method: str, trained: Path, tiny_data: Path, tmp_path: Path) -> None:
-    (tmp_path / "cache").symlink_to(trained / "cache")
     assert cli.main(["--data-root", str(tiny_data), "--out-dir", str(tmp_path), "--epochs", "1",
                      "--method", method, "--limit-per-class", "4", *TINY]) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -519,7 +532,6 @@ def test_torchrun_two_processes_match_one_and_resume_exactly(trained: Path, tiny
     runs = {name: tmp_path / name for name in ("one", "two", "resumed")}
     for run in runs.values():
         run.mkdir()
-        (run / "cache").symlink_to(trained / "cache")  # the same front-end tensors
     assert cli.main([*common, "--out-dir", str(runs["one"])]) == 0
 
     def torchrun_train(*extra: str) -> str:

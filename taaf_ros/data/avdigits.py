@@ -49,7 +49,7 @@ from taaf_ros.audio.cochlea import resample
 from taaf_ros.audio.wav import read_wav
 from taaf_ros.data.emulator import DvsEmulatorConfig, emulate_saccades
 from taaf_ros.data.mnist import find_mnist_files, load_mnist
-from taaf_ros.defaults import FSDD_RATE_HZ
+from taaf_ros.defaults import FSDD_RATE_HZ, user_cache_dir
 
 BUILDER_VERSION = "1.1"  # 1.1: train_pairs
 CLASSES = [str(d) for d in range(10)]
@@ -298,12 +298,6 @@ def _meta(config: BuildConfig, samples: list[PlannedSample], counts: dict, skipp
     }
 
 
-def default_cache_dir() -> Path:
-    """Where AV-digits built from sources is kept: $XDG_CACHE_HOME/taaf_ros or ~/.cache/taaf_ros."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "taaf_ros"
-
-
 def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int = 0,
                        limit_per_class: int = 0, progress: bool = True,
                        download: bool = False,
@@ -323,7 +317,7 @@ def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int =
     root = Path(root)
     if (root / "meta.json").is_file():
         return root
-    base = Path(cache_dir) if cache_dir else default_cache_dir()
+    base = Path(cache_dir) if cache_dir else user_cache_dir()
     fsdd = root / "fsdd" / "recordings"
     fsdd, mnist = (fsdd if fsdd.is_dir() else root / "fsdd"), root / "mnist"
     if not (fsdd.is_dir() and mnist.is_dir()):
@@ -374,7 +368,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--download", action="store_true",
                     help="download FSDD / MNIST (checksum-verified) where no local copy exists")
     ap.add_argument("--download-dir", type=Path,
-                    default=Path.home() / ".cache" / "taaf_ros" / "sources",
+                    default=user_cache_dir() / "sources",
                     help="where downloads go (default: ~/.cache/taaf_ros/sources)")
     ap.add_argument("--overwrite", action="store_true", help="replace a dataset in --out")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -5,7 +5,8 @@
 Fold s: speaker s is the test split, the next speaker (in sorted order, cyclically) the
 validation speaker that picks the epoch, the others train. Each fold's AV-digits build (test
 speaker s) is made once; each (fold, method) is one ``train_ead.py`` run in its own process
-(one thread), ``--parallel`` of them at a time, sharing their fold's front-end cache.
+(one thread), ``--parallel`` of them at a time, sharing their fold's front-end tensors (the
+training feature cache is keyed by data and front end, whatever the run folder).
 
 Resumable and sliceable: a run whose ``metrics.json`` exists is done and skipped; one with a
 ``last.pt`` continues with ``--resume``; stop the command at any time (Ctrl-C stops the runs,
@@ -46,7 +47,7 @@ class Job:
 
     @property
     def fold_dir(self) -> Path:
-        """The fold's folder, test-<speaker>: its front-end cache and corruption results."""
+        """The fold's folder, test-<speaker>: its runs and corruption results."""
         return next(p for p in self.out_dir.parents if p.name == f"test-{self.test_speaker}")
 
     @property
@@ -134,11 +135,6 @@ def run_jobs(jobs: list[Job], data_roots: dict[str, Path], parallel: int, extra:
                 elif todo:
                     job = todo.pop(0)
                     job.out_dir.mkdir(parents=True, exist_ok=True)
-                    cache = job.out_dir / "cache"
-                    if not cache.exists():  # the fold's front-end tensors, computed once
-                        fold_cache = job.fold_dir / "cache"
-                        fold_cache.mkdir(exist_ok=True)
-                        cache.symlink_to(fold_cache.resolve())
                     what = " ".join((job.method, *job.flags))
                     start(f"{what} on fold {job.test_speaker} (validation {job.val_speaker})",
                           job_command(job, data_roots[job.test_speaker], extra),

@@ -34,7 +34,7 @@ from taaf_ros.data.corruptions import NOISE_FAMILIES, Occlusion, Scene, corrupti
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.frontend import FrontEndConfig, audio_tensor
 
-from .data import CACHE_VERSION, read_cache, write_cache
+from .data import CACHE_VERSION, files_fingerprint, read_cache, write_cache
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,9 @@ def noisy_audio_variants(root: str | Path, split: str, ids: list[str], fe: Front
     if cache_dir is not None:
         blob = json.dumps({"v": CACHE_VERSION, "frontend": fe.to_dict(), "meta": ds.meta,
                            "split": split, "recordings": recordings, "n": n_variants,
-                           "snr": list(snr_db), "seed": seed}, sort_keys=True, default=str)
+                           "snr": list(snr_db), "seed": seed,
+                           "files": files_fingerprint(ds, [where[first[r]] for r in recordings])},
+                          sort_keys=True, default=str)
         key = hashlib.sha256(blob.encode()).hexdigest()[:16]
         cache = Path(cache_dir) / f"noisy-{split}-{key}.npy"
         per_rec = read_cache(cache, lambda f: np.load(f, allow_pickle=False))

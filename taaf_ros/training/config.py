@@ -23,6 +23,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass,
 from pathlib import Path
 from typing import Any, Literal
 
+from taaf_ros.defaults import user_cache_dir
 from taaf_ros.frontend import FrontEndConfig
 from taaf_ros.model import ModelConfig
 from taaf_ros.model.loss import METHOD_PRESETS, LossConfig, method_configs
@@ -45,7 +46,8 @@ class TrainConfig:
             events-only, audio-only. It presets model.fusion, model.modalities and the loss flags.
         data_root: EAD-layout dataset (has meta.json), or a folder with fsdd/ and mnist/ sources
             from which AV-digits is built into cache_dir first. Empty: $TAAF_DATA_ROOT.
-        cache_dir: where AV-digits built from sources goes. Empty: ~/.cache/taaf_ros.
+        cache_dir: where AV-digits built from sources and the front-end tensors (features/)
+            go. Empty: ~/.cache/taaf_ros.
         train_split: split folder used for training.
         val_speaker: training speaker held out for validation, speaker-disjoint like the test split;
             it picks the reported epoch and fits the late fusion, and the test split is evaluated
@@ -54,8 +56,10 @@ class TrainConfig:
         test_split: split folder used for evaluation (AV-digits: held-out speaker).
         limit_per_class: use at most N samples per class and split (0: all); also passed to the
             AV-digits builder.
-        feature_cache: store the front-end tensors in out_dir/cache (keyed by a hash of the
-            front-end settings and the dataset), so a rerun skips the front end.
+        feature_cache: store the front-end tensors in cache_dir/features, keyed by a hash of
+            the front-end settings and the dataset (its samples and their files' sizes and
+            times), so every run on the same data and front end, whatever its out_dir, skips
+            the front end.
         epochs: training epochs.
         batch_size: samples per optimiser step.
         late_fusion: fit the late-fusion weights (the head and each readout, model/late_fusion.py)
@@ -154,6 +158,12 @@ class TrainConfig:
 
     def resolved_out_dir(self) -> Path:
         return Path(self.out_dir or f"runs/{self.method}")
+
+    def feature_cache_dir(self) -> Path | None:
+        """Where the front-end tensors are cached (None: feature_cache off)."""
+        if not self.feature_cache:
+            return None
+        return Path(self.cache_dir or user_cache_dir()) / "features"
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (lists for tuples), as in metrics.json and the checkpoints."""

@@ -3,7 +3,8 @@
 The front end (``taaf_ros.frontend.sample_tensors``, ~40 ms per sample) is the same code the
 live node runs, so the network trains on exactly the tensors it will see. It is run once per
 dataset and kept in memory as small integers (counts are clipped to ``max_count``), optionally
-cached on disk as an .npz in the run folder, keyed by a hash of everything that determines it.
+cached on disk as an .npz in the user cache (shared by every run), keyed by a hash of everything
+that determines it.
 """
 
 from __future__ import annotations
@@ -75,10 +76,26 @@ def subset_indices(labels: list[int], limit_per_class: int) -> list[int]:
     return keep
 
 
+def files_fingerprint(ds: EadDataset, indices: list[int]) -> list[list[int]]:
+    """Size and modification time (ns) of each sample's files: a dataset rebuilt in place with
+    the same names must not reuse the tensors of the one before (cached runs share a folder)."""
+    out = []
+    for i in indices:
+        for path in ds.samples[i][:2]:
+            try:
+                st = os.stat(path)
+            except OSError:  # a one-modality dataset has one file of the pair
+                out.append([-1, -1])
+            else:
+                out.append([st.st_size, st.st_mtime_ns])
+    return out
+
+
 def _cache_key(ds: EadDataset, split: str, indices: list[int], fe: FrontEndConfig) -> str:
     ids = [ds.samples[i][3] for i in indices]
     blob = json.dumps({"v": CACHE_VERSION, "frontend": fe.to_dict(), "meta": ds.meta,
-                       "split": split, "ids": ids}, sort_keys=True, default=str)
+                       "split": split, "ids": ids, "files": files_fingerprint(ds, indices)},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -461,7 +461,7 @@ def evaluate_checkpoint(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
     out = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint).parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     test_set, ds = load_split(root, cfg.test_split, fe, cfg.limit_per_class,
-                              out / "cache" if cfg.feature_cache else None, cfg.progress)
+                              cfg.feature_cache_dir(), cfg.progress)
     if list(ds.classes) != list(card["classes"]):
         raise CheckpointError(f"dataset classes {ds.classes} differ from the model's "
                               f"{card['classes']}")

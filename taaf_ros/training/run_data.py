@@ -57,7 +57,7 @@ def load_run_data(cfg: TrainConfig, dctx: Distributed) -> RunData:
         dctx.barrier()
     root = ensure_ead_dataset(cfg.resolved_data_root(), cfg.cache_dir, cfg.seed,
                               cfg.limit_per_class, cfg.progress)
-    fe, cache = cfg.frontend, (out / "cache" if cfg.feature_cache else None)
+    fe, cache = cfg.frontend, cfg.feature_cache_dir()
     t0 = time.perf_counter()
     train, ds = load_split(root, cfg.train_split, fe, cfg.limit_per_class, cache, cfg.progress)
     test, _ = load_split(root, cfg.test_split, fe, cfg.limit_per_class, cache, cfg.progress)
