@@ -43,6 +43,12 @@ setup(
         "rosbags>=0.10",
         "av>=12",  # MP3 (audio_capture's default) and other compressed audio
         "pillow>=9",  # the debug view's caption
+        # The CPU's fastest backend (inference_backend auto): the graph's export and runtime.
+        # Not on aarch64, where a Jetson needs NVIDIA's onnxruntime-gpu instead (a different
+        # distribution name: PyPI's CPU build would shadow it; docs/model.md, "Jetson").
+        "onnx>=1.16",
+        "onnxscript>=0.2",
+        'onnxruntime>=1.18; platform_machine != "aarch64"',
         "setuptools",
     ],
     extras_require={
@@ -55,8 +61,9 @@ setup(
         + ["catkin_pkg"],
         "interfaces-jazzy": [f"ros-jazzy-{p}" for p in INTERFACE_TOOLS + INTERFACE_TOOLS_JAZZY]
         + ["catkin_pkg"],
-        # The onnxruntime inference backend and taaf_export --onnx.
-        "onnx": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
+        # Kept so that `pip install 'taaf_ros[onnx]'` of older instructions still works: ONNX
+        # Runtime is a normal dependency now (aarch64: install onnxruntime or NVIDIA's GPU one).
+        "onnx": ["onnxruntime>=1.18"],
         # Event files beyond .npy and N-MNIST .bin: HDF5 and AEDAT4.
         "files": ["h5py>=3", "aedat>=2"],
         # Offline work: building datasets, training (tyro: its command line), reports.
@@ -67,8 +74,7 @@ setup(
         # triton runs the CUDA LIF kernel's source on the CPU (TRITON_INTERPRET=1) in the tests.
         "dev": ['triton>=3.2; platform_system == "Linux" and platform_machine == "x86_64"',
                 "pytest>=7", "hypothesis>=6", "ruff>=0.4", "h5py>=3", "aedat>=2", "faery>=0.7",
-                "colcon-common-extensions", "onnx>=1.16", "onnxscript>=0.2",
-                "onnxruntime>=1.18"],
+                "colcon-common-extensions"],
     },
     entry_points={
         "console_scripts": [

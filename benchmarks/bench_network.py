@@ -161,7 +161,7 @@ def onnxruntime_row(net: TAAFNet, checkpoint: str, ev: torch.Tensor, au: torch.T
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        print("onnxruntime not installed: no ONNX Runtime row (pip install 'taaf_ros[onnx]')")
+        print("onnxruntime not installed: no ONNX Runtime row (pip install onnxruntime)")
         return None
     import tempfile
 

@@ -19,12 +19,46 @@ def shared_data_root() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package's user cache (exported graphs, training features, AV-digits built from
+    sources) in a folder of this session's own, for the processes the tests start too: no
+    test passes on what an earlier session left in ~/.cache."""
+    path = tmp_path_factory.mktemp("xdg-cache")
+    os.environ["XDG_CACHE_HOME"] = str(path)
+    return path / "taaf_ros"
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = shared_data_root()
     if not (root / "fsdd" / "recordings").is_dir():
         pytest.skip(f"real data not found at {root} (set TAAF_DATA_ROOT)")
     return root
+
+
+@pytest.fixture(scope="session")
+def real_test_windows(data_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(events, audio) of 20 real AV-digits test samples through the bundled model's front end,
+    as (T, 20, ...) float tensors: the windows a network is checked on."""
+    import numpy as np
+    import torch
+
+    from taaf_ros.data.avdigits import ensure_ead_dataset
+    from taaf_ros.data.readers import EadDataset
+    from taaf_ros.frontend import FrontEndConfig, sample_tensors
+    from taaf_ros.model import load_checkpoint
+
+    root = ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
+                              limit_per_class=2, progress=False)
+    ds = EadDataset(root, "test")
+    card = load_checkpoint(REPO_ROOT / "models" / "taaf_avdigits.pt").card
+    fe = FrontEndConfig.from_dict(card["frontend"])
+    pairs = [sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
+             for s in (ds[i] for i in range(len(ds)))]
+    ev = torch.from_numpy(np.stack([p[0] for p in pairs], axis=1)).float()
+    au = torch.from_numpy(np.stack([p[1] for p in pairs], axis=1)).float()
+    return ev, au
 
 
 @pytest.fixture(scope="session")

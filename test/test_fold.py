@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,25 +12,6 @@ from taaf_ros.model.encoders import LIFLayer, RMSBatchNorm
 from taaf_ros.model.fold import fold_norms
 
 BUNDLED = Path(__file__).resolve().parent.parent / "models" / "taaf_avdigits.pt"
-
-
-@pytest.fixture(scope="module")
-def real_windows(data_root: Path, tmp_path_factory: pytest.TempPathFactory
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(events, audio) of 20 real test samples through the bundled model's front end."""
-    from taaf_ros.data.avdigits import ensure_ead_dataset
-    from taaf_ros.data.readers import EadDataset
-    from taaf_ros.frontend import FrontEndConfig, sample_tensors
-
-    root = ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
-                              limit_per_class=2, progress=False)
-    ds = EadDataset(root, "test")
-    fe = FrontEndConfig.from_dict(load_checkpoint(BUNDLED).card["frontend"])
-    pairs = [sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
-             for s in (ds[i] for i in range(len(ds)))]
-    ev = torch.from_numpy(np.stack([p[0] for p in pairs], axis=1)).float()
-    au = torch.from_numpy(np.stack([p[1] for p in pairs], axis=1)).float()
-    return ev, au
 
 
 def spikes_and_output(net: TAAFNet, *inputs: torch.Tensor | None) -> tuple[list, object]:
@@ -50,8 +30,8 @@ def spikes_and_output(net: TAAFNet, *inputs: torch.Tensor | None) -> tuple[list,
 
 @pytest.mark.parametrize("present", [(True, True), (True, False), (False, True)])
 def test_the_folded_bundled_model_spikes_as_the_trained_one_on_real_windows(
-        real_windows, present):
-    ev, au = real_windows
+        real_test_windows, present):
+    ev, au = real_test_windows
     net = load_checkpoint(BUNDLED).model.eval()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     folded = fold_norms(net)

@@ -249,7 +249,7 @@ def test_a_parameters_file_sets_what_no_argument_overrides(ros2_install, my_mode
         assert "2" in ros2(ros2_install, "param", "get", node, "top_k")
         assert "pointcloud2" in ros2(ros2_install, "param", "get", node, "events_type")
         assert "0.05" in ros2(ros2_install, "param", "get", node, "hop_s")  # the argument
-        assert launch.wait_for_line(f"model {my_model}", 30), launch.output
+        assert launch.wait_for_line(f"model {my_model}", 120), launch.output
     finally:
         assert launch.stop() == 0, launch.output[-3000:]
     assert "Traceback" not in launch.output, launch.output[-3000:]
@@ -317,7 +317,7 @@ def test_managed_node_autostarts_and_takes_parameters_while_unconfigured(ros2_in
         assert "unconfigured" in state, launch.output[-2000:]
         ros2(ros2_install, "param", "set", node, "model_path", str(my_model))
         ros2(ros2_install, "lifecycle", "set", node, "configure")
-        assert launch.wait_for_line(f"configured: {my_model}", 60), launch.output[-3000:]
+        assert launch.wait_for_line(f"configured: {my_model}", 120), launch.output[-3000:]
         for _ in range(3):  # a refusal is expected: retried only where discovery missed
             refused = subprocess.run(["ros2", "param", "set", node, "hop_s", "0.1",
                                       "--no-daemon", "--spin-time", "3"],
@@ -415,7 +415,7 @@ def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_s
                     "device:=cpu", "use_sim_time:=true", "max_wait_s:=0.5",
                     "smoothing_windows:=1", "min_confidence:=0.0")
     try:
-        assert launch.wait_for_line(f"model {model}", 60), launch.output[-3000:]
+        assert launch.wait_for_line(f"model {model}", 120), launch.output[-3000:]
         play = run("taaf_bag_play", str(bag), "--clock", "--wait-for-subscribers", "20",
                    "--remap", f"/event_camera/events:=/{ns}/event_camera/events",
                    f"/audio/audio_stamped:=/{ns}/audio/audio_stamped",

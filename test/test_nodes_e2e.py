@@ -467,6 +467,9 @@ def test_a_node_stopped_by_a_signal_exits_cleanly(command, sig, tmp_path):
         out.seek(0)
         text = out.read()
     assert rc == 0 and "Traceback" not in text and "Fatal Python error" not in text, text
+    if command == "perception_node":  # what runs the network, and why: one line at start-up
+        assert ("inference backend onnxruntime" in text
+                and "[auto: the fastest at batch 1 on a CPU; outputs within" in text), text
 
 
 @pytest.mark.parametrize("first, second", [("SIGTERM", "SIGINT"), ("SIGINT", "SIGINT")])
@@ -528,6 +531,10 @@ def test_demo_console_command_prints_predictions_and_live_accuracy(avdigits, mod
     assert re.search(r"live accuracy: [0-9.]+ on \d+ sample-aligned windows \(4 samples\)",
                      r.stdout), r.stdout[-1000:]
     assert "window-end-to-publish latency: p50" in r.stdout
+    assert re.search(r"inference \(front ends \+ network\) p50 [0-9.]+ ms, p99 [0-9.]+ ms, "
+                     r"onnxruntime on cpu", r.stdout), r.stdout[-1000:]
+    # the node's start-up line (stderr: rclpy's log) names the backend and why
+    assert "inference backend onnxruntime" in r.stderr and "[auto: " in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -81,7 +81,10 @@ def test_windows_are_classified_with_their_events_and_audio(speech):
                                            audio_stats={}, stamp_offsets={})
     kv = dict(values)
     assert level == OK and kv["predictions"] == str(len(got))
-    assert float(kv["inference_ms.p50"]) > 0
+    assert float(kv["inference_ms.p50"]) > 0 and int(kv["inference_ms.windows"]) == len(got)
+    # the default backend (auto) on a CPU, and why
+    assert kv["backend"] == "onnxruntime" and kv["dtype"] == "float32"
+    assert kv["backend.reason"].startswith("auto: the fastest at batch 1 on a CPU")
 
 
 def test_bad_input_is_counted_and_named():

@@ -41,3 +41,27 @@ def test_input_health_names_overload_and_inputs_that_contribute_nothing():
     assert "overloaded" in got
     # Warnings stay 10 s after the last report that raised them, then go.
     assert h.update(30.0, total) == []
+
+
+def test_latency_percentiles_cover_the_last_period_only():
+    """/diagnostics report what inference costs now: a slow start-up fades out of the figures
+    after the period, and a period without windows says so (NaN, 0 windows)."""
+    import math
+
+    from taaf_ros.inference.stats import LatencyStats
+
+    s = LatencyStats(period_s=10.0)
+    for i in range(100):
+        s.add(50.0, now_s=i * 0.05)  # 5 s of slow windows
+    for i in range(200):
+        s.add(2.0, now_s=5.0 + i * 0.05)  # then 10 s of fast ones
+    now = s.percentiles(now_s=15.0)
+    assert now["p50"] == 2.0 and now["p99"] == 2.0 and now["n"] == 200
+    assert s.percentiles(now_s=7.0)["max"] == 50.0
+    idle = s.percentiles(now_s=40.0)
+    assert idle["n"] == 0 and math.isnan(idle["p50"])
+    kv = dict(diagnostic_values(
+        level=WARN, message="m", device="cpu", inputs={}, rates={}, buffers={},
+        scheduler=SchedulerStats(), window_latency=idle, inference_latency=now, predictions=0))
+    assert kv["inference_ms.p50"] == "2.00" and kv["inference_ms.windows"] == "200"
+    assert kv["window_latency_ms.windows"] == "0"

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from taaf_ros.inference.backends import BACKENDS, CHOICES
 from taaf_ros.modalities import MODALITIES
+
+__all__ = ["BACKENDS", "CHOICES", "Classifier", "WindowResult", "find_bundled_model",
+           "frontend_from_card"]
 
 DEFAULT_MODEL = "taaf_avdigits.pt"
 """The bundled checkpoint's file name (installed to share/taaf_ros/models by setup.py)."""
 
-BACKENDS = ("eager", "onnxruntime", "cuda_graph")
-"""How the network runs: PyTorch op by op; the exported graph in ONNX Runtime; the PyTorch
-network captured once as a CUDA graph and replayed (CUDA only)."""
 
 
 def find_bundled_model(share_dirs: Iterable[str | os.PathLike[str]] | None = None) -> Path:
@@ -81,16 +82,22 @@ class Classifier:
     Args:
         path: checkpoint file (see taaf_ros.model.checkpoint). device: 'auto', 'cpu', 'cuda:N'.
         dtype: 'float32', 'float16' (CUDA only) or 'bfloat16', applied with autocast.
-        backend: one of :data:`BACKENDS` (``cuda_graph`` needs a CUDA device).
+        backend: one of :data:`CHOICES`: 'auto' picks the fastest that gives the eager
+            network's outputs (``taaf_ros.inference.backends``); a named one is refused when
+            it cannot run ``dtype`` or disagrees with eager. ``backend`` says which runs,
+            ``backend_reason`` why.
         window_s: 0 = the model card's window; another value changes the window the front end
             bins over (the network still sees T bins).
+        threads: ONNX Runtime's intra-op threads (0: its default; torch's are process-wide,
+            set by the caller). say: told of slow steps before they run (an ONNX export).
 
-    Raises CheckpointError (missing / corrupt / wrong file) or RuntimeError / ValueError (device).
+    Raises CheckpointError (missing / corrupt / wrong file) or RuntimeError / ValueError (device,
+    dtype, backend).
     """
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto",
-                 window_s: float = 0.0, dtype: str = "float32", backend: str = "eager"
-                 ) -> None:
+                 window_s: float = 0.0, dtype: str = "float32", backend: str = "eager",
+                 threads: int = 1, say: Callable[[str], None] | None = None) -> None:
         import dataclasses
 
         import torch
@@ -112,16 +119,78 @@ class Classifier:
             fe = dataclasses.replace(fe, window_s=float(window_s))
         self.frontend = fe
         self._torch = torch
-        self.backend = backend
-        self.runner = None
-        if backend == "onnxruntime":
-            self.runner = _onnx_runner(self.path, loaded.model, self.device, self.dtype)
-        elif backend == "cuda_graph":
-            from taaf_ros.inference.cuda_graph import CudaGraphRunner
+        self.runner: Any = None
+        self.backend, self.backend_reason = "eager", "as set"
+        self._open_backend(backend, loaded.model, threads, say)
 
-            self.runner = CudaGraphRunner(self.model, self.dtype)
-        elif backend != "eager":
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    def _open_backend(self, requested: str, trained: Any, threads: int,
+                      say: Callable[[str], None] | None) -> None:
+        """Open the backend ``requested`` names (``auto``: chooses), keep it only when its
+        outputs equal eager's within :data:`~taaf_ros.inference.backends.TOLERANCE`.
+        ``trained``: the network as loaded, norms unfolded (what is exported)."""
+        from taaf_ros.inference import backends
+
+        providers = (backends.onnx_providers_available()
+                     if requested in ("auto", "onnxruntime") else None)
+        choice = backends.choose(requested, self.device, self.dtype, providers)
+        self.backend_reason = choice.reason
+        if choice.backend == "eager":
+            return
+        auto = requested == "auto"
+        try:
+            if choice.backend == "onnxruntime":
+                runner = backends.onnx_runner(self.path, trained, self.device, self.dtype,
+                                              threads, say)
+            else:
+                from taaf_ros.inference.cuda_graph import CudaGraphRunner
+
+                runner = CudaGraphRunner(self.model, self.dtype)
+            diff = self.largest_difference(runner)
+        except Exception as exc:  # noqa: BLE001 - auto falls back to eager, and says why
+            if not auto:
+                raise
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            self.backend_reason = (f"auto: {choice.backend} did not open "
+                                   f"({type(exc).__name__}: {first}), so eager")
+            return
+        tol = backends.TOLERANCE[backends.dtype_name(self.dtype)]
+        if not diff <= tol:  # NaN too
+            why = (f"{choice.backend} disagrees with the eager network by {diff:.1e} "
+                   f"(tolerance {tol:.0e})")
+            if not auto:
+                raise ValueError(why + ": re-export the graph (taaf_export MODEL --onnx) or "
+                                 "set inference_backend:=eager")
+            self.backend_reason = f"auto: {why}, so eager"
+            return
+        self.backend, self.runner = choice.backend, runner
+        self.backend_reason = f"{choice.reason}; outputs within {diff:.0e} of eager"
+
+    def largest_difference(self, runner: Any, seed: int = 0) -> float:
+        """The largest absolute difference between ``runner``'s outputs and the eager
+        network's, over random windows with each modality present, then each alone."""
+        rng = np.random.default_rng(seed)
+        cfg = self.model.cfg
+        worst = 0.0
+        for present in ((True, True), (True, False), (False, True)):
+            ev = (rng.integers(0, 5, (cfg.T, *cfg.event_shape)).astype(np.float32)
+                  if present[0] and "events" in self.modalities else None)
+            au = (rng.integers(0, 4, (cfg.T, 2, cfg.audio_channels)).astype(np.float32)
+                  if present[1] and "audio" in self.modalities else None)
+            if ev is None and au is None:
+                continue
+            want, got = self._classify_eager(ev, au), self._classify_runner(runner, ev, au)
+            for a, b in zip(want[:3], got[:3], strict=True):
+                worst = max(worst, float(np.abs(a - b).max()))
+        return worst
+
+    def describe(self) -> str:
+        """What runs, for the start-up line: backend (and why), dtype, device."""
+        from taaf_ros.inference.backends import dtype_name
+
+        dtype = dtype_name(self.dtype)
+        where = f" ({self.runner.path})" if self.backend == "onnxruntime" else ""
+        return (f"inference backend {self.backend}{where} [{self.backend_reason}], {dtype} "
+                f"on {self.device}")
 
     @property
     def window_us(self) -> int:
@@ -157,9 +226,6 @@ class Classifier:
 
     def classify_tensors(self, ev: np.ndarray | None, au: np.ndarray | None) -> WindowResult:
         """The network on ready spike tensors (T, 2, h, w) and (T, 2, C); None = masked."""
-        from taaf_ros.model.device import inference_context
-
-        torch = self._torch
         if "events" not in self.modalities:
             ev = None
         if "audio" not in self.modalities:
@@ -167,7 +233,13 @@ class Classifier:
         if ev is None and au is None:
             raise ValueError("no modality present")
         if self.runner is not None:
-            return self._classify_runner(ev, au)
+            return self._classify_runner(self.runner, ev, au)
+        return self._classify_eager(ev, au)
+
+    def _classify_eager(self, ev: np.ndarray | None, au: np.ndarray | None) -> WindowResult:
+        from taaf_ros.model.device import inference_context
+
+        torch = self._torch
         with inference_context(self.device, self.dtype):
             # no mask: present is what is given, known to the forward as structure, so it
             # dispatches no masking ops
@@ -180,50 +252,14 @@ class Classifier:
             amap = out.attention_map[0].float().cpu().numpy()
         return WindowResult(probs, att, amap, ev, au)
 
-    def _classify_runner(self, ev: np.ndarray | None, au: np.ndarray | None) -> WindowResult:
+    def _classify_runner(self, runner: Any, ev: np.ndarray | None, au: np.ndarray | None
+                         ) -> WindowResult:
         """The exported graph or the captured CUDA graph: an absent modality is zeros,
         masked."""
         cfg = self.model.cfg
         e = (np.zeros((cfg.T, *cfg.event_shape), np.float32) if ev is None else ev)[:, None]
         a = (np.zeros((cfg.T, 2, cfg.audio_channels), np.float32) if au is None else au)[:, None]
         present = np.array([[ev is not None, au is not None]])
-        probs, att, amap = self.runner(e, a, present)
+        probs, att, amap = runner(e, a, present)
         return WindowResult(probs[0], att[0], amap[0], ev, au)
 
-
-def _onnx_runner(checkpoint: str, model: Any, device: Any, dtype: Any) -> Any:
-    """ONNX Runtime on the checkpoint's graph: ``<model>.onnx`` beside it when current, else
-    exported once into the user cache (a share folder may be read-only). On CUDA the TensorRT
-    provider (where onnxruntime has it) caches its engines in ``<model>.trt/`` beside the graph
-    when that folder is writable, else in the user cache."""
-    from taaf_ros.model.export import (
-        OnnxRunner,
-        export_onnx,
-        file_digest,
-        graph_source,
-        onnx_path,
-        onnx_providers,
-    )
-
-    beside, digest = onnx_path(checkpoint), file_digest(checkpoint)
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "taaf_ros"
-    if beside.is_file() and graph_source(beside) == digest:
-        path = beside
-    else:  # none, or made from another checkpoint: export once, keyed by the checkpoint
-        path = cache / "onnx" / f"{Path(checkpoint).stem}-{digest[:16]}.onnx"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            export_onnx(model, path, source_digest=digest)
-    engines = path.with_suffix(".trt")
-    if not os.access(path.parent, os.W_OK):
-        engines = cache / "trt" / f"{Path(checkpoint).stem}-{digest[:16]}"
-    try:
-        import onnxruntime
-    except ImportError:  # OnnxRunner says what to install
-        available: list[str] = []
-    else:
-        available = onnxruntime.get_available_providers()
-    providers = onnx_providers(device, dtype, available, engines)
-    if any(p[0] == "TensorrtExecutionProvider" for p in providers if isinstance(p, tuple)):
-        engines.mkdir(parents=True, exist_ok=True)
-    return OnnxRunner(path, providers)

@@ -58,6 +58,7 @@ class Scoreboard:
     majority: list[tuple[str, int, int]] = field(default_factory=list)
     background: list[bool] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    inference_ms: list[float] = field(default_factory=list)
     degraded: int = 0
     predictions: int = 0
 
@@ -67,6 +68,7 @@ class Scoreboard:
     def add_prediction(self, pred: dict[str, Any]) -> tuple[GroundTruth | None, float]:
         self.predictions += 1
         self.latencies_ms.append(float(pred["latency_ms"]))
+        self.inference_ms.append(float(pred.get("inference_ms", np.nan)))
         self.degraded += int(bool(pred["degraded"]))
         g, cover = best_match(pred["window"]["start_ns"], pred["window"]["end_ns"],
                               self.truths.values())
@@ -86,6 +88,7 @@ class Scoreboard:
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.asarray([np.nan])
+        inf = np.asarray(self.inference_ms) if self.inference_ms else np.asarray([np.nan])
         return {
             "samples": len(self.truths),
             "predictions": self.predictions,
@@ -99,4 +102,6 @@ class Scoreboard:
             else float("nan"),
             "latency_ms_p50": float(np.percentile(lat, 50)),
             "latency_ms_p99": float(np.percentile(lat, 99)),
+            "inference_ms_p50": float(np.percentile(inf, 50)),
+            "inference_ms_p99": float(np.percentile(inf, 99)),
         }

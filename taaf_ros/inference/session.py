@@ -98,10 +98,11 @@ class LiveSession:
         self.seq = 0
 
     @staticmethod
-    def load_classifier(p: Mapping[str, Any]) -> Classifier:
+    def load_classifier(p: Mapping[str, Any], say: Callable[[str], None] | None = None
+                        ) -> Classifier:
         """Load and warm up the model named by the perception node's parameter values (names
-        and meaning: ``taaf_ros.nodes.params``). Raises what :class:`Classifier` raises for a
-        missing or bad model."""
+        and meaning: ``taaf_ros.nodes.params``); ``say`` is told of slow steps before they
+        run. Raises what :class:`Classifier` raises for a missing or bad model."""
         import torch
 
         if p["torch_threads"]:
@@ -109,7 +110,8 @@ class LiveSession:
             # cores make inference many times slower (threads spin-wait on busy cores).
             torch.set_num_threads(p["torch_threads"])
         classifier = Classifier(p["model_path"] or str(find_bundled_model()), p["device"],
-                                p["window_s"], p["dtype"], p["inference_backend"])
+                                p["window_s"], p["dtype"], p["inference_backend"],
+                                threads=p["torch_threads"], say=say)
         classifier.warm_up()
         return classifier
 
@@ -266,7 +268,10 @@ class LiveSession:
         warnings += self.input_health.update(mono, counters, {"sensor": f"{w} x {h}"})
         level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
                                         warnings)
-        extra |= {"worker.heartbeat_age_s": f"{self.health.heartbeat_age_s(mono):.2f}",
+        extra |= {"backend": self.classifier.backend,
+                  "backend.reason": self.classifier.backend_reason,
+                  "dtype": str(self.classifier.dtype).removeprefix("torch."),
+                  "worker.heartbeat_age_s": f"{self.health.heartbeat_age_s(mono):.2f}",
                   "worker.errors": self.health.errors}
         values = diagnostic_values(
             level=level, message=message, device=device, inputs=self.inputs,

@@ -4,6 +4,7 @@ key/value pairs of its DiagnosticStatus."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -37,23 +38,27 @@ class RateMeter:
 
 
 class LatencyStats:
-    """The last ``n`` latencies (ms) and their percentiles; bounded memory."""
+    """Latencies (ms) of the last ``period_s`` seconds (at most ``n``) and their percentiles,
+    so /diagnostics shows what the node costs now, not since it started; bounded memory."""
 
-    def __init__(self, n: int = 500) -> None:
-        self._v: deque[float] = deque(maxlen=n)
+    def __init__(self, n: int = 2000, period_s: float = 10.0) -> None:
+        self.period_s = float(period_s)
+        self._v: deque[tuple[float, float]] = deque(maxlen=n)
         self._lock = threading.Lock()
 
-    def add(self, ms: float) -> None:
+    def add(self, ms: float, now_s: float | None = None) -> None:
         with self._lock:
-            self._v.append(float(ms))
+            self._v.append((time.monotonic() if now_s is None else now_s, float(ms)))
 
-    def percentiles(self) -> dict[str, float]:
+    def percentiles(self, now_s: float | None = None) -> dict[str, float]:
+        """p50, p99 and max over the period (NaN where nothing came in it), and ``n``."""
+        since = (time.monotonic() if now_s is None else now_s) - self.period_s
         with self._lock:
-            if not self._v:
-                return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
-            a = np.asarray(self._v)
+            a = np.asarray([ms for t, ms in self._v if t >= since])
+        if not len(a):
+            return {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "n": 0}
         return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
-                "max": float(a.max())}
+                "max": float(a.max()), "n": len(a)}
 
 
 @dataclass
@@ -144,8 +149,9 @@ def diagnostic_values(*, level: int, message: str, device: str,
            ("windows.stale", scheduler.stale), ("windows.dropped", scheduler.dropped),
            ("windows.backlog_jumps", scheduler.jumps)]
     kv += [(f"windows.late.{m}", n) for m, n in scheduler.late.items()]
-    kv += [(f"window_latency_ms.{k}", f"{v:.2f}") for k, v in window_latency.items()]
-    kv += [(f"inference_ms.{k}", f"{v:.2f}") for k, v in inference_latency.items()]
+    for name, stats in (("window_latency_ms", window_latency), ("inference_ms", inference_latency)):
+        kv += [(f"{name}.{k}", f"{v:.2f}") for k, v in stats.items() if k != "n"]
+        kv.append((f"{name}.windows", stats.get("n", 0)))
     kv += list((extra or {}).items())
     return [(k, str(v)) for k, v in kv]
 

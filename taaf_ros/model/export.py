@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,12 +90,16 @@ def export_onnx(net: TAAFNet, path: str | Path, opset: int = OPSET,
                                 input_names=list(INPUTS), output_names=list(OUTPUTS),
                                 opset_version=opset, verbose=False)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    program.save(str(tmp))
-    graph = onnx.load(str(tmp))
-    graph.metadata_props.add(key=SOURCE_KEY, value=source_digest)
-    onnx.save(graph, str(tmp))
-    tmp.replace(path)  # never a half-written graph beside the model
+    # a name of this process's own: two nodes may export the same checkpoint at once
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        program.save(str(tmp))
+        graph = onnx.load(str(tmp))
+        graph.metadata_props.add(key=SOURCE_KEY, value=source_digest)
+        onnx.save(graph, str(tmp))
+        tmp.replace(path)  # never a half-written graph beside the model
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -147,7 +153,7 @@ class OnnxRunner:
             import onnxruntime as ort
         except ImportError as exc:
             raise RuntimeError("the onnxruntime backend needs the onnxruntime package: "
-                               "pip install 'taaf_ros[onnx]'") from exc
+                               "pip install onnxruntime") from exc
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)

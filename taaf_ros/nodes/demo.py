@@ -155,7 +155,9 @@ def print_report(s: dict[str, Any], stats: Any, perception: Any) -> None:
           f"min_confidence {perception.p['min_confidence']})")
     print(f"window-end-to-publish latency: p50 {s['latency_ms_p50']:.1f} ms, "
           f"p99 {s['latency_ms_p99']:.1f} ms over {s['predictions']} predictions "
-          f"({s['degraded']} degraded) on {perception.classifier.device}")
+          f"({s['degraded']} degraded); inference (front ends + network) p50 "
+          f"{s['inference_ms_p50']:.2f} ms, p99 {s['inference_ms_p99']:.2f} ms, "
+          f"{perception.classifier.backend} on {perception.classifier.device}")
     print(f"windows during the replay: {stats.cut} classified, {stats.dropped} dropped "
           f"(inference behind), {late} cut late with an input missing after max_wait_s, "
           f"{stats.stale} without input")

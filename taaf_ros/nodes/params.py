@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taaf_ros.defaults import HOP_S, WINDOW_S
+from taaf_ros.inference.backends import CHOICES
 
 EVENT_TYPES = ("event_packet", "dvs_event_array", "pointcloud2")
 AUDIO_TYPES = ("audio_data_stamped", "audio_stamped", "int16_multiarray", "float32_multiarray")
@@ -80,15 +81,17 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       "(autocast; LIF state and norms stay float32; at batch 1 on the development CPU bfloat16 "
       "is 1.4x slower than float32, see benchmarks/bench_network.py --dtype bfloat16)",
       choices=("float32", "float16", "bfloat16")),
-    P("inference_backend", "eager", "eager: the network in PyTorch; onnxruntime: its exported "
-      "graph in ONNX Runtime (no Python per op: the fastest at batch 1 on a CPU, see "
-      "benchmarks/bench_network.py; "
+    P("inference_backend", "auto", "auto: the fastest backend that gives the eager "
+      "network's outputs (ONNX Runtime on a CPU in float32, the CUDA graph on CUDA, else "
+      "eager; the start-up line and /diagnostics say which and why); eager: the network in "
+      "PyTorch; onnxruntime: its exported float32 graph in ONNX Runtime (no Python per op; "
       "<model>.onnx beside the checkpoint from taaf_export, else exported once into "
-      "~/.cache/taaf_ros/onnx; needs pip install 'taaf_ros[onnx]'); cuda_graph: the network "
-      "captured once as a CUDA graph and replayed (device cuda only; captured at start-up)",
-      choices=("eager", "onnxruntime", "cuda_graph")),
-    P("torch_threads", 1, "CPU threads for inference (torch intra-op, process-wide); 0 = torch's "
-      "default (one per core). 1 suits a batch-1 network beside decoding and other processes",
+      "~/.cache/taaf_ros/onnx, keyed by the checkpoint's hash); cuda_graph: the network "
+      "captured once as a CUDA graph and replayed (device cuda only). A backend that cannot "
+      "run the dtype is refused", choices=CHOICES),
+    P("torch_threads", 1, "CPU threads for inference (torch intra-op, process-wide, and ONNX "
+      "Runtime's); 0 = their default (one per core). 1 suits a batch-1 network beside "
+      "decoding and other processes",
       low=0, high=1024),
     P("events_topic", "~/events", "event camera input topic (the launch files remap ~/events "
       "onto the driver's /event_camera/events)"),

@@ -110,11 +110,15 @@ class PerceptionWiring:
         """A session with fresh stream state, on the loaded model (loading it if needed)."""
         from taaf_ros.model import CheckpointError
 
+        loaded = self.classifier is not None
         try:
-            classifier = self.classifier or LiveSession.load_classifier(self.p)
+            classifier = self.classifier or LiveSession.load_classifier(
+                self.p, say=self.get_logger().info)
         except (FileNotFoundError, CheckpointError, RuntimeError, ValueError, KeyError,
                 MemoryError) as exc:
             raise StartupError(f"cannot load the model: {type(exc).__name__}: {exc}") from exc
+        if not loaded:  # what runs and why, once per load
+            self.get_logger().info(classifier.describe())
         window_s = classifier.window_us / 1e6
         if self.p["hop_s"] > window_s:
             raise StartupError(f"hop_s ({self.p['hop_s']} s) exceeds the window ({window_s} s, "
