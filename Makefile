@@ -95,13 +95,23 @@ device-prep: $(STAMP)
 	cp -r $(DATA_ROOT)/fsdd $(DATA_ROOT)/mnist .gpu/data/
 	du -sh .gpu
 
+# Every benchmark with its reference in the same run, recorded into docs/bench/results/, then
+# the generated page docs/bench/README.md and the README's headline table (bench_page.py).
+RESULTS := docs/bench/results
+LIVE := --wire event_packet --rates 0.5,1,2,4,5 --front-ends auto
 bench: $(STAMP) bench-peers
 	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python benchmarks/bench_decode.py --data-root $(DATA_ROOT)
-	$(BIN)/python benchmarks/bench_binning.py --data-root $(DATA_ROOT) --peer-python $(PEERS)/bin/python
-	$(BIN)/python benchmarks/bench_cochlea.py --data-root $(DATA_ROOT)
-	$(BIN)/python benchmarks/bench_network.py --data-root $(DATA_ROOT)
-	$(BIN)/python benchmarks/bench_live.py
+	$(BIN)/python benchmarks/bench_network.py --data-root $(DATA_ROOT) --compile --record $(RESULTS)/network.json
+	$(BIN)/python benchmarks/bench_training.py --data-root $(DATA_ROOT) --record $(RESULTS)/training.json
+	$(BIN)/python benchmarks/bench_live.py $(LIVE) --markdown docs/bench/live_event_packet.md --record $(RESULTS)/live_default.json
+	$(BIN)/python benchmarks/bench_live.py $(LIVE) --backend eager --markdown docs/bench/live_event_packet_eager.md --record $(RESULTS)/live_eager.json
+	$(BIN)/python benchmarks/bench_live.py --wire pointcloud2 --rates 1,2 --front-ends auto,per_window --markdown docs/bench/live_pointcloud2.md --record $(RESULTS)/live_pointcloud2.json
+	$(BIN)/python benchmarks/bench_decode.py --data-root $(DATA_ROOT) --record $(RESULTS)/decode.json
+	$(BIN)/python benchmarks/bench_binning.py --data-root $(DATA_ROOT) --peer-python $(PEERS)/bin/python --record $(RESULTS)/binning.json
+	$(BIN)/python benchmarks/bench_cochlea.py --data-root $(DATA_ROOT) --record $(RESULTS)/cochlea.json
+	$(BIN)/python benchmarks/bench_lif.py --record $(RESULTS)/lif.json
+	$(BIN)/python benchmarks/bench_dataset.py --data-root $(DATA_ROOT) --markdown docs/bench/dataset.md --record $(RESULTS)/dataset.json
+	$(BIN)/python benchmarks/bench_page.py
 
 clean:
 	rm -rf .venv .venv-jazzy $(PEERS) build install log *.egg-info

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import record
 import tonic
 
 from taaf_ros.data.bags import events_from_bag
@@ -87,7 +88,9 @@ def main() -> None:
                     help="events per real stream (each bag repeated in time)")
     ap.add_argument("--peer-python", type=Path, default=REPO_ROOT / ".venv-peers/bin/python",
                     help="python of a venv with evlib (skipped where missing)")
+    record.add_argument(ap)
     args = ap.parse_args()
+    rows: list[record.Row] = []
 
     W, H, T = args.width, args.height, args.bins
     t0 = 1_700_000_000_000_000
@@ -139,8 +142,15 @@ def main() -> None:
                 f"{kind:>7} {n:>10} {n / t_tonic:>12.3g} {n / t_ours:>12.3g} "
                 f"{n / t_np:>12.3g} {t_tonic / t_ours:>8.1f}x"
             )
+            rows.append(record.Row(
+                f"binning {n / 1e6:g} M {kind} events, {W} x {H}, T = {T} (equal to tonic's)",
+                f"{n / t_ours / 1e6:.0f} M events/s", f"tonic's ToFrame: "
+                f"{n / t_tonic / 1e6:.1f} M events/s", t_tonic / t_ours))
 
-    bench_real(args)
+    rows += bench_real(args)
+    record.write(args.record, "Binning events into spike tensors (one core)", rows,
+                 ["equal output to tonic's ToFrame (and to evlib where it ran) is asserted "
+                  "before any figure is printed"])
 
 
 def tiled(ev: np.ndarray, n_events: int) -> np.ndarray:
@@ -152,7 +162,7 @@ def tiled(ev: np.ndarray, n_events: int) -> np.ndarray:
     return out
 
 
-def bench_real(args: argparse.Namespace) -> None:
+def bench_real(args: argparse.Namespace) -> list[record.Row]:
     T = args.bins
     root = args.data_root / "event_bags"
     streams = {}
@@ -162,7 +172,7 @@ def bench_real(args: argparse.Namespace) -> None:
             streams[name] = (tiled(ev, args.real_events), w, h)
     if not streams:
         print(f"\nno event bags under {root}: real-data comparison skipped")
-        return
+        return []
     peer = {}
     if args.peer_python.exists():
         with tempfile.TemporaryDirectory() as tmp:
@@ -182,6 +192,7 @@ def bench_real(args: argparse.Namespace) -> None:
     print(f"\nreal recordings (repeated to >= {args.real_events / 1e6:g} M events, one window, "
           f"T={T}), M events/s; copy = memcpy of the events ({np.dtype(ev.dtype).itemsize} "
           "B each)")
+    rows: list[record.Row] = []
     print(f"{'recording':<28}{'sensor':>10}{'events':>10}{'ours':>8}{'tonic':>8}{'evlib':>8}"
           f"{'copy':>8}{'vs tonic':>10}{'vs evlib':>10}{'of copy':>9}{'stream':>8}{'of copy':>9}")
     for name, (ev, w, h) in streams.items():
@@ -214,10 +225,19 @@ def bench_real(args: argparse.Namespace) -> None:
         line += f"{p['seconds'] / t_ours:>9.1f}x" if p is not None else f"{'-':>10}"
         line += f"{t_copy / t_ours:>9.0%}{n / t_stream / 1e6:>8.0f}{t_copy / t_stream:>9.0%}"
         print(line)
+        what = f"binning a real recording, {name} ({w} x {h}, {n / 1e6:.1f} M events)"
+        rows.append(record.Row(what, f"{n / t_ours / 1e6:.0f} M events/s", f"tonic's ToFrame: "
+                               f"{n / t_tonic / 1e6:.1f} M events/s", t_tonic / t_ours,
+                               headline=not rows))
+        if p is not None:
+            rows.append(record.Row(what, f"{n / t_ours / 1e6:.0f} M events/s", f"evlib: "
+                                   f"{n / p['seconds'] / 1e6:.1f} M events/s",
+                                   p["seconds"] / t_ours))
     print("ours = bin_events at the sensor's resolution (tonic's ToFrame semantics); stream = the "
           "live node's streaming front end (StreamingEventFrames.push: fit to 34x34 and count "
           "into 25 ms sub-bins, in 300 packets); faery (also on PyPI) has no count "
           "frame (its renders decay and colour-map), so it is not timed")
+    return rows
 
 
 def stream_push(ev: np.ndarray, sensor: tuple[int, int]) -> None:

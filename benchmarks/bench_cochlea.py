@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import record
 from scipy import signal
 
 from taaf_ros.audio.cochlea import CochleaConfig, encode_audio
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="synthetic signal length")
     parser.add_argument("--repeats", type=int, default=5, help="timings per input (min kept)")
     parser.add_argument("--no-reference", action="store_true", help="skip librosa")
+    record.add_argument(parser)
     args = parser.parse_args(argv)
+    rows: list[record.Row] = []
 
     cfg = CochleaConfig()
     encode_audio(np.zeros(cfg.sample_rate, np.float32), cfg.sample_rate, cfg)  # JIT warm-up
@@ -108,19 +111,25 @@ def main(argv: list[str] | None = None) -> None:
         if mel is not None and all(sr == cfg.sample_rate for _, sr in items):
             ref = sum(best_time(lambda x=x: mel(x), args.repeats) for x, _ in items)
             line += f"{ref:>11.4f}{ours / ref:>8.2f}"
+            rows.append(record.Row(f"cochlea front end, {name} ({audio_s:.1f} s of audio)",
+                                   f"real-time factor {ours / audio_s:.4f}", f"librosa's mel "
+                                   f"spectrogram alone: {ref / audio_s:.4f}", ref / ours))
         print(line)
     print("RTF = processing time / audio duration (goal < 0.02); ratio = cochlea / librosa "
           "melspectrogram (same FFT, hop, channels; 8 kHz inputs only)")
     speech = np.concatenate([x for x, sr in inputs[0][1]]) if wavs else inputs[-2][1][0][0]
-    live_windows(speech, args.repeats)
+    rows += live_windows(speech, args.repeats)
+    record.write(args.record, "The audio front end (cochlea: filterbank, envelopes, "
+                 "level-crossing events)", rows)
 
 
 def live_windows(speech: np.ndarray, repeats: int, hop_us: int = 50_000,
-                 chunk_s: float = 0.02) -> None:
+                 chunk_s: float = 0.02) -> list[record.Row]:
     """Per-window cost of the live audio front end, streaming vs each window on its own."""
     fe = FrontEndConfig()
     print(f"\nlive windows ({fe.window_s:g} s every {hop_us / 1000:g} ms, "
           f"{len(speech) / 8000:.1f} s of speech, {chunk_s * 1000:g} ms chunks)")
+    rows = []
     print(f"{'rate':<8}{'windows':>8}{'per-window ms':>15}{'streaming ms':>14}{'ratio':>8}"
           f"{'frames computed':>17}")
     for rate in (8000, 16000, 48000):
@@ -128,8 +137,13 @@ def live_windows(speech: np.ndarray, repeats: int, hop_us: int = 50_000,
         n_win, a, b, computed = _live_rate(x.astype(np.float32), rate, fe, hop_us, chunk_s,
                                            repeats)
         print(f"{rate:<8}{n_win:>8}{a:>15.3f}{b:>14.3f}{a / b:>7.1f}x{computed:>16.0%}")
+        rows.append(record.Row(
+            f"live audio front end per window ({fe.window_s:g} s every {hop_us / 1000:g} ms), "
+            f"{rate / 1000:g} kHz speech", f"{b:.2f} ms", f"each window on its own: {a:.2f} ms",
+            a / b, headline=rate == 16000))
     print("streaming includes resampling and pushing every chunk; per-window resamples each "
           "window; frames computed = share of cochlea frames not taken from the cache")
+    return rows
 
 
 def _live_rate(x: np.ndarray, rate: int, fe: FrontEndConfig, hop_us: int, chunk_s: float,

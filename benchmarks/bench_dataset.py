@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import record
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "test"))
@@ -136,7 +137,10 @@ def main() -> int:
     ap.add_argument("--data-root", type=Path,
                     default=Path(os.environ.get("TAAF_DATA_ROOT", REPO.parent / "shared/data")))
     ap.add_argument("--markdown", type=Path, help="also write the table here")
+    record.add_argument(ap)
     args = ap.parse_args()
+    args.data_root = args.data_root.resolve()  # the labels files name bags from elsewhere
+    recorded: list[record.Row] = []
     from taaf_ros.data.bags import write_bag
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dataset_"))
@@ -177,6 +181,11 @@ def main() -> int:
                     f"{n / wall / 1e6:.1f} | {loop.group(1) if loop else '?'} | "
                     f"{n / read_s / 1e6:.1f} | {rss:.0f} | {samples} |")
         print(rows[-1], flush=True)
+        recorded.append(record.Row(
+            f"taaf_dataset bag on {name} ({mib:.0f} MiB, {n:,} events): decode, cut, write",
+            f"{n / wall / 1e6:.1f} M events/s, peak RSS {rss:.0f} MiB",
+            f"rosbags reading and deserialising it alone: {n / read_s / 1e6:.1f} M events/s",
+            read_s / wall))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     text = "\n".join(rows)
     print("\n" + text)
@@ -191,6 +200,8 @@ def main() -> int:
             "decoding, cutting and writing, without start-up); read alone: rosbags reading and "
             "deserialising every message of the bag in this process. Peak RSS: the build "
             "process's, torch included.\n\n" + text + "\n")
+    record.write(args.record, "Building a dataset from bags (taaf_dataset)", recorded,
+                 ["build: the command's wall time in a child process, start-up included"])
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

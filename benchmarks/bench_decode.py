@@ -23,6 +23,7 @@ import argparse
 import time
 
 import numpy as np
+import record
 
 from taaf_ros.events.decoder import EventDecoder
 from taaf_ros.events.evt3 import decode_evt3_reference, encode_evt3
@@ -92,7 +93,9 @@ def main() -> None:
     ap.add_argument("--data-root", default=None, help="real data root (holds event_bags/)")
     ap.add_argument("--real-events", type=int, default=5_000_000,
                     help="events per real stream (the bag repeated)")
+    record.add_argument(ap)
     args = ap.parse_args()
+    rows: list[record.Row] = []
 
     ev = busy_stream(args.events, span_us=2_000_000)  # 2 s: within mono's 32-bit ns offsets
     n = ev.size
@@ -126,8 +129,13 @@ def main() -> None:
             np.testing.assert_array_equal(ref_fn(raw, tb), out)
         print(f"{name:8s} {rate:8.1f} M events/s   {ref_name:12s} {ref_rate:8.2f} M events/s"
               f"   ratio {rate / ref_rate:7.1f}x")
+        rows.append(record.Row(f"decoding {name}, {n / 1e6:.0f} M synthetic events, "
+                               f"{WIDTH} x {HEIGHT}", f"{rate:.0f} M events/s",
+                               f"{ref_name}: {ref_rate:.2f} M events/s", rate / ref_rate))
     if args.data_root:
-        bench_real(args)
+        rows += bench_real(args)
+    record.write(args.record, "Decoding event camera packets (one core)", rows,
+                 ["decoded events equal the reference's (asserted)"])
 
 
 def real_streams(root: str, n_events: int) -> dict[str, tuple[bytes, int, int, int, int]]:
@@ -152,24 +160,35 @@ def real_streams(root: str, n_events: int) -> dict[str, tuple[bytes, int, int, i
     return out
 
 
-def bench_real(args: argparse.Namespace) -> None:
+def bench_real(args: argparse.Namespace) -> list[record.Row]:
     print(f"\nreal recordings (../event_bags, repeated to >= {args.real_events / 1e6:g} M events)")
+    rows = []
     for enc, (raw, n, tb, w, h) in real_streams(args.data_root, args.real_events).items():
         EventDecoder(enc, w, h).decode(raw[:4096], tb)  # warm-up
         dt = best_time(lambda raw=raw, enc=enc, tb=tb, w=w, h=h:
                        EventDecoder(enc, w, h).decode(raw, tb), args.repeat)
         line = f"{enc:12s} {w}x{h} {len(raw) / n:.2f} B/event: {n / dt / 1e6:7.1f} M events/s"
+        what = f"decoding a real {enc} recording ({w} x {h}, repeated to {n / 1e6:.1f} M events)"
         if enc == "evt3":
-            line += "   " + expelliarmus_evt3(raw, n / dt, args.repeat)
+            peer, peer_rate = expelliarmus_evt3(raw, n / dt, args.repeat)
+            line += "   " + peer
+            if peer_rate:
+                rows.append(record.Row(what, f"{n / dt / 1e6:.1f} M events/s", f"expelliarmus "
+                                       f"(C, with its file read): {peer_rate / 1e6:.1f} M "
+                                       "events/s", n / dt / peer_rate, headline=True))
+        else:
+            rows.append(record.Row(what, f"{n / dt / 1e6:.0f} M events/s", "-"))
         print(line)
+    return rows
 
 
-def expelliarmus_evt3(raw: bytes, our_rate: float, repeat: int) -> str:
-    """The peer on the same EVT 3.0 words, read from a file as it is used."""
+def expelliarmus_evt3(raw: bytes, our_rate: float, repeat: int) -> tuple[str, float]:
+    """The peer on the same EVT 3.0 words, read from a file as it is used: (what to print,
+    its events per second; 0 where it is not installed)."""
     try:
         from expelliarmus import Wizard
     except ImportError:
-        return "expelliarmus not installed (pip install expelliarmus)"
+        return "expelliarmus not installed (pip install expelliarmus)", 0.0
     import tempfile
     from pathlib import Path
 
@@ -184,7 +203,7 @@ def expelliarmus_evt3(raw: bytes, our_rate: float, repeat: int) -> str:
         dt = best_time(wizard.read, repeat)
     rate = got.size / dt
     return (f"expelliarmus (C, with file read) {rate / 1e6:.1f} M events/s -> ours "
-            f"{our_rate / rate:.2f}x")
+            f"{our_rate / rate:.2f}x"), rate
 
 
 def _sensor_time(ev: np.ndarray) -> np.ndarray:

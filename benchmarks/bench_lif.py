@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import record
 import torch
 
 from taaf_ros.model import select_device
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--neurons", type=int, default=4096, help="neurons per sample")
     ap.add_argument("--iters", type=int, default=20)
+    record.add_argument(ap)
     args = ap.parse_args()
     dev = select_device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -65,6 +67,13 @@ def main() -> None:
     print(f"{'implementation':10s} {'ms':>9s} {'vs fused':>9s} {'spikes != norse':>16s}")
     for impl in LIFLayer.IMPLS:
         print(f"{impl:10s} {ms[impl]:9.3f} {ms[impl] / ms['fused']:8.2f}x {agree[impl]:16.2e}")
+    what = (f"one LIF layer forward + backward, {args.batch} x {args.neurons:,} neurons, "
+            f"T = {args.T}, {args.dtype}")
+    record.write(args.record, f"The LIF layer ({dev.type}, {torch.get_num_threads()} "
+                 "thread(s))", [
+        record.Row(what, f"fused kernel {ms['fused']:.2f} ms", f"{impl} {ms[impl]:.2f} ms",
+                   ms[impl] / ms["fused"]) for impl in LIFLayer.IMPLS if impl != "fused"],
+                 [f"spikes differing from norse's: {agree}"])
 
 
 if __name__ == "__main__":

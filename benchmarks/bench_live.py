@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import record
 
 SHM_SEGMENT = 512 * 1024
 """Fast DDS's default shared-memory segment (bytes): larger samples cannot use that transport."""
@@ -80,15 +81,16 @@ def parse_args() -> argparse.Namespace:
                     / "event_bags" / "test_data_evt3_trigger",
                     help="a real evt3 bag whose bytes per event are printed beside the "
                     "synthetic stream's (--wire event_packet)")
-    ap.add_argument("--backend", choices=("eager", "onnxruntime"), default="eager",
+    ap.add_argument("--backend", choices=("auto", "eager", "onnxruntime"), default="auto",
                     help="the node's inference_backend, and the reference's (the node runs on "
-                         "the CPU here)")
+                         "the CPU here; auto, the node's default, picks ONNX Runtime there)")
     ap.add_argument("--torch-threads", type=int, default=1,
                     help="the node's torch_threads, and this process's for the reference")
     ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (0-101)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--markdown", type=Path, default=None,
                     help="also write the summary tables here (e.g. docs/bench/live_<wire>.md)")
+    record.add_argument(ap)
     args = ap.parse_args()
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     args.front_ends = [f.strip() for f in args.front_ends.split(",") if f.strip()]
@@ -166,11 +168,12 @@ def reference(model: Path, args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.torch_threads)
     clf = Classifier(model, "cpu", backend=args.backend)
     clf.warm_up()
+    print(f"reference: {clf.describe()}", flush=True)
     rng = np.random.default_rng(0)
     w_us, rate = clf.window_us, clf.frontend.cochlea.sample_rate
     pcm = (0.1 * rng.standard_normal(round(w_us * rate / 1e6))).astype(np.float32)
     sensor = (args.width, args.height)
-    out: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    out: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "backend": clf.backend}
     res = clf.classify(make_events([0], [0], [0], [1]), sensor, pcm, rate, 0)
     ev_t = torch.from_numpy(res.events_frame)[:, None]
     au_t = torch.from_numpy(res.audio_frame)[:, None]
@@ -470,10 +473,63 @@ def main() -> int:
             f"inference_backend:={args.backend}). "
             f"Compare rows of one run, not across machines.\n{out.getvalue()}")
     shutil.rmtree(tmp, ignore_errors=True)  # the node's log (kept above when it fails)
+    record.write(args.record, f"Live: {args.wire} events and audio over Fast DDS into the "
+                 f"perception node (hop {args.hop} s, {args.width} x {args.height}, "
+                 f"{args.packet_ms:g} ms packets, inference_backend:={args.backend})",
+                 live_rows(results, ref, args), [f"model {what}; the publisher and the node "
+                                                 "share the machine's cores"])
     if args.json:
         args.json.write_text(json.dumps({"reference": ref, "rows": results, "args": {
             k: v for k, v in vars(args).items() if k != "json"}}, indent=1, default=str))
     return 0
+
+
+def live_rows(results: dict[str, list[dict[str, Any]]], ref: dict[str, Any],
+              args: argparse.Namespace) -> list[record.Row]:
+    """The page's rows (record.py): per rate, the node's inference against the same pipeline
+    in a plain process called once per hop, and the latency against the per-window front end
+    where it ran; the highest rate sustained."""
+    R = record.Row
+    rows = []
+    stream = {r["rate_M"]: r for r in results.get("auto", [])}
+    per_window = {r["rate_M"]: r for r in results.get("per_window", [])}
+    backend = ref["backend"]
+    # the README's short table: the node as launched by default, with the camera's messages
+    headline = args.backend == "auto" and args.wire == "event_packet"
+    for rate, r in stream.items():
+        p50, p99 = r["inference_ms"]
+        hop = ref["pipeline_hop_ms"][rate]
+        rows.append(R(f"{rate:g} M events/s: the node's inference per window (front ends + "
+                      f"network, {backend})", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms",
+                      f"the same pipeline in a plain process, one call per hop: {hop:.2f} ms "
+                      f"(back to back {ref['pipeline_ms'][rate]:.2f} ms)", hop / p50,
+                      headline=headline and rate == args.rates[0]))
+        lat = f"latency p50 {r['latency_ms'][0]:.1f} ms, p99 {r['latency_ms'][1]:.1f} ms"
+        pw = per_window.get(rate)
+        if pw is not None:
+            rows.append(R(f"{rate:g} M events/s: window end to publish, streaming event front "
+                          "end", lat, f"per-window front end: p50 {pw['latency_ms'][0]:.1f} ms, "
+                          f"p99 {pw['latency_ms'][1]:.1f} ms", pw["latency_ms"][1]
+                          / r["latency_ms"][1]))
+        else:
+            rows.append(R(f"{rate:g} M events/s: window end to publish", lat,
+                          f"{r['predictions']}/{r['windows_expected']} windows, "
+                          + ("sustained" if r["sustained"] else "NOT sustained")))
+        cost = ref["event_front_end_ms"][rate]
+        if "streaming" in cost:
+            rows.append(R(f"{rate:g} M events/s: event front end per window, streaming",
+                          f"{cost['streaming']:.3f} ms", f"binning each window: "
+                          f"{cost['per_window']:.2f} ms", cost["per_window"] / cost["streaming"]))
+    sustained = []
+    for r in stream.values():
+        if not r["sustained"]:
+            break
+        sustained.append(r["rate_M"])
+    rows.append(R("highest event rate sustained (no window dropped, late or degraded)",
+                  f"{max(sustained):g} M events/s" if sustained else "none",
+                  f"rates tried: {', '.join(f'{x:g}' for x in args.rates)} M events/s",
+                  headline=headline))
+    return rows
 
 
 def encoded_bytes_per_event(args: argparse.Namespace) -> float:

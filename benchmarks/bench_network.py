@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import record
 import torch
 from norse.torch.functional.lif import LIFFeedForwardState, lif_feed_forward_step
 from torch import nn
@@ -153,6 +154,15 @@ def timeit(fn: Callable[[], object], sync: Callable[[], None], n: int, warm: int
     return statistics.median(times) * 1e3  # ms
 
 
+def aten_ops(net: nn.Module, ev: torch.Tensor, au: torch.Tensor) -> int:
+    """aten ops one forward dispatches, nested ones included (torch.profiler)."""
+    with torch.inference_mode():
+        net(ev, au)
+        with torch.profiler.profile() as prof:
+            net(ev, au)
+    return sum(e.name.startswith("aten::") for e in prof.events())
+
+
 def onnxruntime_row(net: TAAFNet, checkpoint: str, ev: torch.Tensor, au: torch.Tensor,
                     iters: int, threads: int) -> float | None:
     """Median ms of the exported graph in ONNX Runtime's CPU provider (the node's
@@ -222,6 +232,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true",
                     help="also time torch.compile of the node's network (inductor: the first "
                     "call compiles, about a minute without a warm cache)")
+    record.add_argument(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = select_device(args.device)
@@ -349,6 +360,11 @@ def main() -> None:
     for note in notes:
         print(note)
 
+    ops = {"fused": aten_ops(norms_folded, ev, au),
+           "loop": aten_ops(set_lif_impl(copy.deepcopy(norms_folded), "loop"), ev, au)}
+    print(f"aten ops per batch-1 forward (nested included): {ops['fused']} with the fused LIF "
+          f"kernels, {ops['loop']} with the torch-loop LIF")
+
     if card is not None and args.data_root:
         e_ev, e_au = real_ev[:, :args.energy_samples], real_au[:, :args.energy_samples]
         source = f"{e_ev.shape[1]} {source}"
@@ -360,6 +376,57 @@ def main() -> None:
     print("\nfiring rates (spikes / neuron / step):")
     for name, r in rep.firing_rates.items():
         print(f"  {name:36s} {r:.3f}")
+    record.write(args.record, f"The network ({dev.type}, {args.dtype}, batch 1, "
+                 f"{torch.get_num_threads()} thread(s))",
+                 network_rows(rows, train_rows, ort_ms, graph_ms, ops, rep, args),
+                 [f"input: {source}", *notes])
+
+
+def network_rows(rows: dict[str, float], train: dict[str, float], ort_ms: float | None,
+                 graph_ms: float | None, ops: dict[str, int], energy: object,
+                 args: argparse.Namespace) -> list[record.Row]:
+    """The run's figures as the page's rows (record.py)."""
+    R = record.Row
+    eager = rows["folded, norms folded"]
+    out = []
+    if ort_ms is not None:
+        out.append(R("network per window in ONNX Runtime (the node's default backend on a CPU)",
+                     f"{ort_ms:.2f} ms", f"eager network as the node ran it before: {eager:.2f} ms",
+                     eager / ort_ms, headline=True))
+    if graph_ms is not None:
+        out.append(R("network per window as a CUDA graph (the node's default on CUDA)",
+                     f"{graph_ms:.2f} ms", f"eager network: {eager:.2f} ms", eager / graph_ms,
+                     headline=True))
+    ann = rows["ANN, norms folded"]
+    out += [
+        R("eager network per window (fused LIF kernels, norms folded)", f"{eager:.2f} ms",
+          f"norse's per-step loop: {rows['per-step norse loop']:.2f} ms",
+          rows["per-step norse loop"] / eager, headline=True),
+        R("eager network per window", f"{eager:.2f} ms",
+          f"the same network with a torch-loop LIF: {rows['folded, torch-loop LIF']:.2f} ms",
+          rows["folded, torch-loop LIF"] / eager),
+        R("eager network per window (the SNN)", f"{eager:.2f} ms",
+          f"its ANN twin (ReLU, same layers, norms folded): {ann:.2f} ms", ann / eager),
+        R("aten ops per batch-1 forward", f"{ops['fused']}",
+          f"torch-loop LIF: {ops['loop']}", ops["loop"] / ops["fused"]),
+    ]
+    if "norms folded, compiled" in rows:
+        c = rows["norms folded, compiled"]
+        out.append(R("torch.compile of the eager network", f"{c:.2f} ms",
+                     f"eager: {eager:.2f} ms", eager / c))
+    base = train["folded (package)"]
+    out += [
+        R(f"training step, batch {args.train_batch}", f"{base:.1f} ms",
+          f"torch-loop LIF: {train['folded, torch-loop LIF']:.1f} ms",
+          train["folded, torch-loop LIF"] / base, headline=True),
+        R(f"training step, batch {args.train_batch}", f"{base:.1f} ms",
+          f"norse's per-step loop: {train['per-step norse loop']:.1f} ms",
+          train["per-step norse loop"] / base),
+        R("energy per inference (45 nm figures, real test windows where found)",
+          f"{energy.energy_pj / 1e6:.1f} µJ", f"the ANN twin: {energy.ann_energy_pj / 1e6:.1f} µJ",
+          energy.ann_energy_pj / energy.energy_pj, headline=True),
+    ]
+    return out
 
 
 if __name__ == "__main__":

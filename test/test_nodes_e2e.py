@@ -533,8 +533,13 @@ def test_demo_console_command_prints_predictions_and_live_accuracy(avdigits, mod
     assert "window-end-to-publish latency: p50" in r.stdout
     assert re.search(r"inference \(front ends \+ network\) p50 [0-9.]+ ms, p99 [0-9.]+ ms, "
                      r"onnxruntime on cpu", r.stdout), r.stdout[-1000:]
-    # the node's start-up line (stderr: rclpy's log) names the backend and why
+    # the node's start-up line (stderr: rclpy's log) names the backend and why, and so do its
+    # /diagnostics, which the report repeats
     assert "inference backend onnxruntime" in r.stderr and "[auto: " in r.stderr, r.stderr
+    assert re.search(r"/diagnostics \(last, over its last 10 s\): backend=onnxruntime, "
+                     r"backend.reason=auto: the fastest at batch 1 on a CPU; outputs within "
+                     r"\S+ of eager, dtype=float32, device=cpu, inference_ms.p50=[0-9.]+",
+                     r.stdout), r.stdout[-1500:]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -144,8 +144,15 @@ def spin_until_drained(executor: Any, perception: Any, replay: Any) -> Any:
     return stats or perception.session.scheduler.stats
 
 
-def print_report(s: dict[str, Any], stats: Any, perception: Any) -> None:
-    """Live accuracy, latency and the scheduler's counts, with a note where windows were lost."""
+DIAGNOSTICS_SHOWN = ("backend", "backend.reason", "dtype", "device", "inference_ms.p50",
+                     "inference_ms.p99", "inference_ms.windows")
+"""The node's /diagnostics keys the report repeats: what ran the network, at what cost."""
+
+
+def print_report(s: dict[str, Any], stats: Any, perception: Any,
+                 diagnostics: dict[str, str] | None = None) -> None:
+    """Live accuracy, latency and the scheduler's counts, with a note where windows were lost;
+    the node's last /diagnostics on what runs the network."""
     late = sum(stats.late.values())
     print(f"\nlive accuracy: {s['aligned_accuracy']:.3f} on {s['aligned_windows']} "
           f"sample-aligned windows ({s['samples']} samples); {s['majority_accuracy']:.3f} "
@@ -161,6 +168,9 @@ def print_report(s: dict[str, Any], stats: Any, perception: Any) -> None:
     print(f"windows during the replay: {stats.cut} classified, {stats.dropped} dropped "
           f"(inference behind), {late} cut late with an input missing after max_wait_s, "
           f"{stats.stale} without input")
+    if diagnostics:
+        print("/diagnostics (last, over its last 10 s): " + ", ".join(
+            f"{k}={diagnostics[k]}" for k in DIAGNOSTICS_SHOWN if k in diagnostics))
     if stats.dropped or late:
         print(f"note: this machine did not keep up with a window every "
               f"{perception.p['hop_s']} s (other load, or inference slower than the hop); "
@@ -177,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config or find_config()
 
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile
@@ -226,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(echo(msg.data), flush=True)
 
         listener.create_subscription(String, "/taaf/prediction", on_pred, QoSProfile(depth=100))
+        diagnostics: dict[str, str] = {}  # the node's last /diagnostics values, for the report
+        listener.create_subscription(
+            DiagnosticArray, "/diagnostics",
+            lambda m: diagnostics.update((kv.key, kv.value) for st in m.status[:1]
+                                         for kv in st.values), QoSProfile(depth=10))
         listener.create_subscription(
             String, replay.p["ground_truth_topic"],
             lambda m: board.add_truth(GroundTruth.from_json(m.data)), GT_QOS)
@@ -241,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             # What was replayed so far is still worth reporting (e.g. after --samples 0).
             print("\n[taaf_demo] interrupted: the figures below cover the samples replayed so "
                   "far", file=sys.stderr)
-            print_report(board.summary(), perception.session.scheduler.stats, perception)
+            print_report(board.summary(), perception.session.scheduler.stats, perception,
+                         diagnostics)
             return 130
-        print_report(board.summary(), stats, perception)
+        print_report(board.summary(), stats, perception, diagnostics)
         return 0
     except KeyboardInterrupt:  # during start-up
         return 130

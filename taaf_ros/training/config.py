@@ -76,6 +76,9 @@ class TrainConfig:
         compile: run each training step's forward and backward through torch.compile (the
             first steps compile it: about a minute on a 2-core CPU, again for the epoch's last,
             smaller batch); evaluation stays eager.
+        lif_impl: the LIF layers' kernel: fused (all T steps of a layer in one kernel, numba on
+            the CPU, Triton on CUDA) or loop (torch ops step by step: the reference the kernels
+            are tested against, about 2x slower; benchmarks/bench_training.py times both).
         num_threads: torch CPU threads (0: torch's default).
         eval_every: evaluate on the validation (else test) split every N epochs (the last epoch
             always).
@@ -117,6 +120,7 @@ class TrainConfig:
     device: str = "cpu"
     precision: Literal["float32", "bfloat16"] = "float32"
     compile: bool = False
+    lif_impl: Literal["fused", "loop"] = "fused"
     num_threads: int = 2
     eval_every: int = 1
     eval_batch_size: int = 100

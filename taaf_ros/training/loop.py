@@ -56,6 +56,7 @@ from taaf_ros.model import (
     select_device,
 )
 from taaf_ros.model.device import DTYPES
+from taaf_ros.model.encoders import set_lif_impl
 from taaf_ros.model.late_fusion import fit_readout_weights, identity_weights
 from taaf_ros.model.loss import contributions
 
@@ -90,7 +91,7 @@ def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
 def build_model(cfg: TrainConfig, n_classes: int) -> tuple[TAAFNet, BalancedFusionLoss]:
     """The method's network and loss (``cfg.model`` and ``cfg.loss`` carry its preset)."""
     mcfg = model_config(cfg, n_classes)
-    return TAAFNet(mcfg), BalancedFusionLoss(cfg.loss, mcfg)
+    return set_lif_impl(TAAFNet(mcfg), cfg.lif_impl), BalancedFusionLoss(cfg.loss, mcfg)
 
 
 def fit_late_fusion(model: TAAFNet, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
