@@ -17,6 +17,7 @@ OTHER_MEANINGS = {
     ("taaf_ros/data/recording.py", 0.05),  # the chunk read from a file at a time
     ("taaf_ros/nodes/bag_play.py", 0.05),  # a poll interval
     ("taaf_ros/nodes/demo.py", 0.05),  # a spin timeout
+    ("taaf_ros/inference/backends.py", 0.05),  # a backend's tolerance in reduced precision
 }
 
 
