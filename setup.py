@@ -78,11 +78,11 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "perception_node = taaf_ros.nodes.perception_node:main",
-            "managed_perception_node = taaf_ros.nodes.managed_perception_node:main",
-            "replay_node = taaf_ros.nodes.replay_node:main",
-            "taaf_bag_play = taaf_ros.nodes.bag_play:main",
-            "taaf_demo = taaf_ros.nodes.demo:main",
+            "perception_node = taaf_ros.nodes.entry_points:perception_node",
+            "managed_perception_node = taaf_ros.nodes.entry_points:managed_perception_node",
+            "replay_node = taaf_ros.nodes.entry_points:replay_node",
+            "taaf_bag_play = taaf_ros.nodes.entry_points:bag_play",
+            "taaf_demo = taaf_ros.nodes.entry_points:demo",
             "taaf_build_avdigits = taaf_ros.data.avdigits:main",
             "taaf_dataset = taaf_ros.data.dataset_builder:main",
             "taaf_stream_select = taaf_ros.inference.stream_select:main",

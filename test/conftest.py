@@ -38,20 +38,26 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_test_windows(data_root: Path, tmp_path_factory: pytest.TempPathFactory):
+def avdigits_two_per_class(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AV-digits built from the real data, two samples of each class and split."""
+    from taaf_ros.data.avdigits import ensure_ead_dataset
+
+    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
+                              limit_per_class=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_test_windows(avdigits_two_per_class: Path):
     """(events, audio) of 20 real AV-digits test samples through the bundled model's front end,
     as (T, 20, ...) float tensors: the windows a network is checked on."""
     import numpy as np
     import torch
 
-    from taaf_ros.data.avdigits import ensure_ead_dataset
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.frontend import FrontEndConfig, sample_tensors
     from taaf_ros.model import load_checkpoint
 
-    root = ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
-                              limit_per_class=2, progress=False)
-    ds = EadDataset(root, "test")
+    ds = EadDataset(avdigits_two_per_class, "test")
     card = load_checkpoint(REPO_ROOT / "models" / "taaf_avdigits.pt").card
     fe = FrontEndConfig.from_dict(card["frontend"])
     pairs = [sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)

@@ -83,8 +83,10 @@ def write_labels(path: Path, recording: str, spans: list[tuple[float, float, str
 
 
 def bag_messages(tl: Timeline, *, coding: str = "wave", packet_s: float = 0.01,
-                 chunk_s: float = 0.02, t0_ns: int = T0_NS):
-    """The timeline's (topic, type, log ns, message), in log order."""
+                 chunk_s: float = 0.02, t0_ns: int = T0_NS, sensor_reset_us: int | None = None):
+    """The timeline's (topic, type, log ns, message), in log order. ``sensor_reset_us``: the
+    camera's time base restarts from 0 at that time of the recording (its header stamps go on,
+    as after a camera reset under a running driver)."""
     store = typestore()
     T = store.types
     Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
@@ -103,6 +105,11 @@ def bag_messages(tl: Timeline, *, coding: str = "wave", packet_s: float = 0.01,
         lo, hi = np.searchsorted(t, [a, a + step])
         ev = tl.events[lo:hi]
         stamp = t0_ns + (int(ev["t"][0]) if len(ev) else a + step) * 1000
+        if sensor_reset_us is not None and a >= sensor_reset_us:
+            if a - step < sensor_reset_us:
+                clock = 0  # the camera's clock starts again
+            ev = ev.copy()
+            ev["t"] -= sensor_reset_us
         words = encode_evt3(ev, clock) if len(ev) else b""
         clock = int(ev["t"][-1]) if len(ev) else clock
         msg = T["event_camera_msgs/msg/EventPacket"](

@@ -243,3 +243,29 @@ def test_most_events_outside_the_sensor_is_a_warning_naming_the_size():
     level, message, _ = s.diagnostics()
     assert level == WARN and "events.outside_sensor" in message
     assert "sensor size in use (34 x 34)" in message and "sensor_width" in message
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("sample_rate", 0, "sample rate must be in [1000, 384000] Hz, got 0"),
+    ("sample_rate", 10**9, "got 1000000000"), ("channels", 0, "channels must be in [1, "),
+    ("coding_format", "opus", "coding_format 'opus' is not supported"),
+    ("sample_format", "S24BE", "sample_format 'S24BE' not supported")])
+def test_a_bad_audio_info_is_refused_and_the_good_one_stays(stream, field, value, named):
+    """A driver that latches one bad AudioInfo must not leave the node deaf: it is refused,
+    named with what stays in force, counted, and the audio keeps coming."""
+    from taaf_ros.audio import AudioFormatError
+
+    stream.step(80)
+    bad = audio_info(RATE)
+    setattr(bad, field, value)
+    with pytest.raises(AudioFormatError, match="AudioInfo refused") as err:
+        stream.audio_in.set_info(bad, stream.now)
+    assert named in str(err.value) and f"still decoding as {RATE} Hz, 1 ch, S16LE wave" in \
+        str(err.value)
+    stream.session.bad("audio", err.value)  # what the node's AudioInfo callback does
+    stream.step(100)
+    _healthy(stream)
+    assert stream.audio_in.stats()["info_refused"] == 1
+    level, message, values = stream.diagnostics()
+    assert level == WARN and "1 AudioInfo refused" in message, message
+    assert named in values["audio.last_error"]

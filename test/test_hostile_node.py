@@ -132,9 +132,11 @@ class Hostile(Publishers):
         super().__init__(ctx, "hostile")
         self.rng = np.random.default_rng(seed)
         self.kinds: dict[str, int] = {}
+        self.first_sent_us = 0
 
     def send_one(self) -> None:
         r, now = self.rng, self.now_us()
+        self.first_sent_us = self.first_sent_us or now
         kind = str(r.choice(["garbage", "empty_640x480", "hour_outlier", "new_size",
                              "unknown_encoding", "huge_seq", "long_audio", "odd_audio",
                              "flapping_info"]))
@@ -189,7 +191,8 @@ def test_a_hostile_publisher_neither_blinds_stalls_nor_kills_the_node(
             time.sleep(seconds)
             stop.set()
             preds = g.predictions[n0:]
-            statuses += [(phase, d.status[0]) for d in g.diagnostics[d0:]]
+            statuses += [(phase, d.status[0], d.header.stamp.sec * 10**9 + d.header.stamp.nanosec)
+                         for d in g.diagnostics[d0:]]
             full = [p for p in preds if p["inputs"]["events"] > 0
                     and p["inputs"]["audio_coverage"] > 0.9]
             figures[phase] = {"predictions_per_s": len(preds) / (time.monotonic() - t0),
@@ -213,11 +216,16 @@ def test_a_hostile_publisher_neither_blinds_stalls_nor_kills_the_node(
         st = node.events_in.stats()
         assert st["time_outliers"] > 0 and st["lost_packets"] == 0
         assert len(node.events_in.decoders) <= node.events_in.max_formats
-        messages = " ".join(s.message for phase, s in statuses if phase == "during")
+        messages = " ".join(s.message for phase, s, _ in statuses if phase == "during")
         for named in ("time_outliers", "format_changes", "ahead_trimmed_samples", "AudioInfo",
                       "could not be decoded"):
             assert named in messages, (named, messages[-3000:])
-        assert all(s.level != b"\x00" for phase, s in statuses if phase == "during")
+        # Every status once the attack had a diagnostics period (0.5 s) to be seen in (one
+        # stamped at its very start cannot know of it yet): never OK.
+        seen_from = (hostile.first_sent_us + 500_000) * 1000
+        during = [s for phase, s, stamp in statuses if phase == "during" and stamp >= seen_from]
+        assert during and all(s.level != b"\x00" for s in during), \
+            [s.message for s in during if s.level == b"\x00"][:1]
         assert statuses[-1][1].level == b"\x00", statuses[-1][1].message  # OK again after
     finally:
         g.close()

@@ -299,9 +299,16 @@ def test_use_sim_time_and_a_bad_hop_reach_the_node(ros2_install):
                  "hop_s:=0.7")
     bad.proc.wait(timeout=60)
     assert "hop_s (0.7 s) exceeds the window (0.6 s" in bad.output, bad.output[-3000:]
+    # the node could not start: the launch ends with an error, not idle with exit code 0
+    assert bad.proc.returncode == 1, bad.output[-3000:]
+    assert "taaf_perception exited with code 2" in bad.output, bad.output[-3000:]
     wrong = Launch(ros2_install, "perception.launch.py", "top_k:=many")
     wrong.proc.wait(timeout=60)
-    assert wrong.proc.returncode != 0 and "top_k:='many' is not a int" in wrong.output
+    assert wrong.proc.returncode != 0 and "top_k:='many' is not an integer" in wrong.output
+    typo = Launch(ros2_install, "perception.launch.py", "modle_path:=x.pt")
+    typo.proc.wait(timeout=60)
+    assert typo.proc.returncode != 0, typo.output[-3000:]
+    assert "unknown launch argument 'modle_path' (did you mean 'model_path'?)" in typo.output
 
 
 def test_managed_node_autostarts_and_takes_parameters_while_unconfigured(ros2_install,
@@ -372,6 +379,83 @@ def test_launch_testing_runs_the_perception_launch(ros2_install):
                        env=env, capture_output=True, text=True, timeout=180, check=False)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "OK" in r.stdout + r.stderr
+
+
+def test_the_docs_ros2_run_lines_work_pasted_into_bash(ros2_install, tmp_path):
+    """Every ``ros2 run`` line of the docs' bash blocks, run by bash as a user pastes it: the
+    remaps it makes are the topics the node subscribes (an unquoted ``~`` is expanded by bash
+    to the home folder, and the remap silently matches nothing)."""
+    import re
+
+    text = "".join((REPO / f).read_text() for f in ("README.md", "docs/ros.md", "docs/data.md"))
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+             for line in block.splitlines() if line.startswith("ros2 run ")]
+    assert lines, "no ros2 run line in the docs' bash blocks"
+    for line in lines:
+        want = re.findall(r"~/\w+:=(/[\w/]+)", line)
+        proc = subprocess.Popen(["bash", "-c", f"exec {line} -p device:=cpu"],
+                                env=ros2_install | {"HOME": str(tmp_path)}, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        out: list[str] = []
+        threading.Thread(target=lambda p=proc, o=out: o.extend(p.stdout), daemon=True).start()
+        try:
+            end = time.monotonic() + 120
+            while "predictions on" not in "".join(out) and time.monotonic() < end:
+                assert proc.poll() is None, "".join(out)
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=30)
+        started = next((s for s in out if "predictions on" in s), "".join(out))
+        assert want and all(f"on {topic}" in started for topic in want), (line, started)
+
+
+def test_the_same_bag_played_twice_predicts_the_same_both_times(ros2_install, graph,
+                                                                avdigits_small, tmp_path):
+    """A robot bag played with --clock into a sim-time node, then again (what everyone does
+    while tuning): the node's clock goes back by the bag's length; the second play's windows
+    are the first play's, on the same bag times, and the console says what happened."""
+    from recordings import bag_messages, timeline
+
+    from taaf_ros.data.bags import write_bag
+    from taaf_ros.data.readers import EadDataset
+
+    ds = EadDataset(avdigits_small, "test")
+    tl = timeline([(ds[i], ds.classes[ds[i].label]) for i in range(6)])
+    bag = write_bag(tmp_path / "twice", bag_messages(tl))
+    ns = namespace()
+    heard = Listener(graph, f"/{ns}/taaf/prediction")
+    launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", "device:=cpu",
+                    "use_sim_time:=true", "max_wait_s:=0.5", "smoothing_windows:=1",
+                    "min_confidence:=0.0")
+    play = ["taaf_bag_play", str(bag), "--clock",
+            "--wait-for-subscribers", "20", "--remap",
+            f"/event_camera/events:=/{ns}/event_camera/events",
+            f"/audio/audio_stamped:=/{ns}/audio/audio_stamped",
+            f"/audio/audio_info:=/{ns}/audio/audio_info"]
+    plays = []
+    try:
+        assert launch.wait_for_line("predictions on", 120), launch.output[-3000:]
+        for _ in range(2):
+            r = subprocess.run(play, env=dict(ros2_install), capture_output=True, text=True,
+                               timeout=120, check=False)
+            assert r.returncode == 0, r.stdout + r.stderr
+            time.sleep(1.5)  # the last windows: one window and the wait after the bag's end
+            plays.append({p["window"]["start_ns"]: p for p in heard.got})
+            heard.got.clear()
+        assert launch.wait_for_line("the node's clock went back", 10), launch.output[-3000:]
+    finally:
+        heard.close()
+        assert launch.stop() == 0, launch.output[-3000:]
+    first, second = plays
+    assert len(first) > 100, len(first)
+    common = set(first) & set(second)
+    assert len(common) >= 0.9 * len(first), (len(common), len(first), len(second))
+    same = sum(first[s]["label"] == second[s]["label"] for s in common)
+    assert same >= 0.95 * len(common), (same, len(common))
+    assert all(second[s]["present"] == ["events", "audio"] for s in common)
+    assert "WARN" in launch.output and "use_sim_time: the bag was played again" in launch.output
 
 
 def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_small,

@@ -26,8 +26,8 @@ def test_defaults_are_valid_and_unique(table):
 
 @pytest.mark.parametrize("name, value, reason", [
     ("hop_s", 0.0, ">= 0.005"),
-    ("hop_s", "0.05", "must be a float"),
-    ("top_k", True, "must be a int"),
+    ("hop_s", "0.05", "hop_s must be a float (e.g. hop_s:=0.05), got str"),
+    ("top_k", True, "top_k must be an integer (e.g. top_k:=3), got bool True"),
     ("device", "tpu", "must be one of"),
     ("events_type", "evt3", "must be one of"),
     ("audio_sample_rate", 10, ">= 1000"),

@@ -24,21 +24,23 @@ def test_input_health_names_overload_and_inputs_that_contribute_nothing():
              "audio.decoded": 0, "windows.cut": 0, "windows.late": 0, "windows.windows": 0,
              "windows.events": 0, "windows.audio_coverage": 0.0}
     assert h.update(0.0, total) == []
-    # A modality that stops: a few late windows, then it times out: no overload.
-    total |= {"windows.cut": 20, "windows.late": 6, "windows.windows": 20,
+    # Audio missing from windows because it came after max_wait_s: named with its delay, and
+    # not called overload (inference kept up: no window dropped).
+    total |= {"windows.cut": 20, "windows.late.audio": 6, "windows.windows": 20,
               "windows.events": 4000, "windows.audio_coverage": 20.0}
-    assert h.update(1.0, total) == []
+    got = " ".join(h.update(1.0, total, {"delay.audio": "230 ms"}))
+    assert got.startswith("audio: missing from 6 of 20 windows in the last 3 s") and \
+        "(230 ms after its time, 95th percentile): raise max_wait_s" in got, got
+    assert "overloaded" not in got and "events: missing" not in got
     # Events and audio arrive, but the windows hold none of either: both named.
     total |= {"events.messages": 100, "events.decoded": 20_000, "audio.messages": 100,
               "audio.decoded": 8000, "windows.windows": 40, "windows.cut": 40}
     got = " ".join(h.update(2.0, total))
     assert "none in the 20 windows" in got and "held 0 % real audio" in got
-    # Most windows late for seconds on end: overload.
-    for t in range(3, 7):
-        total |= {"windows.cut": total["windows.cut"] + 20,
-                  "windows.late": total["windows.late"] + 18}
-        got = " ".join(h.update(float(t), total))
-    assert "overloaded" in got
+    # Windows dropped because inference fell behind: overload.
+    total |= {"windows.cut": total["windows.cut"] + 20, "windows.dropped": 7}
+    got = " ".join(h.update(3.0, total))
+    assert "overloaded: 7 windows dropped in the last 1.0 s (inference fell behind)" in got
     # Warnings stay 10 s after the last report that raised them, then go.
     assert h.update(30.0, total) == []
 

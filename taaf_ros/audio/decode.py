@@ -226,6 +226,29 @@ def decode_pcm_bytes(
     return _to_mono(raw, channels, scale, offset, sample_rate, stamp_ns, truncated=partial)
 
 
+def check_audio_info(info: Any, compressed: tuple[str, ...] = ()) -> None:
+    """Raise AudioFormatError naming what of an ``AudioInfo`` this package cannot decode: its
+    channels or rate out of range, an unknown sample format for raw PCM, or a coding that is
+    neither raw PCM nor one of ``compressed``.
+
+    >>> try:
+    ...     check_audio_info(PcmInfo(channels=1, sample_rate=0))
+    ... except AudioFormatError as exc:
+    ...     print(exc)
+    sample rate must be in [1000, 384000] Hz, got 0
+    """
+    _check_layout(getattr(info, "channels", None), getattr(info, "sample_rate", None))
+    coding = str(getattr(info, "coding_format", "wave")).strip().lower()
+    if coding in _PCM_CODINGS:
+        fmt = str(getattr(info, "sample_format", "S16LE") or "S16LE").upper()
+        if fmt not in _RAW_FORMATS:
+            raise AudioFormatError(f"sample_format {fmt!r} not supported (use one of "
+                                   f"{sorted(_RAW_FORMATS)})")
+    elif coding not in compressed:
+        raise AudioFormatError(f"coding_format {coding!r} is not supported (raw PCM: wave; "
+                               f"compressed: {', '.join(compressed) or 'none'})")
+
+
 def is_compressed(info: Any) -> bool:
     """True when an ``AudioInfo`` says its stream is not raw PCM (e.g. audio_capture's mp3)."""
     return str(getattr(info, "coding_format", "wave")).strip().lower() not in _PCM_CODINGS

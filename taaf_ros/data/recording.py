@@ -129,17 +129,18 @@ def _bag_pieces(src: RecordingSource, info_topic: str, sensor_size: tuple[int, i
             if item.topic == info_topic:
                 au_in.set_info(item.msg, now)
             elif item.topic == src.events_topic:
-                before = (ev_in.clock.resyncs, ev_in.clock.implausible)
+                before = (ev_in.clock.resyncs, ev_in.timeline.jumps, ev_in.timeline.implausible)
                 piece = ev_in.decode(item.msg, now, now)
-                if (ev_in.clock.resyncs, ev_in.clock.implausible) != before:
+                if (ev_in.clock.resyncs, ev_in.timeline.jumps,
+                        ev_in.timeline.implausible) != before:
                     src.jumps.append(where(item.topic, item.log_time_ns))
                 src.sensor_size = piece.sensor_size
                 _note_offset(src, "events", item.msg, now)
                 yield Piece(piece, None, now)
             else:
-                before = (au_in.clock.resyncs, au_in.implausible)
+                before = (au_in.clock.resyncs, au_in.timeline.jumps, au_in.implausible)
                 piece = au_in.decode(item.msg, now, now)
-                if (au_in.clock.resyncs, au_in.implausible) != before:
+                if (au_in.clock.resyncs, au_in.timeline.jumps, au_in.implausible) != before:
                     src.jumps.append(where(item.topic, item.log_time_ns))
                 _note_offset(src, "audio", item.msg, now)
                 yield Piece(None, piece, now)

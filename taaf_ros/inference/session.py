@@ -14,6 +14,7 @@ plain ints.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from taaf_ros.inference.classifier import Classifier, WindowResult, find_bundled
 from taaf_ros.inference.decision import DecisionRule
 from taaf_ros.inference.prediction import make_prediction
 from taaf_ros.inference.stats import (
+    DelayMeter,
     InputCounters,
     InputHealth,
     LatencyStats,
@@ -35,8 +37,10 @@ from taaf_ros.inference.stats import (
     diagnostic_values,
     stamp_advice,
 )
+from taaf_ros.stream.inputs import AudioInput, EventInput
 from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
 from taaf_ros.stream.scheduler import WindowCut, WindowScheduler
+from taaf_ros.stream.time_watch import TimeWatch
 
 
 @dataclass
@@ -67,22 +71,28 @@ class LiveSession:
         settings: the rest of the front end's settings (buffers, paths); its hop and
             history are set here.
         top_k: classes listed in each prediction.
+        monotonic: the steady clock (s) of warning holds and the worker's heartbeat.
     """
 
     def __init__(self, classifier: Classifier, sensor_size: tuple[int, int], *, hop_us: int,
                  max_wait_us: int, timeout_us: int, now_us: int,
                  settings: LiveSettings | None = None, top_k: int = 3,
-                 decision: DecisionRule | None = None) -> None:
+                 decision: DecisionRule | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.classifier = classifier
+        self.monotonic = monotonic  # holds and heartbeats (a simulation passes its own)
         # Event counts are kept for a window, the wait for late data and a second of slack
         # (max_wait_s raised at run time beyond that slack masks the late events' windows).
         history = classifier.window_us + max_wait_us + 1_000_000
         settings = dataclasses.replace(settings or LiveSettings(0, 0), hop_us=hop_us,
                                        history_us=history)
         self._sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
+        self._settings = settings
         self.front_end = LiveFrontEnd(classifier.frontend, self._sensor_size, settings)
         self.scheduler = WindowScheduler(classifier.window_us, hop_us, max_wait_us, timeout_us,
                                          now_us)
+        self.time = TimeWatch(now_us, monotonic=monotonic)
+        self._stream_lock = threading.Lock()  # swaps of the front end and the scheduler
         self.top_k = int(top_k)
         self.hop_us = int(hop_us)
         self.decision = decision or DecisionRule()
@@ -90,6 +100,8 @@ class LiveSession:
         self.rates = {k: RateMeter() for k in ("events.msgs", "events.events", "audio.msgs",
                                                "audio.samples")}
         self.window_latency, self.inference_latency = LatencyStats(), LatencyStats()
+        # receipt minus how far each input's data then reaches: what a window waits for
+        self.delays = {"events": DelayMeter(), "audio": DelayMeter()}
         self.health = WorkerHealth()
         self.input_health = InputHealth()
         # What the classified windows held, summed (diagnostics: inputs that arrive but
@@ -117,7 +129,8 @@ class LiveSession:
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any], now_us: int,
-                    classifier: Classifier | None = None) -> LiveSession:
+                    classifier: Classifier | None = None,
+                    monotonic: Callable[[], float] = time.monotonic) -> LiveSession:
         """A session with fresh stream state, on ``classifier`` (default: loaded from ``p``
         by :meth:`load_classifier`)."""
         classifier = classifier or cls.load_classifier(p)
@@ -131,30 +144,87 @@ class LiveSession:
                    hop_us=us(p["hop_s"]), max_wait_us=us(p["max_wait_s"]),
                    timeout_us=us(p["modality_timeout_s"]), now_us=now_us, settings=settings,
                    top_k=p["top_k"],
-                   decision=DecisionRule(p["smoothing_windows"], p["min_confidence"]))
+                   decision=DecisionRule(p["smoothing_windows"], p["min_confidence"]),
+                   monotonic=monotonic)
 
     @property
     def sensor_size(self) -> tuple[int, int]:
         """The event sensor (width, height) the session started with."""
         return self._sensor_size
 
+    # ------------------------------------------------------------------ time
+    def watch_clock(self, now_us: int) -> None:
+        """The node's clock at a message or a poll. Gone back by more than a jump (a bag
+        played again under sim time, a stepped system clock): every window, buffer and
+        smoothing of the time before is dropped and the stream starts again from now."""
+        back = self.time.observe(now_us)
+        if back is None:
+            return
+        with self._stream_lock:
+            raw = self.front_end.raw
+            front_end = LiveFrontEnd(self.classifier.frontend, self.front_end.sensor_size,
+                                     self._settings)
+            front_end.keep_raw_events(raw.capacity if raw is not None else 0)
+            old = self.scheduler
+            scheduler = WindowScheduler(old.window_us, old.hop_us, old.max_wait_us,
+                                        old.timeout_us, now_us, old.max_backlog, old.modalities)
+            scheduler.stats = old.stats  # the counters go on
+            self.front_end, self.scheduler = front_end, scheduler
+            self.time.generation += 1
+
+    def input_jumped(self, name: str, delta_us: int, at_us: int, now_us: int) -> None:
+        """The stamps of input ``name`` jumped by ``delta_us`` against their receipt times at
+        (node-clock) ``at_us`` and were re-anchored (``StampTimeline``): the windows that
+        straddle that time mix two time bases and are dropped."""
+        self.scheduler.discontinuity(at_us)
+        self.time.input_jumped(name, delta_us)
+
     # ------------------------------------------------------------------ decode thread
+    def receive_events(self, source: EventInput, msg: Any, now_us: int, sent_us: int) -> None:
+        """One event message: decoded by ``source`` (the topic's input), pushed; a jump of its
+        stamps is noted. Raises what decoding raises for a malformed message."""
+        timeline, jumps = source.timeline, source.timeline.jumps
+        piece = source.decode(msg, now_us, sent_us)
+        if timeline.jumps != jumps:
+            first = int(piece.events["t"][0]) if len(piece.events) else piece.reach_us
+            self._stamps_moved("events", timeline, first, now_us)
+        self.push_events(piece.events, piece.reach_us, piece.sensor_size, now_us)
+
+    def receive_audio(self, source: AudioInput, msg: Any, now_us: int, sent_us: int) -> None:
+        """One audio message, as :meth:`receive_events`."""
+        timeline, jumps = source.timeline, source.timeline.jumps
+        piece = source.decode(msg, now_us, sent_us)
+        if timeline.jumps != jumps:
+            self._stamps_moved("audio", timeline, piece.start_us, now_us)
+        self.push_audio(piece.samples, piece.start_us, piece.sample_rate, now_us)
+
+    def _stamps_moved(self, name: str, timeline: Any, at_us: int, now_us: int) -> None:
+        if timeline.messages == 1:  # its first stamps, on another clock: nothing to straddle
+            self.time.input_anchored(name, timeline.last_jump_us)
+        else:
+            self.input_jumped(name, timeline.last_jump_us, at_us, now_us)
+
     def push_events(self, ev: np.ndarray, reach: int, sensor_size: tuple[int, int],
                     now_us: int) -> None:
         """One decoded event message: its events (ROS-time µs), how far the stream reaches
         and the sensor size of that message."""
+        self.watch_clock(now_us)
         self.front_end.push_events(ev, sensor_size)
         self._count("events", len(ev), now_us)
+        self.delays["events"].add(now_us - reach)
         self.scheduler.note("events", int(ev["t"][0]) if len(ev) else reach, reach, now_us)
 
     def push_audio(self, samples: np.ndarray, start_us: int, sample_rate: int,
                    now_us: int) -> None:
         """One decoded audio chunk, its first sample at start_us (ROS-time µs)."""
+        self.watch_clock(now_us)
         if not len(samples):  # a compressed message that completed no frame yet
             self._count("audio", 0, now_us)
             return
         ready = self.front_end.push_audio(samples, start_us, sample_rate)
         self._count("audio", len(samples), now_us)
+        if ready is not None:
+            self.delays["audio"].add(now_us - ready)
         # Audio is ready up to `ready`, which lags the chunk end by the resampler's delay.
         self.scheduler.note("audio", start_us, ready, now_us)
 
@@ -175,17 +245,20 @@ class LiveSession:
         self.rates[f"{name}.{unit}"].add(now_us / 1e6, n)
 
     # ------------------------------------------------------------------ inference thread
-    def classify_window(self, w: WindowCut) -> LiveWindow | None:
-        """The window's tensors through the network; None where no modality has data."""
-        ev, n_events, au, coverage = self.front_end.window_tensors(w)
+    def classify_window(self, w: WindowCut, front_end: LiveFrontEnd | None = None
+                        ) -> LiveWindow | None:
+        """The window's tensors (from ``front_end``, default the session's) through the
+        network; None where no modality has data."""
+        fe = front_end or self.front_end
+        ev, n_events, au, coverage = fe.window_tensors(w)
         if ev is None and au is None:
             return None
         res = self.classifier.classify_tensors(ev, au)
         present = WindowCut(w.start_us, w.end_us, (ev is not None, au is not None), w.timed_out)
-        raw = self.front_end.raw_window(w)
+        raw = fe.raw_window(w)
         if raw is None:
             return LiveWindow(present, res, n_events, coverage)
-        return LiveWindow(present, res, n_events, coverage, raw, self.front_end.sensor_size)
+        return LiveWindow(present, res, n_events, coverage, raw, fe.sensor_size)
 
     def run_once(self, now_us: Callable[[], int], publish: Publish) -> str | None:
         """Cut every window that is ready, classify and publish each.
@@ -194,13 +267,17 @@ class LiveSession:
         in diagnostics; the caller logs it and goes on (one bad window must not stop every
         later prediction; a hang shows as a stale heartbeat).
         """
-        self.health.beat(time.monotonic())
+        self.health.beat(self.monotonic())
         try:
-            for w in self.scheduler.poll(now_us()):
+            self.watch_clock(now_us())
+            with self._stream_lock:  # one time base for the windows of this poll
+                generation, front_end = self.time.generation, self.front_end
+                windows = self.scheduler.poll(now_us())
+            for w in windows:
                 t0 = time.perf_counter()
-                out = self.classify_window(w)
-                if out is None:
-                    continue
+                out = self.classify_window(w, front_end)
+                if out is None or self.time.generation != generation:
+                    continue  # nothing in it, or the clock went back while it was classified
                 inference_ms = (time.perf_counter() - t0) * 1e3
                 latency_ms = (now_us() - w.end_us) / 1e3
                 res = out.result
@@ -225,7 +302,7 @@ class LiveSession:
                 self.inference_latency.add(inference_ms)
         except Exception:  # noqa: BLE001 - reported to the caller, then the next poll goes on
             text = traceback.format_exc()
-            self.health.failed(text, time.monotonic())
+            self.health.failed(text, self.monotonic())
             return text
         return None
 
@@ -249,7 +326,7 @@ class LiveSession:
         "audio") the offset of the last implausible header stamp (µs), or None; warnings: the
         caller's own (e.g. the ROS graph's), raising OK to WARN.
         """
-        mono = time.monotonic()
+        mono = self.monotonic()
         self.inputs["events"].lost_packets = event_stats.get("lost_packets", 0)
         extra = {f"events.{k}": v for k, v in event_stats.items() if k != "lost_packets"}
         extra |= {f"audio.{k}": v for k, v in audio_stats.items()}
@@ -261,13 +338,22 @@ class LiveSession:
                          f"{name}.decoded": c.decoded, f"{name}.lost_packets": c.lost_packets}
         counters |= {"windows.cut": sched.cut, "windows.dropped": sched.dropped,
                      "windows.late": sum(sched.late.values())}
+        counters |= {f"windows.late.{m}": n for m, n in sched.late.items()}
+        counters |= self.time.counters()
         counters |= {f"windows.{k}": v for k, v in self.window_inputs.items()}
-        warnings = [*(warnings or []), *(stamp_advice(name, off) for name, off
-                                         in stamp_offsets.items() if off is not None)]
+        warnings = [*(warnings or []), *(stamp_advice(name, off, self.time.sim_time, now_us)
+                                         for name, off in stamp_offsets.items()
+                                         if off is not None),
+                    *self.time.warnings(mono)]
         w, h = self.front_end.sensor_size
-        warnings += self.input_health.update(mono, counters, {"sensor": f"{w} x {h}"})
+        delays = {m: d.quantile_ms(0.95) for m, d in self.delays.items()}
+        notes = {"sensor": f"{w} x {h}", **{f"delay.{m}": f"{v:.0f} ms" for m, v
+                                            in delays.items()}}
+        warnings += self.input_health.update(mono, counters, notes)
+        extra |= {f"input_delay_ms.{m}.p95": f"{v:.1f}" for m, v in delays.items()}
         level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
                                         warnings)
+        extra |= self.time.counters()
         extra |= {"backend": self.classifier.backend,
                   "backend.reason": self.classifier.backend_reason,
                   "dtype": str(self.classifier.dtype).removeprefix("torch."),

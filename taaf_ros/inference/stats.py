@@ -61,6 +61,26 @@ class LatencyStats:
                 "max": float(a.max()), "n": len(a)}
 
 
+class DelayMeter:
+    """How long an input's data takes to arrive: node clock at receipt minus the time its data
+    now reaches (µs), over the last ``n`` messages; bounded memory, thread-safe."""
+
+    def __init__(self, n: int = 256) -> None:
+        self._v: deque[int] = deque(maxlen=n)
+        self._lock = threading.Lock()
+
+    def add(self, delay_us: int) -> None:
+        with self._lock:
+            self._v.append(int(delay_us))
+
+    def quantile_ms(self, q: float = 0.95) -> float:
+        """The ``q`` quantile (ms) of the recent delays; NaN before any."""
+        with self._lock:
+            if not self._v:
+                return float("nan")
+            return float(np.quantile(np.asarray(self._v), q)) / 1e3
+
+
 @dataclass
 class InputCounters:
     """Per-input counters, updated by the decode thread (ints: atomic enough under the GIL)."""
@@ -109,12 +129,22 @@ class WorkerHealth:
         return OK, "inference worker running"
 
 
-def stamp_advice(stream: str, offset_us: int) -> str:
-    """What to tell a user whose header stamps are far from the ROS clock."""
+def stamp_advice(stream: str, offset_us: int, sim_time: bool = False,
+                 clock_us: int | None = None) -> str:
+    """What to tell a user whose header stamps are far from the ROS clock (``sim_time``: the
+    node follows /clock, which reads ``clock_us``: 0 while no /clock has come).
+
+    >>> stamp_advice("audio", 1_700_000_000_000_000, sim_time=True, clock_us=0)[:60]
+    'audio header stamps are far from the ROS clock: use_sim_time'
+    """
+    if sim_time and not clock_us:
+        return (f"{stream} header stamps are far from the ROS clock: use_sim_time is true but "
+                "no /clock has arrived (the ROS time is 0). Play the bag with --clock, or set "
+                "use_sim_time:=false for live drivers")
     where = "ahead of" if offset_us > 0 else "behind"
-    return (f"{stream} header stamps are {abs(offset_us) / 1e6:.1f} s {where} the ROS clock; "
-            "their data is placed at receipt time. Replaying a bag: play it with --clock and "
-            "set use_sim_time:=true; a driver: make it stamp with ROS time")
+    return (f"{stream} header stamps are {abs(offset_us) / 1e6:.1f} s {where} the ROS clock, "
+            "their data placed at receipt time. Replaying a bag: play it with --clock and set "
+            "use_sim_time:=true. A driver: make it stamp with ROS time")
 
 
 def combine_levels(scheduler: tuple[int, str], worker: tuple[int, str],
@@ -147,7 +177,8 @@ def diagnostic_values(*, level: int, message: str, device: str,
     kv += [(f"buffer.{k}", v) for k, v in buffers.items()]
     kv += [("windows.cut", scheduler.cut), ("windows.degraded", scheduler.degraded),
            ("windows.stale", scheduler.stale), ("windows.dropped", scheduler.dropped),
-           ("windows.backlog_jumps", scheduler.jumps)]
+           ("windows.backlog_jumps", scheduler.jumps),
+           ("windows.straddling_a_jump", scheduler.straddling)]
     kv += [(f"windows.late.{m}", n) for m, n in scheduler.late.items()]
     for name, stats in (("window_latency_ms", window_latency), ("inference_ms", inference_latency)):
         kv += [(f"{name}.{k}", f"{v:.2f}") for k, v in stats.items() if k != "n"]
@@ -189,7 +220,8 @@ _AUDIO_LOSSES = (
 class InputHealth:
     """Warnings about inputs that arrive but contribute little, from the counters' growth
     between two diagnostics reports: most events or samples lost to one cause, malformed
-    messages, packets lost, windows late or dropped (overload), format and rate changes.
+    messages, packets lost, an input missing from windows because it came after max_wait_s,
+    windows dropped (overload), format and rate changes.
 
     A warning stays for ``hold_s`` after the last report that raised it, so that one hostile
     message is still visible on /diagnostics after the moment it struck.
@@ -202,10 +234,11 @@ class InputHealth:
     'events: 90 of 100 events in the last 1.0 s were outside th'
     """
 
-    def __init__(self, hold_s: float = 10.0, share: float = 0.5, overload_s: float = 3.0
-                 ) -> None:
+    def __init__(self, hold_s: float = 10.0, share: float = 0.5, overload_s: float = 3.0,
+                 late_share: float = 0.05) -> None:
         self.hold_s, self.share, self.overload_s = float(hold_s), float(share), float(overload_s)
-        self._windows: deque[tuple[float, float, float]] = deque()
+        self.late_share = float(late_share)
+        self._windows: deque[tuple[float, float, float, float]] = deque()
         self._notes: dict[str, str] = {}
         self._last: dict[str, float] = {}
         self._last_s: float | None = None
@@ -221,7 +254,10 @@ class InputHealth:
         self._last, self._last_s = {k: float(v) for k, v in counters.items()}, now_s
         for key, text in self._check(d, span, now_s):
             self._held[key] = (now_s, text)
-        self._held = {k: v for k, v in self._held.items() if now_s - v[0] <= self.hold_s}
+        # An input missing from windows shows in every such prediction (degraded) and is
+        # judged over the last overload_s already: held that long, not hold_s.
+        self._held = {k: v for k, v in self._held.items() if now_s - v[0] <= (
+            self.overload_s if k.startswith("late.") else self.hold_s)}
         return [text for _, text in self._held.values()]
 
     def _check(self, d: dict[str, float], span: float, now_s: float
@@ -257,23 +293,48 @@ class InputHealth:
         if lost > 0.01 * (lost + msgs):
             out.append(("lost", f"events: {lost:,.0f} packets lost {period} (seq gaps): the "
                                 "network or the subscriber cannot keep up"))
-        # Late windows also come for a moment whenever a modality stops (until it times out):
-        # overload is half the windows late for seconds on end, or any window dropped.
-        self._windows.append((now_s, g("windows.late"), g("windows.cut")))
+        # Windows cut without an input that had not timed out: its data came after
+        # max_wait_s (a delivery delay longer than the wait, stamps behind), named per input
+        # once it is more than late_share of the windows of the last overload_s. Windows
+        # dropped because inference fell behind: overload.
+        self._windows.append((now_s, g("windows.late.events"), g("windows.late.audio"),
+                              g("windows.cut")))
         while now_s - self._windows[0][0] > self.overload_s:
             self._windows.popleft()
-        late = sum(w[1] for w in self._windows)
-        cut = sum(w[2] for w in self._windows)
+        cut = sum(w[3] for w in self._windows)
+        for k, name in ((1, "events"), (2, "audio")):
+            late = sum(w[k] for w in self._windows)
+            if late >= 3 and late > self.late_share * cut:
+                delay = self._notes.get(f"delay.{name}", "?")
+                out.append((f"late.{name}", f"{name}: missing from {late:,.0f} of {cut:,.0f} "
+                                            f"windows in the last {self.overload_s:.0f} s, its "
+                                            f"data arriving after max_wait_s ({delay} after "
+                                            "its time, 95th percentile): raise max_wait_s "
+                                            "above that, or fix the driver's stamps"))
         dropped = g("windows.dropped")
-        if dropped > 0 or (cut >= 20 and late >= 0.5 * cut):
-            out.append(("overload", f"overloaded: {dropped:,.0f} windows dropped {period}, "
-                                    f"{late:,.0f} of {cut:,.0f} cut late in the last "
-                                    f"{self.overload_s:.0f} s: lower the input rate, raise "
+        if dropped > 0:
+            out.append(("overload", f"overloaded: {dropped:,.0f} windows dropped {period} "
+                                    "(inference fell behind): lower the input rate, raise "
                                     "hop_s, or use a faster device"))
-        for key, what in (("events.format_changes", "the sensor size or encoding changed"),
-                          ("audio.info_changes_held", "AudioInfo changed again within 1 s "
-                                                      "(held)")):
-            if g(key) > 0:
-                out.append((key, f"{what} {g(key):,.0f} times {period} ({key}): several "
-                                 "publishers on one topic, or a corrupt one"))
+        n = g("events.format_changes")
+        if n > 0:
+            out.append(("events.format_changes", f"events: the sensor size or encoding changed "
+                        f"{n:,.0f} times {period}, now {self._notes['sensor']} "
+                        "(events.format_changes): followed; a camera reconfigured changes it "
+                        "once, over and over means several publishers on one topic, or a "
+                        "corrupt one"))
+        if g("events.clock_resyncs") > 0:
+            out.append(("events.clock_resyncs", f"events: the camera's time base jumped "
+                        f"against its header stamps {g('events.clock_resyncs'):,.0f} times "
+                        f"{period} (events.clock_resyncs): a camera reset or its clock stepped, "
+                        "followed"))
+        if g("audio.info_changes_held") > 0:
+            out.append(("audio.info_changes_held", f"AudioInfo changed again within 1 s "
+                        f"(held) {g('audio.info_changes_held'):,.0f} times {period} "
+                        "(audio.info_changes_held): several publishers on one topic, or a "
+                        "corrupt one"))
+        if g("audio.info_refused") > 0:
+            out.append(("audio.info_refused", f"audio: {g('audio.info_refused'):,.0f} AudioInfo "
+                        f"refused {period}, the last good one stays in force "
+                        "(audio.last_error names it): fix the driver's AudioInfo"))
         return out

@@ -24,6 +24,7 @@ from taaf_ros.nodes.params import (
     PERCEPTION_NODE,
     PERCEPTION_PARAMS,
     REPLAY_NODE,
+    TYPE_WORDS,
     ParamSpec,
     limits,
 )
@@ -101,7 +102,7 @@ def _convert(s: ParamSpec, text: str) -> Any:
         else:
             value = s.type(text)
     except ValueError:
-        raise ValueError(f"{s.name}:={text!r} is not a {s.type.__name__}") from None
+        raise ValueError(f"{s.name}:={text!r} is not {TYPE_WORDS[s.type]}") from None
     reason = s.check(value)
     if reason:
         raise ValueError(f"{s.name}:={text!r}: {reason}")
@@ -161,11 +162,52 @@ def launch_description(defaults: Mapping[str, str] | None = None) -> Any:
     return LaunchDescription([*args, OpaqueFunction(function=_nodes)])
 
 
+EXTERNAL_ARGUMENTS = ("launch-prefix", "launch-prefix-filter")
+"""Arguments ``ros2 launch`` itself adds to the command line (its --launch-prefix options)."""
+
+
+def unknown_arguments(given: list[str], known: list[str]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for command-line ``name:=value`` arguments that are no argument of
+    the launch file: launch ignores those silently, so a typo would leave the default on. One
+    close to a known name is an error naming it; any other only a warning (a launch file that
+    includes this one passes its own command line too).
+
+    >>> errors, warnings = unknown_arguments(["modle_path:=x.pt", "robot:=r2", "hop_s:=0.1"],
+    ...                                      ["model_path", "hop_s"])
+    >>> errors
+    ["unknown launch argument 'modle_path' (did you mean 'model_path'?)"]
+    >>> warnings
+    ["ignoring launch argument 'robot': perception.launch.py has no such argument"]
+    """
+    import difflib
+
+    errors, warnings = [], []
+    for arg in given:
+        name = arg.split(":=", 1)[0]
+        if ":=" not in arg or name in known or name in EXTERNAL_ARGUMENTS:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            errors.append(f"unknown launch argument {name!r} (did you mean {close[0]!r}?)")
+        else:
+            warnings.append(f"ignoring launch argument {name!r}: perception.launch.py has no "
+                            "such argument")
+    return errors, warnings
+
+
 def _nodes(context: Any) -> list[Any]:
     """The nodes, once the arguments are known (the given ones only override the file)."""
     from ament_index_python.packages import get_package_share_directory
+    from launch.logging import get_logger
     from launch_ros.actions import LifecycleNode, Node
 
+    errors, warnings = unknown_arguments(list(context.argv),
+                                         [name for name, _, _ in argument_table()])
+    for line in warnings:
+        get_logger("taaf_ros").warning(line)
+    if errors:
+        raise ValueError("; ".join(errors) + ": `ros2 launch taaf_ros perception.launch.py "
+                         "--show-args` lists them")
     values = {name: context.launch_configurations.get(name, default)
               for name, default, _ in argument_table()}
     config = values["config"] or (f"{get_package_share_directory('taaf_ros')}/config/"
@@ -186,13 +228,31 @@ def _nodes(context: Any) -> list[Any]:
         if flag("autostart"):
             actions += _autostart(node)
     else:
-        actions.append(Node(executable="perception_node", **common))
+        node = Node(executable="perception_node", **common)
+        actions.append(node)
+    if not flag("respawn"):
+        actions.append(_required(node))
     if flag("use_replay"):
         actions.append(Node(package="taaf_ros", executable="replay_node", name=REPLAY_NODE,
                             namespace=values["namespace"], output="screen",
                             parameters=[config, replay_parameters(values, params)],
                             ros_arguments=["--log-level", values["log_level"]]))
     return actions
+
+
+def _required(node: Any) -> Any:
+    """The perception node is what the launch is for: when it exits with an error (it could
+    not start: a bad model or parameter) the launch ends with exit code 1, naming it, instead
+    of idling on with exit code 0."""
+    from launch.actions import RegisterEventHandler
+    from launch.event_handlers import OnProcessExit
+
+    def on_exit(event: Any, context: Any) -> None:
+        if event.returncode not in (0, None) and not context.is_shutdown:
+            raise RuntimeError(f"{PERCEPTION_NODE} exited with code {event.returncode} (its "
+                               "error is above): the launch ends")
+
+    return RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_exit))
 
 
 def _autostart(node: Any) -> list[Any]:

@@ -50,7 +50,8 @@ class ParamSpec:
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
-            return f"{self.name} must be a {want.__name__}, got {type(value).__name__} {value!r}"
+            return (f"{self.name} must be {TYPE_WORDS[want]} (e.g. {self.name}:="
+                    f"{_example(self.default)}), got {type(value).__name__} {value!r}")
         if (self.choices is not None and value not in self.choices
                 and not (self.name == "device" and _is_cuda_index(value))):
             return f"{self.name} must be one of {list(self.choices)}, got {value!r}"
@@ -59,6 +60,17 @@ class ParamSpec:
         if self.high is not None and value > self.high:
             return f"{self.name} must be <= {self.high}, got {value!r}"
         return None
+
+
+TYPE_WORDS = {bool: "a bool", int: "an integer", float: "a float",
+              str: "a string"}
+
+
+def _example(value: Any) -> str:
+    """A value as typed after ``:=`` on a command line (the default, so a valid one)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _is_cuda_index(value: str) -> bool:
@@ -116,9 +128,10 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       "0 = the model's input width", low=0, high=65535),
     P("sensor_height", 0, "event sensor height (px) when the message does not carry it; "
       "0 = the model's input height", low=0, high=65535),
-    P("max_stamp_offset_s", 5.0, "header stamps further than this (s) from the ROS clock are "
-      "implausible (a bag with recorded stamps, a driver on sensor or boot time): that data is "
-      "placed at receipt time and /diagnostics names the offset", low=0.1, high=1e9),
+    P("max_stamp_offset_s", 5.0, "header stamps further than this (s) from their receipt are "
+      "named in /diagnostics as implausible (a bag with recorded stamps, a driver on sensor "
+      "or boot time); stamps more than 1 s off their receipt for over 1 s are placed at "
+      "receipt time whatever this is", low=0.1, high=1e9),
     P("window_s", 0.0, "window length (s); 0 = from the model card (what it was trained on)",
       low=0.0, high=10.0),
     P("hop_s", HOP_S, "a window ends every hop_s (s), on multiples of hop_s of the ROS clock",
@@ -307,7 +320,10 @@ def declare_all(node: Any, table: Iterable[ParamSpec], all_settable: bool = Fals
     values: dict[str, Any] = {}
     errors: list[str] = []
     for s in table:
-        desc = ParameterDescriptor(description=describe(s),
+        # dynamic_typing: the type is checked by ParamSpec.check, whose refusal names the
+        # parameter, the type and an example (rclpy's reads "expected '2' got '4'"), and which
+        # takes an integer for a float (`ros2 param set ... max_wait_s 1` means 1.0)
+        desc = ParameterDescriptor(description=describe(s), dynamic_typing=True,
                                    read_only=not (s.runtime or all_settable))
         # Ranges are checked by validate() with our messages; the descriptor ones tell tools.
         if s.type is int and (s.low is not None or s.high is not None):

@@ -45,13 +45,16 @@ from taaf_ros.nodes.msg_imports import (
 )
 from taaf_ros.nodes.params import PERCEPTION_PARAMS, declare_all, runtime_update
 from taaf_ros.stream.inputs import AudioInput, EventInput, sent_time_us
-from taaf_ros.stream.scheduler import STALE
+from taaf_ros.stream.scheduler import ERROR, LEVEL_NAMES, STALE, WARN
 
 DEBUG_VIEW_EVENTS = 1_000_000
 """Raw events kept for the debug view while publish_debug_image is on (21 MB)."""
 
 NO_PUBLISHER_GRACE_S = 5.0
 """After this long without a publisher on an input topic, /diagnostics say so."""
+
+CONSOLE_WARN_PERIOD_S = 10.0
+"""A WARN or ERROR of /diagnostics is logged at most this often (it holds that long)."""
 
 _BAD_INPUT = (EventFormatError, AudioFormatError, ValueError, TypeError, AttributeError,
               OverflowError, IndexError, KeyError)
@@ -94,6 +97,9 @@ class PerceptionWiring:
         self.classifier: Any = None
         self.session: Any = None
         self.pub_image: Any = None
+        # Held while the debug image is published (inference thread) or its publisher made or
+        # destroyed (parameters callback): a publisher destroyed mid-publish is InvalidHandle.
+        self._image_lock = threading.Lock()
         self._frame_id = ""  # the input's frame (events, else audio), carried to the outputs
 
     managed = False
@@ -177,20 +183,22 @@ class PerceptionWiring:
         if self.session is not None:  # raw events for the sensor-resolution view, while on
             keep = DEBUG_VIEW_EVENTS if self.p["publish_debug_image"] else 0
             self.session.front_end.keep_raw_events(keep)
-        if self.p["publish_debug_image"] and self.pub_image is None:
-            # No QoS overrides here: they declare parameters, and this runs inside the
-            # set-parameters callback when the image is switched on at run time.
-            self.pub_image = self.create_publisher(Image, "taaf/debug_image",
-                                                   QoSProfile(depth=10))
-        elif not self.p["publish_debug_image"] and self.pub_image is not None:
-            self.destroy_publisher(self.pub_image)
-            self.pub_image = None
+        with self._image_lock:
+            if self.p["publish_debug_image"] and self.pub_image is None:
+                # No QoS overrides here: they declare parameters, and this runs inside the
+                # set-parameters callback when the image is switched on at run time.
+                self.pub_image = self.create_publisher(Image, "taaf/debug_image",
+                                                       QoSProfile(depth=10))
+            elif not self.p["publish_debug_image"] and self.pub_image is not None:
+                self.destroy_publisher(self.pub_image)
+                self.pub_image = None
 
     def _drop_publishers(self) -> None:
-        for pub in [*self._pubs, self.pub_image]:
-            if pub is not None:
-                self.destroy_publisher(pub)
-        self._pubs, self.pub_image = [], None
+        with self._image_lock:
+            for pub in [*self._pubs, self.pub_image]:
+                if pub is not None:
+                    self.destroy_publisher(pub)
+            self._pubs, self.pub_image = [], None
 
     def _start(self) -> None:
         """Subscribe and start the inference thread."""
@@ -243,22 +251,39 @@ class PerceptionWiring:
         qos = QoSProfile(depth=100, reliability=qos_profile_sensor_data.reliability,
                          durability=qos_profile_sensor_data.durability)
         overrides = QoSOverridingOptions.with_default_policies()
-        self._subs.append(self.create_subscription(
-            event_msg_type(self.p["events_type"]), self.p["events_topic"],
-            with_message_info(self._on_events), qos, callback_group=group,
-            qos_overriding_options=overrides))
-        self._subs.append(self.create_subscription(
-            audio_msg_type(self.p["audio_type"]), self.p["audio_topic"],
-            with_message_info(self._on_audio), qos, callback_group=group,
-            qos_overriding_options=overrides))
+        self._subscribe_one("events_topic", event_msg_type(self.p["events_type"]),
+                            with_message_info(self._on_events), qos, callback_group=group,
+                            qos_overriding_options=overrides)
+        self._subscribe_one("audio_topic", audio_msg_type(self.p["audio_type"]),
+                            with_message_info(self._on_audio), qos, callback_group=group,
+                            qos_overriding_options=overrides)
         if self.p["audio_type"] == "audio_data_stamped":
             info_type = import_msg("audio_common_msgs", "AudioInfo", "audio_data_stamped")
             # AudioInfo is latched by audio_capture: reliable + transient local to get it.
             info_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self._subs.append(self.create_subscription(
-                info_type, self.p["audio_info_topic"],
-                self._on_audio_info, info_qos, callback_group=group))
+            self._subscribe_one("audio_info_topic", info_type, self._on_audio_info, info_qos,
+                                callback_group=group)
+
+    def _subscribe_one(self, param: str, msg_type: Any, callback: Any, qos: QoSProfile,
+                       **kwargs: Any) -> None:
+        """Subscribe the topic ``param`` names; a topic this process already has with another
+        type (DDS refuses a second type for one name) is a StartupError naming both types."""
+        topic = self.p[param]
+        try:
+            self._subs.append(self.create_subscription(msg_type, topic, callback, qos,
+                                                       **kwargs))
+        except Exception as exc:  # noqa: BLE001 - rclpy's RCLError is not importable portably
+            if "incompatible type" not in str(exc):
+                raise
+            name = self.resolve_topic_name(topic)
+            there = sorted({t for n, types in self.get_topic_names_and_types() if n == name
+                            for t in types}) or ["another type"]
+            raise StartupError(
+                f"{param} {name} is a topic of {', '.join(there)} in this process (the node "
+                f"publishes it, or another node of the process does), so it cannot be "
+                f"subscribed as {_type_name(msg_type)}: set {param}:= to the driver's topic"
+            ) from None
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         changes = {p.name: p.value for p in params if not p.name.startswith("qos_overrides.")
@@ -291,8 +316,7 @@ class PerceptionWiring:
         self._frame_id = str(getattr(getattr(msg, "header", None), "frame_id", "") or
                              self._frame_id)
         try:
-            piece = self.events_in.decode(msg, now, self._sent_us(info, now))
-            self.session.push_events(*piece, now)
+            self.session.receive_events(self.events_in, msg, now, self._sent_us(info, now))
         except Exception as exc:  # noqa: BLE001 - a message must never kill the node
             self._bad_message("events", exc)
             return
@@ -303,8 +327,7 @@ class PerceptionWiring:
         if not self._frame_id:
             self._frame_id = str(getattr(getattr(msg, "header", None), "frame_id", "") or "")
         try:
-            piece = self.audio_in.decode(msg, now, self._sent_us(info, now))
-            self.session.push_audio(*piece, now)
+            self.session.receive_audio(self.audio_in, msg, now, self._sent_us(info, now))
         except Exception as exc:  # noqa: BLE001
             self._bad_message("audio", exc)
             return
@@ -347,12 +370,14 @@ class PerceptionWiring:
             self.pub_cls.publish(outputs.classification_msg(self._cls_type, self._hyp_type,
                                                             pred, out.window.end_us,
                                                             self._frame_id))
-        image = self.pub_image
-        if image is not None:
+        if self.pub_image is not None:
             view = render_window(out.result, events=out.raw_events, sensor_size=out.sensor_size,
                                  label=pred["label"], confidence=pred["confidence"],
                                  modalities=tuple(pred["modality_attention"]))
-            image.publish(outputs.image_msg(view, out.window.end_us, self._frame_id))
+            msg = outputs.image_msg(view, out.window.end_us, self._frame_id)
+            with self._image_lock:  # switched off meanwhile: not published
+                if self.pub_image is not None:
+                    self.pub_image.publish(msg)
 
     # ---------------------------------------------------------------------------- diagnostics
     def _on_diagnostics(self) -> None:
@@ -366,8 +391,9 @@ class PerceptionWiring:
                 name, "", STALE, f"{what}: no input is read, no predictions",
                 [("lifecycle_state", what)], self._now_us()))
             return
-        offsets = {"event": self.events_in.clock.last_stamp_offset_us,
+        offsets = {"event": self.events_in.timeline.last_stamp_offset_us,
                    "audio": self.audio_in.last_stamp_offset_us}
+        self.session.time.sim_time = self.get_clock().ros_time_is_active
         level, message, values = self.session.diagnostics(
             self._now_us(), device=str(self.classifier.device),
             event_stats=self.events_in.stats(), audio_stats=self.audio_in.stats(),
@@ -376,6 +402,9 @@ class PerceptionWiring:
                    zip(("events", "audio", "audio_info"), self._subs, strict=False)]
         if state:
             values.append(("lifecycle_state", state))
+        if level in (WARN, ERROR):  # on the console too (throttled): not only for /diagnostics
+            self.get_logger().warning(f"{LEVEL_NAMES[level]}: {message}",
+                                      throttle_duration_sec=CONSOLE_WARN_PERIOD_S)
         self.pub_diag.publish(outputs.diagnostics_msg(
             name, str(self.classifier.device), level, message, values, self._now_us()))
 

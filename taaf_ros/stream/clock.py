@@ -30,6 +30,100 @@ def check_stamp(stamp_us: int, now_us: int, max_offset_us: int) -> int | None:
     return off if abs(off) > max_offset_us else None
 
 
+JUMP_US = 1_000_000
+"""A stamp that moves more than this against its receipt time is a discontinuity of its
+input's time base (above delivery jitter, below the history the node keeps)."""
+
+
+class StampTimeline:
+    """One input's header stamps (µs) -> the node's clock, across jumps of the input's time
+    base (a driver restarted, its clock stepped) and of the node's own clock.
+
+    Stamps are used as they are while they follow their receipt times: ``lag = receipt -
+    stamp`` is then the delivery delay, small and positive, and a stall of the subscriber only
+    makes it larger for a while (a backlog drains, the next messages are on time again). The
+    input's time base jumped, and its stamps are re-anchored (an offset added from then on),
+    where
+
+    - consecutive stamps go back by more than ``jump_us`` against their receipt times (a
+      driver restarted, its clock stepped back): the stream goes on where its receipt times
+      say. Both going back together is not a jump of the input: the node's clock went back
+      with it (a bag played again, a system clock stepped);
+    - consecutive stamps go ahead by more than ``jump_us`` against their receipt times and
+      lie that far ahead of their receipt (a clock stepped forward, the node's clock went back
+      alone, or the stamps are right again after a jump): no delivery does that, the stream
+      goes on where its receipt times say, or uses its stamps as they are again where those
+      are right. (Stamps ahead after a stall are not: the backlog was late, the next message
+      is on time.) A first stamp that far ahead is anchored at its receipt;
+    - stamps stay more than ``jump_us`` behind their receipts for longer than ``jump_us`` (a
+      driver on another machine's clock; the node's clock stepped forward alone): anchored at
+      receipt. A first message that far off is anchored at once.
+
+    ``max_offset_us``: stamps further than this from receipt are named in /diagnostics
+    (``last_stamp_offset_us``, cleared as soon as a stamp is right again).
+
+    >>> tl = StampTimeline()
+    >>> tl.map(10_000_000, 10_020_000)               # 20 ms delivery: used as it is
+    10000000
+    >>> tl.map(8_010_000, 10_030_000)                # the driver restarted 2 s back
+    10010000
+    >>> tl.map(8_020_000, 10_040_000), tl.jumps, tl.last_jump_us
+    (10020000, 1, -2000000)
+    >>> tl.map(8_030_000, 11_550_000)                # delivered after a 1.5 s stall: kept
+    10030000
+    """
+
+    def __init__(self, jump_us: int = JUMP_US, max_offset_us: int = 5_000_000) -> None:
+        self.jump_us, self.max_offset_us = int(jump_us), int(max_offset_us)
+        self.offset_us = 0
+        self.jumps = 0
+        self.last_jump_us = 0  # the last jump's size: how far the stamps moved against receipt
+        self.implausible = 0
+        self.last_stamp_offset_us: int | None = None
+        self.messages = 0
+        self._prev: tuple[int, int] | None = None  # (stamp, receipt) of the last message
+        self._behind_since: int | None = None  # receipt time since when stamps are far behind
+
+    def map(self, stamp_us: int, receipt_us: int) -> int:
+        """The node-clock time of a message stamped ``stamp_us`` and received (sent, where
+        the DDS source time is known) at ``receipt_us``."""
+        stamp, receipt = int(stamp_us), int(receipt_us)
+        self.messages += 1
+        off = stamp - receipt
+        if abs(off) > self.max_offset_us:
+            self.implausible += 1
+            self.last_stamp_offset_us = off
+        else:
+            self.last_stamp_offset_us = None
+        prev, self._prev = self._prev, (stamp, receipt)
+        if prev is not None:
+            d_stamp, d_receipt = stamp - prev[0], receipt - prev[1]
+            delta = d_stamp - d_receipt
+            ahead = receipt - (stamp + self.offset_us) < -self.jump_us
+            if (d_stamp < -self.jump_us and delta < -self.jump_us) or (delta > self.jump_us
+                                                                        and ahead):
+                self._jump(delta)  # the stamps moved alone: continue by receipt
+                if -self.jump_us // 10 <= receipt - stamp <= self.jump_us:
+                    self.offset_us = 0  # back to stamps that are right as they are
+        lag = receipt - (stamp + self.offset_us)
+        if lag < -self.jump_us or (prev is None and lag > self.jump_us):
+            self._jump(-lag)
+        elif lag > self.jump_us:
+            if self._behind_since is None:
+                self._behind_since = receipt
+            elif receipt - self._behind_since > self.jump_us:
+                self._jump(-lag)
+        if abs(receipt - (stamp + self.offset_us)) <= self.jump_us:
+            self._behind_since = None
+        return stamp + self.offset_us
+
+    def _jump(self, delta: int) -> None:
+        """The stamps moved ``delta`` against their receipt: map them back by it."""
+        self.offset_us -= delta
+        self.jumps += 1
+        self.last_jump_us = delta
+
+
 class SensorClock:
     """Sensor time (µs) of one event stream -> ROS time (µs), through a filtered offset.
 
@@ -140,6 +234,8 @@ class StamplessClock:
 
     - ``lead > resync_us``: a pause in the stream or a clock jump: restart at ``est``
       (``resyncs``); the audio buffer fills the gap with silence marked as missing.
+    - ``lead < -JUMP_US``: the clock went back (a bag played again, a stepped clock): no
+      delivery is that early, restart at ``est`` (``resyncs``).
     - ``lead < -early_us``: the chunk arrived before the clock says it could have ended, which
       proves the placed audio is late (the chunks that set the clock came late, or the
       microphone's clock runs fast): the chunk's leading samples that fall in time already
@@ -190,7 +286,8 @@ class StamplessClock:
         n, rate = int(n_samples), int(sample_rate)
         est = int(receipt_us) - (n * 1_000_000) // rate
         nxt = self.next_us
-        if nxt is None or rate != self._rate or est - nxt > self.resync_us:
+        if (nxt is None or rate != self._rate or est - nxt > self.resync_us
+                or nxt - est > JUMP_US):
             if nxt is not None:
                 self.resyncs += 1
             self._restart(est, n, rate)

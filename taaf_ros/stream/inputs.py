@@ -14,9 +14,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from taaf_ros.audio import PcmInfo
-from taaf_ros.audio.compressed import CompressedAudioStream
+from taaf_ros.audio.compressed import CODECS, CompressedAudioStream
 from taaf_ros.audio.decode import (
     AudioChunk,
+    AudioFormatError,
+    check_audio_info,
     decode_audio_data_stamped,
     decode_audio_stamped,
     decode_multiarray,
@@ -30,7 +32,13 @@ from taaf_ros.events import (
     events_from_dvs_event_array,
     events_from_pointcloud2,
 )
-from taaf_ros.stream.clock import SensorClock, SeqTracker, StamplessClock, check_stamp, stamp_to_us
+from taaf_ros.stream.clock import (
+    SensorClock,
+    SeqTracker,
+    StamplessClock,
+    StampTimeline,
+    stamp_to_us,
+)
 
 
 def sent_time_us(info: Any, now_us: int, sim_time: bool) -> int:
@@ -63,7 +71,9 @@ class EventInput:
 
     kind: the ``events_type`` parameter. fallback_size: (width, height) for messages that do
     not carry the sensor size (PointCloud2; zero fields of the others). max_offset_us: header
-    stamps further than this from the ROS clock are implausible (see :class:`SensorClock`).
+    stamps further than this from their receipt are named (see :class:`StampTimeline`, which
+    maps the header stamps onto the node's clock across jumps; :class:`SensorClock` then maps
+    the sensor's event times through them).
     max_formats: decoders kept (one per encoding and sensor size; the least used is dropped).
 
     A message's declared size and encoding hold for that message only: a packet of another
@@ -76,6 +86,7 @@ class EventInput:
         self.kind = kind
         self.fallback_size = (int(fallback_size[0]), int(fallback_size[1]))
         self.sensor_size = self.fallback_size
+        self.timeline = StampTimeline(max_offset_us=max_offset_us)
         self.clock = SensorClock(max_offset_us=max_offset_us)
         self.seq = SeqTracker()
         self.max_formats = max(1, int(max_formats))
@@ -95,6 +106,7 @@ class EventInput:
         if stamp <= 0:
             stamp = sent_us  # an unstamped driver
         ev, size = self._events(msg)
+        stamp = self.timeline.map(stamp, sent_us)
         self.sensor_size = size
         if len(ev):
             offset, keep = self.clock.place(ev["t"], stamp, now_us)
@@ -103,7 +115,7 @@ class EventInput:
             ev["t"] += offset
             return EventPiece(ev, int(ev["t"].max()), size)
         # An empty packet says "nothing until its stamp": the stream is alive and moving.
-        return EventPiece(ev, self.clock.checked_stamp(stamp, now_us), size)
+        return EventPiece(ev, stamp, size)
 
     def _declared_size(self, msg: Any) -> tuple[int, int]:
         width, height = int(msg.width), int(msg.height)
@@ -145,7 +157,9 @@ class EventInput:
     def stats(self) -> dict[str, int]:
         out = {"lost_packets": self.seq.lost, "seq_resets": self.seq.resets,
                "seq_outliers": self.seq.outliers,
-               "clock_resyncs": self.clock.resyncs, "implausible_stamps": self.clock.implausible,
+               "clock_resyncs": self.clock.resyncs,
+               "implausible_stamps": self.timeline.implausible + self.clock.implausible,
+               "stamp_jumps": self.timeline.jumps,
                "time_outliers": self.clock.outliers, "format_changes": self.format_changes}
         totals = dict(self._retired)
         for d in self.decoders.values():
@@ -166,9 +180,9 @@ class AudioInput:
     """Audio messages of one topic -> mono PCM placed on the ROS clock.
 
     kind: the ``audio_type`` parameter; rate/channels: fallbacks where the message (or its
-    AudioInfo) does not say. Header and ``t_ns`` layout stamps are used when plausible; without
-    one (or with an implausible one) chunks are placed by :class:`StamplessClock` from their
-    receipt times, back to back by sample count.
+    AudioInfo) does not say. Header and ``t_ns`` layout stamps are mapped onto the node's clock
+    by :class:`StampTimeline` (across jumps of the driver's time base); chunks without one are
+    placed by :class:`StamplessClock` from their receipt times, back to back by sample count.
     """
 
     def __init__(self, kind: str, sample_rate: int, channels: int, max_offset_us: int,
@@ -180,19 +194,30 @@ class AudioInput:
         self.ahead_trimmed = 0  # samples past their send time, trimmed
         self.info_changes = 0
         self.info_changes_held = 0
+        self.info_refused = 0
         self._pending_info: Any = None
         self._info_since_us: int | None = None
         self.max_offset_us = int(max_offset_us)
         self.clock = StamplessClock()
         self.stamped_by = {"header": 0, "layout": 0, "receipt": 0}
-        self.implausible = 0
-        self.last_stamp_offset_us: int | None = None
+        self.timeline = StampTimeline(max_offset_us=max_offset_us)
         self.compressed: CompressedAudioStream | None = None  # MP3 (audio_capture's default)
 
     def set_info(self, info: Any, now_us: int) -> None:
-        """A new AudioInfo. A change of format takes effect at most once per ``info_hold_us``
-        (a flapping publisher would restart decoding and resampling on every message); a
-        change inside that time is held (counted) and applied when the time is up."""
+        """A new AudioInfo. One that cannot be decoded (rate 0, no channels, an unknown format)
+        is refused with AudioFormatError naming it, and the last good one stays in force: a
+        driver that latches a bad AudioInfo once must not leave the node deaf. A change of
+        format takes effect at most once per ``info_hold_us`` (a flapping publisher would
+        restart decoding and resampling on every message); a change inside that time is held
+        (counted) and applied when the time is up."""
+        try:
+            check_audio_info(info, tuple(CODECS))
+        except AudioFormatError as exc:
+            self.info_refused += 1
+            current = self.info or self.fallback
+            raise AudioFormatError(
+                f"AudioInfo refused ({exc}); still decoding as {_describe_info(current)}"
+            ) from None
         if self.info is not None and _info_key(info) == _info_key(self.info):
             self._pending_info = None
             return
@@ -228,14 +253,8 @@ class AudioInput:
                                       if layout is not None else None)
         source = "header" if chunk.stamp_ns else "layout"
         if stamp_ns:
-            off = check_stamp(stamp_ns // 1000, now_us, self.max_offset_us)
-            if off is not None:
-                self.implausible += 1
-                self.last_stamp_offset_us = off
-                stamp_ns = None
-        if stamp_ns:
             self.stamped_by[source] += 1
-            start = stamp_ns // 1000
+            start = self.timeline.map(stamp_ns // 1000, sent_us)
             limit = (max(sent_us, start) + self.max_ahead_us - start) * rate // 1_000_000
             if len(samples) > limit:
                 self.ahead_trimmed += len(samples) - limit
@@ -246,6 +265,17 @@ class AudioInput:
         start, skip = self.clock.place(sent_us, len(samples), rate)
         self.stamped_by["receipt"] += 1
         return AudioPiece(samples[skip:], start, rate)
+
+    @property
+    def implausible(self) -> int:
+        """Stamps further than max_offset_us from their receipt."""
+        return self.timeline.implausible
+
+    @property
+    def last_stamp_offset_us(self) -> int | None:
+        """The last stamp's offset from its receipt (µs) where it was implausible, else
+        None: cleared as soon as the stamps are right again."""
+        return self.timeline.last_stamp_offset_us
 
     def _decode_compressed(self, msg: Any, info: Any) -> AudioChunk:
         coding = str(info.coding_format).strip().lower()
@@ -262,9 +292,16 @@ class AudioInput:
                  if self.compressed is not None else {})
         return {**extra, "stamp_resyncs": c.resyncs, "stamp_corrections": c.corrections,
                 "ahead_trimmed_samples": self.ahead_trimmed, "info_changes": self.info_changes,
-                "info_changes_held": self.info_changes_held,
+                "info_changes_held": self.info_changes_held, "info_refused": self.info_refused,
                 "stamp_dropped_samples": c.dropped_samples, "implausible_stamps": self.implausible,
+                "stamp_jumps": self.timeline.jumps,
                 **{f"stamped_by_{k}": v for k, v in self.stamped_by.items()}}
+
+
+def _describe_info(info: Any) -> str:
+    """'16000 Hz, 1 ch, S16LE wave' of an AudioInfo or the fallback."""
+    return (f"{getattr(info, 'sample_rate', '?')} Hz, {getattr(info, 'channels', '?')} ch, "
+            f"{getattr(info, 'sample_format', 'S16LE')} {getattr(info, 'coding_format', 'wave')}")
 
 
 def _info_key(info: Any) -> tuple[Any, ...]:

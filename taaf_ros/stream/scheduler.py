@@ -53,6 +53,8 @@ class SchedulerStats:
     """Windows ready but skipped because inference fell behind (backlog beyond the limit)."""
     jumps: int = 0
     """Polls that skipped a long backlog in one step (data far behind now, e.g. old stamps)."""
+    straddling: int = 0
+    """Windows not cut because they straddle a jump of an input's time base."""
 
 
 class WindowScheduler:
@@ -92,6 +94,7 @@ class WindowScheduler:
         self._progress: dict[str, int | None] = dict.fromkeys(self.modalities)
         self._receipt: dict[str, int | None] = dict.fromkeys(self.modalities)
         self._next_end: int | None = None
+        self._breaks: list[int] = []  # times where an input's time base jumped
         self._lock = threading.Lock()
 
     def configure(self, *, max_wait_us: int | None = None, timeout_us: int | None = None) -> None:
@@ -119,6 +122,17 @@ class WindowScheduler:
                 # First window: the grid end that makes it start nearest the first data.
                 first = int(start_us) + self.window_us
                 self._next_end = grid_ceil(first - self.hop_us // 2, self.hop_us)
+
+    def discontinuity(self, at_us: int) -> None:
+        """An input's time base jumped at ``at_us`` (its data before and after come from two
+        time bases): the windows that hold that time strictly inside are not cut."""
+        with self._lock:
+            self._breaks = [*self._breaks[-15:], int(at_us)]
+
+    def _straddles(self, end: int) -> bool:
+        start = end - self.window_us
+        self._breaks = [b for b in self._breaks if b > start]  # the grid only moves on
+        return any(b < end for b in self._breaks)
 
     def _timed_out(self, m: str, now_us: int) -> bool:
         last = self._receipt[m]
@@ -153,12 +167,15 @@ class WindowScheduler:
                     break
                 if end > now_us:  # never cut a window that lies in the future
                     break
+                self._next_end = end + self.hop_us
+                if self._breaks and self._straddles(end):
+                    self.stats.straddling += 1
+                    continue
                 if waited:
                     for m, r, t in zip(self.modalities, ready, timed_out, strict=True):
                         if not r and not t:
                             self.stats.late[m] += 1
                 out.append(WindowCut(end - self.window_us, end, ready, timed_out))
-                self._next_end = end + self.hop_us
             if len(out) > self.max_backlog:
                 self.stats.dropped += len(out) - self.max_backlog
                 out = out[-self.max_backlog:]
