@@ -29,6 +29,8 @@ $(STAMP): setup.py constraints.txt
 	# torch first, pinned: anything that depends on it must find it already there.
 	$(BIN)/pip install --quiet -c constraints.txt torch
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	# `source $(VENV)/bin/activate` then puts the venv on AMENT_PREFIX_PATH (the ros2 tools)
+	$(BIN)/taaf_build_interfaces --activate-only
 	touch $(STAMP)
 
 test: $(STAMP) ros2-tools

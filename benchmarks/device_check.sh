@@ -39,7 +39,7 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$LOG"
 step tests env TAAF_DATA_ROOT="$DATA" $PY -m pytest -q -p no:cacheprovider test/test_model.py \
     test/test_checkpoint.py \
-    test/test_lif_fused.py test/test_batches.py test/test_classifier.py
+    test/test_lif_fused.py test/test_batches.py test/test_classifier.py test/test_backends.py
 step tests_training env TAAF_DATA_ROOT="$DATA" $PY -m pytest -q -p no:cacheprovider \
     test/test_training.py -k "cuda or reads_nothing or bfloat16"
 for dtype in float32 float16; do

@@ -138,7 +138,21 @@ def ros2_install(tmp_path_factory: pytest.TempPathFactory, driver_msgs):
     lib.mkdir(parents=True)
     for exe in ("perception_node", "managed_perception_node", "replay_node"):
         (lib / exe).symlink_to(shutil.which(exe, path=str(bin_dir)))
-    env = dict(os.environ, AMENT_PREFIX_PATH=f"{prefix}{os.pathsep}{sys.prefix}",
-               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-               PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    # What `source .venv/bin/activate` gives (it puts the venv on AMENT_PREFIX_PATH: the PyPI
+    # wheels' and the built message packages' index), then the workspace, as
+    # `source install/setup.bash` adds it.
+    env = activated_env(Path(sys.prefix))
+    assert str(Path(sys.prefix)) in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep), \
+        "the venv's activate script does not put it on AMENT_PREFIX_PATH"
+    env |= dict(AMENT_PREFIX_PATH=f"{prefix}{os.pathsep}{env['AMENT_PREFIX_PATH']}",
+                PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     return env
+
+
+def activated_env(venv: Path) -> dict[str, str]:
+    """This process's environment as ``source <venv>/bin/activate`` in bash leaves it."""
+    import subprocess
+
+    out = subprocess.run(["bash", "-c", 'source "$1/bin/activate" && env -0', "_", str(venv)],
+                         capture_output=True, check=True, env=dict(os.environ)).stdout
+    return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)

@@ -381,6 +381,23 @@ def test_launch_testing_runs_the_perception_launch(ros2_install):
     assert "OK" in r.stdout + r.stderr
 
 
+def test_the_activated_venv_is_enough_for_the_ros2_tools(ros2_install):
+    """Pip only: `source .venv/bin/activate` (the ros2_install environment is made that way)
+    lets `ros2 interface show` and `ros2 pkg` see the PyPI wheels' and the driver messages
+    built into the venv, with no variable set by hand."""
+    def run(*args: str) -> str:
+        r = subprocess.run(["ros2", *args], env=ros2_install, capture_output=True, text=True,
+                           timeout=60, check=False)
+        assert r.returncode == 0, (args, r.stdout + r.stderr)
+        return r.stdout
+
+    assert "uint8[] events" in run("interface", "show", "event_camera_msgs/msg/EventPacket")
+    assert "audio_common_msgs/AudioData audio" in run("interface", "show",
+                                    "audio_common_msgs/msg/AudioDataStamped")
+    assert run("pkg", "prefix", "std_msgs").strip() == str(Path(sys.prefix))
+    assert "taaf_ros" in run("pkg", "list").split()
+
+
 def test_the_docs_ros2_run_lines_work_pasted_into_bash(ros2_install, tmp_path):
     """Every ``ros2 run`` line of the docs' bash blocks, run by bash as a user pastes it: the
     remaps it makes are the topics the node subscribes (an unquoted ``~`` is expanded by bash

@@ -217,6 +217,27 @@ def build_package(package: str, prefix: Path, work_dir: Path, jobs: int,
     return time.perf_counter() - t0
 
 
+ACTIVATE_MARK = "# taaf_ros: this venv is an ament prefix"
+ACTIVATE_LINES = (
+    ACTIVATE_MARK + " (the PyPI ROS 2 wheels and the message packages built into it), so\n"
+    "# `ros2 interface show`, `ros2 topic echo` and `ros2 pkg` find them (taaf_build_interfaces)\n"
+    'case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *) export '
+    'AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;; esac\n')
+
+
+def register_in_activate(venv: Path | None = None) -> bool:
+    """Make ``<venv>/bin/activate`` put the venv on AMENT_PREFIX_PATH (once; True if it was
+    added now). The PyPI wheels install their ament index into the venv but set nothing, so
+    without it the ``ros2`` tools see none of its interfaces. Nothing outside a venv."""
+    venv = Path(venv or sys.prefix)
+    activate = venv / "bin" / "activate"
+    if not activate.is_file() or ACTIVATE_MARK in activate.read_text():
+        return False
+    with open(activate, "a") as f:
+        f.write("\n" + ACTIVATE_LINES)
+    return True
+
+
 def ensure_interfaces(packages: Iterable[str] = PACKAGES, prefix: Path | None = None,
                       force: bool = False, jobs: int | None = None,
                       log: Callable[[str], None] = print) -> list[BuildResult]:
@@ -237,6 +258,8 @@ def ensure_interfaces(packages: Iterable[str] = PACKAGES, prefix: Path | None = 
                 log(f"built {package} in {seconds:.1f} s")
                 results.append(BuildResult(package, seconds, built=True))
     importlib.invalidate_caches()
+    if prefix == Path(sys.prefix).resolve():
+        register_in_activate(prefix)
     return results
 
 
@@ -251,7 +274,15 @@ def main(argv: list[str] | None = None) -> int:
                          "composition_interfaces for launch_ros)")
     ap.add_argument("--force", action="store_true", help="rebuild even if current")
     ap.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPUs)")
+    ap.add_argument("--activate-only", action="store_true",
+                    help="only make this venv's bin/activate put it on AMENT_PREFIX_PATH (done "
+                         "by every build into the venv too), and build nothing")
     args = ap.parse_args(argv)
+    if args.activate_only:
+        added = register_in_activate()
+        print(f"{Path(sys.prefix) / 'bin' / 'activate'}: puts {sys.prefix} on "
+              f"AMENT_PREFIX_PATH{'' if added else ' (already)'}")
+        return 0
     if args.source is not None:
         return _build_source(args.source, args.prefix, args.force, args.jobs)
     unknown = sorted(set(args.packages) - set(PACKAGES))
