@@ -444,7 +444,7 @@ def test_the_same_bag_played_twice_predicts_the_same_both_times(ros2_install, gr
     ns = namespace()
     heard = Listener(graph, f"/{ns}/taaf/prediction")
     launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", "device:=cpu",
-                    "use_sim_time:=true", "max_wait_s:=0.5", "smoothing_windows:=1",
+                    "use_sim_time:=true", "smoothing_windows:=1",
                     "min_confidence:=0.0")
     play = ["taaf_bag_play", str(bag), "--clock",
             "--wait-for-subscribers", "20", "--remap",
@@ -509,11 +509,11 @@ def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_s
     model = tmp_path / "run" / "model.pt"
     ns = namespace()
     heard = Listener(graph, f"/{ns}/taaf/prediction")
-    # max_wait_s: an MP3 frame is 72 ms and the decoder lags another frame; a window waits
-    # for all of its audio, as the dataset's windows do. Each window's own argmax: the
-    # network's output is what is compared.
+    # The wait as launched by default (measured): an MP3 frame is 72 ms and the decoder lags
+    # another frame; a window waits for all of its audio, as the dataset's windows do. Each
+    # window's own argmax: the network's output is what is compared.
     launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", f"model:={model}",
-                    "device:=cpu", "use_sim_time:=true", "max_wait_s:=0.5",
+                    "device:=cpu", "use_sim_time:=true",
                     "smoothing_windows:=1", "min_confidence:=0.0")
     try:
         assert launch.wait_for_line(f"model {model}", 120), launch.output[-3000:]

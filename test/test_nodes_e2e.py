@@ -898,6 +898,9 @@ def test_outputs_carry_the_frame_name_the_classes_and_warn_of_wrong_types(contex
         node._started_s -= 10  # as if the node had run past the grace period
         assert g.wait_for(lambda: "no publisher on" in g.last_status().message, 10), \
             g.last_status().message
+        # what does exist of that type, and the remap that would take it
+        assert f"topics of that type: {topic('cit', 'attention')}" in g.last_status().message
+        assert "audio_topic:= in the launch" in g.last_status().message
     finally:
         g.close()
         stranger.destroy_node()

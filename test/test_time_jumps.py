@@ -51,9 +51,9 @@ def classifier():
 class Node:
     """The perception node's live core, fed as its callbacks feed it, on a simulated clock."""
 
-    def __init__(self, classifier, start_us: int) -> None:
+    def __init__(self, classifier, start_us: int, **params) -> None:
         self.mono = 0.0  # a steady clock for holds (s): simulated, only ever moves on
-        self.session = LiveSession.from_params(P, start_us, classifier,
+        self.session = LiveSession.from_params(P | params, start_us, classifier,
                                                monotonic=lambda: self.mono)
         size = self.session.sensor_size
         self.events_in = EventInput("event_packet", size, 5_000_000)
@@ -249,8 +249,9 @@ def test_a_driver_on_another_clock_is_anchored_at_receipt(recording, classifier,
     node = Node(classifier, T0_US)
     node.play(bag_messages(recording),
               edit=lambda t, m, log: shifted(m, -3_000_000) if t == AUDIO_TOPIC else m)
-    want = baseline.windows(T0_US + RECOVERY_US, T0_US + 10**9)
-    got = node.windows(T0_US + RECOVERY_US, T0_US + 10**9)
+    end = T0_US + int(recording.events["t"][-1]) - WINDOW_US  # then the recording ends
+    want = baseline.windows(T0_US + RECOVERY_US, end)
+    got = node.windows(T0_US + RECOVERY_US, end)
     assert set(want) <= set(got) and all(got[s]["present"] == ["events", "audio"] for s in want)
     agree = sum(got[s]["label"] == want[s]["label"] for s in want) / len(want)
     assert agree > 0.9, agree
@@ -300,3 +301,38 @@ def test_stamp_timeline_alone():
     assert tl.map(100_000, 120_000) == 100_000 and tl.jumps == 0
     # stamps ahead of their receipt by 2 s: no delivery does that
     assert tl.map(2_110_000, 130_000) == 110_000 and tl.jumps == 1  # on by the receipt
+
+
+def delivered_late(msgs, topic: str, delay_us: int):
+    """The messages of ``topic`` received ``delay_us`` after they were logged (their stamps
+    unchanged), as audio_capture's MP3 frames arrive ~0.1 s after their stamps."""
+    return sorted(((t, ty, log + delay_us * 1000 if t == topic else log, m)
+                   for t, ty, log, m in msgs), key=lambda m: m[2])
+
+
+def test_the_wait_follows_the_measured_delay_of_an_mp3_microphone(recording, classifier):
+    """audio_capture's MP3 arriving 0.1 s after its stamps (more than the fixed 0.1 s wait of
+    the past): with the default (max_wait_s -1, measured) every window has its audio, the
+    same as waiting a whole second; a wait of 0 still predicts, from what has come, and says
+    the audio is late."""
+    msgs = delivered_late(bag_messages(recording, coding="mp3"), AUDIO_TOPIC, 100_000)
+    runs = {}
+    for name, wait in (("generous", 1.0), ("measured", -1.0), ("fixed 0.1 s", 0.1),
+                       ("none", 0.0)):
+        runs[name] = node = Node(classifier, T0_US, max_wait_s=wait)
+        node.play(msgs)
+    end = T0_US + int(recording.events["t"][-1]) - WINDOW_US
+    ref = runs["generous"].windows(T0_US + 1_000_000, end)
+    assert len(ref) > 400 and all(p["present"] == ["events", "audio"] for p in ref.values())
+    got = runs["measured"].windows(T0_US + 1_000_000, end)
+    equal = sum(s in got and same(ref[s], got[s]) for s in ref) / len(ref)
+    assert equal >= 0.995, equal
+    wait = int(runs["measured"].diagnostics[-1][3]["windows.wait_ms"])
+    assert 100 < wait < 400, wait  # the MP3 delay and its frames, not the bound
+    full = lambda node: sum(p["present"] == ["events", "audio"]  # noqa: E731
+                            for p in node.windows(T0_US + 1_000_000, end).values())
+    assert full(runs["fixed 0.1 s"]) < 0.9 * len(ref)  # the past default masked the audio
+    none = runs["none"].windows(T0_US + 1_000_000, end)
+    assert len(none) >= 0.95 * len(ref)  # max_wait_s 0 predicts
+    assert any("audio: missing from" in m and "raise max_wait_s above that, or set it to -1"
+               in m for _, _, m, _ in runs["none"].diagnostics)

@@ -37,10 +37,17 @@ from taaf_ros.inference.stats import (
     diagnostic_values,
     stamp_advice,
 )
+from taaf_ros.stream.clock import JUMP_US
 from taaf_ros.stream.inputs import AudioInput, EventInput
 from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
 from taaf_ros.stream.scheduler import WindowCut, WindowScheduler
 from taaf_ros.stream.time_watch import TimeWatch
+
+MIN_DELAYS = 20
+"""Messages of an input measured before its delay sets the wait (max_wait_s -1)."""
+
+WAIT_MARGIN_US = 20_000
+"""Added to the measured delay: the inference thread polls every 10 ms."""
 
 
 @dataclass
@@ -78,12 +85,17 @@ class LiveSession:
                  max_wait_us: int, timeout_us: int, now_us: int,
                  settings: LiveSettings | None = None, top_k: int = 3,
                  decision: DecisionRule | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 wait_bound_us: int = 1_000_000) -> None:
         self.classifier = classifier
         self.monotonic = monotonic  # holds and heartbeats (a simulation passes its own)
+        self.wait_bound_us = int(wait_bound_us)
+        self.measured_wait = max_wait_us < 0  # max_wait_s -1: the inputs' measured delay
+        if self.measured_wait:
+            max_wait_us = self.wait_bound_us  # until the delays are measured
         # Event counts are kept for a window, the wait for late data and a second of slack
         # (max_wait_s raised at run time beyond that slack masks the late events' windows).
-        history = classifier.window_us + max_wait_us + 1_000_000
+        history = classifier.window_us + max(max_wait_us, self.wait_bound_us) + 1_000_000
         settings = dataclasses.replace(settings or LiveSettings(0, 0), hop_us=hop_us,
                                        history_us=history)
         self._sensor_size = (int(sensor_size[0]), int(sensor_size[1]))
@@ -100,8 +112,9 @@ class LiveSession:
         self.rates = {k: RateMeter() for k in ("events.msgs", "events.events", "audio.msgs",
                                                "audio.samples")}
         self.window_latency, self.inference_latency = LatencyStats(), LatencyStats()
-        # receipt minus how far each input's data then reaches: what a window waits for
+        # receipt minus how far each input's data reached before: what a window waits for
         self.delays = {"events": DelayMeter(), "audio": DelayMeter()}
+        self._reach: dict[str, int] = {}
         self.health = WorkerHealth()
         self.input_health = InputHealth()
         # What the classified windows held, summed (diagnostics: inputs that arrive but
@@ -145,7 +158,7 @@ class LiveSession:
                    timeout_us=us(p["modality_timeout_s"]), now_us=now_us, settings=settings,
                    top_k=p["top_k"],
                    decision=DecisionRule(p["smoothing_windows"], p["min_confidence"]),
-                   monotonic=monotonic)
+                   monotonic=monotonic, wait_bound_us=us(p["max_wait_bound_s"]))
 
     @property
     def sensor_size(self) -> tuple[int, int]:
@@ -170,6 +183,7 @@ class LiveSession:
                                         old.timeout_us, now_us, old.max_backlog, old.modalities)
             scheduler.stats = old.stats  # the counters go on
             self.front_end, self.scheduler = front_end, scheduler
+            self._reach.clear()
             self.time.generation += 1
 
     def input_jumped(self, name: str, delta_us: int, at_us: int, now_us: int) -> None:
@@ -211,7 +225,7 @@ class LiveSession:
         self.watch_clock(now_us)
         self.front_end.push_events(ev, sensor_size)
         self._count("events", len(ev), now_us)
-        self.delays["events"].add(now_us - reach)
+        self._reached("events", reach, now_us)
         self.scheduler.note("events", int(ev["t"][0]) if len(ev) else reach, reach, now_us)
 
     def push_audio(self, samples: np.ndarray, start_us: int, sample_rate: int,
@@ -224,9 +238,17 @@ class LiveSession:
         ready = self.front_end.push_audio(samples, start_us, sample_rate)
         self._count("audio", len(samples), now_us)
         if ready is not None:
-            self.delays["audio"].add(now_us - ready)
+            self._reached("audio", ready, now_us)
         # Audio is ready up to `ready`, which lags the chunk end by the resampler's delay.
         self.scheduler.note("audio", start_us, ready, now_us)
+
+    def _reached(self, name: str, reach_us: int, now_us: int) -> None:
+        """The input's data now reaches ``reach_us``: the data just past where it reached
+        before came ``now - that`` after its time, what a window ending there waits for."""
+        before = self._reach.get(name)
+        if before is not None and now_us >= before - JUMP_US:  # not across a clock jump
+            self.delays[name].add(now_us - before)
+        self._reach[name] = reach_us if before is None else max(before, reach_us)
 
     def bad(self, name: str, exc: BaseException) -> str:
         """Count a message that could not be decoded; returns the line to log."""
@@ -270,6 +292,8 @@ class LiveSession:
         self.health.beat(self.monotonic())
         try:
             self.watch_clock(now_us())
+            if self.measured_wait:
+                self.scheduler.configure(max_wait_us=self.measured_wait_us(now_us()))
             with self._stream_lock:  # one time base for the windows of this poll
                 generation, front_end = self.time.generation, self.front_end
                 windows = self.scheduler.poll(now_us())
@@ -306,14 +330,28 @@ class LiveSession:
             return text
         return None
 
+    def measured_wait_us(self, now_us: int | None = None) -> int:
+        """The wait for a window's data that the inputs' delivery delays call for: the 99th
+        percentile of the slowest input not timed out, plus two polls, at most the bound (and
+        the bound until 20 messages of each input are measured)."""
+        timed_out = self.scheduler.timed_out(self.time.latest_us if now_us is None else now_us)
+        delays = [d.quantile_ms(0.99) for d, t in zip(self.delays.values(), timed_out,
+                                                      strict=True)
+                  if not t and d.count >= MIN_DELAYS]
+        if not delays or len(delays) < sum(not t for t in timed_out):
+            return self.wait_bound_us
+        return min(self.wait_bound_us, max(0, round(max(delays) * 1e3)) + WAIT_MARGIN_US)
+
     def reconfigure(self, *, max_events_per_window: int, max_wait_us: int, timeout_us: int,
                     top_k: int, smoothing_windows: int = 1, min_confidence: float = 0.0
                     ) -> None:
-        """Apply the parameters that may change at run time."""
+        """Apply the parameters that may change at run time (max_wait_us < 0: measured)."""
         self.top_k = int(top_k)
         self.decision.configure(smoothing_windows, min_confidence)
         self.front_end.settings.max_events_per_window = int(max_events_per_window)
-        self.scheduler.configure(max_wait_us=max_wait_us, timeout_us=timeout_us)
+        self.measured_wait = max_wait_us < 0
+        wait = self.measured_wait_us() if self.measured_wait else max_wait_us
+        self.scheduler.configure(max_wait_us=wait, timeout_us=timeout_us)
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self, now_us: int, *, device: str, event_stats: dict[str, int],
@@ -348,9 +386,14 @@ class LiveSession:
         w, h = self.front_end.sensor_size
         delays = {m: d.quantile_ms(0.95) for m, d in self.delays.items()}
         notes = {"sensor": f"{w} x {h}", **{f"delay.{m}": f"{v:.0f} ms" for m, v
-                                            in delays.items()}}
+                                            in delays.items()},
+                 "wait_fix": (f"raise max_wait_bound_s (the wait follows the measured delay "
+                              f"up to it, {self.wait_bound_us / 1e6:g} s)" if self.measured_wait
+                              else "raise max_wait_s above that, or set it to -1 (measured)")}
         warnings += self.input_health.update(mono, counters, notes)
         extra |= {f"input_delay_ms.{m}.p95": f"{v:.1f}" for m, v in delays.items()}
+        extra |= {"windows.wait_ms": f"{self.scheduler.max_wait_us / 1e3:.0f}",
+                  "windows.wait": "measured" if self.measured_wait else "max_wait_s"}
         level, message = combine_levels(self.scheduler.health(now_us), self.health.level(mono),
                                         warnings)
         extra |= self.time.counters()

@@ -73,6 +73,11 @@ class DelayMeter:
         with self._lock:
             self._v.append(int(delay_us))
 
+    @property
+    def count(self) -> int:
+        """Delays held (at most ``n``)."""
+        return len(self._v)
+
     def quantile_ms(self, q: float = 0.95) -> float:
         """The ``q`` quantile (ms) of the recent delays; NaN before any."""
         with self._lock:
@@ -306,11 +311,12 @@ class InputHealth:
             late = sum(w[k] for w in self._windows)
             if late >= 3 and late > self.late_share * cut:
                 delay = self._notes.get(f"delay.{name}", "?")
+                fix = self._notes.get("wait_fix", "raise max_wait_s above that")
                 out.append((f"late.{name}", f"{name}: missing from {late:,.0f} of {cut:,.0f} "
                                             f"windows in the last {self.overload_s:.0f} s, its "
-                                            f"data arriving after max_wait_s ({delay} after "
-                                            "its time, 95th percentile): raise max_wait_s "
-                                            "above that, or fix the driver's stamps"))
+                                            f"data arriving after the wait ({delay} after its "
+                                            f"time, 95th percentile): {fix}, or fix the "
+                                            "driver's stamps"))
         dropped = g("windows.dropped")
         if dropped > 0:
             out.append(("overload", f"overloaded: {dropped:,.0f} windows dropped {period} "

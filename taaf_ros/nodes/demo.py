@@ -126,9 +126,6 @@ def spin_until_drained(executor: Any, perception: Any, replay: Any) -> Any:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    max_wait = perception.p["max_wait_s"]
-    # After the last sample: one more window and the longest wait, then a margin.
-    drain = perception.classifier.window_us / 1e6 + max_wait + 0.5
     done_at = snap_at = None
     stats = None
     while True:
@@ -136,6 +133,9 @@ def spin_until_drained(executor: Any, perception: Any, replay: Any) -> Any:
             raise ExternalShutdownException()
         executor.spin_once(timeout_sec=0.05)
         if replay.finished and done_at is None:
+            # After the last sample: one more window and the wait in force, then a margin.
+            max_wait = perception.session.scheduler.max_wait_us / 1e6
+            drain = perception.classifier.window_us / 1e6 + max_wait + 0.5
             done_at, snap_at = time.monotonic() + drain, time.monotonic() + max_wait
         if snap_at is not None and stats is None and time.monotonic() > snap_at:
             stats = copy.deepcopy(perception.session.scheduler.stats)

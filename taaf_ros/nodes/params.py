@@ -136,8 +136,13 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       low=0.0, high=10.0),
     P("hop_s", HOP_S, "a window ends every hop_s (s), on multiples of hop_s of the ROS clock",
       low=0.005, high=10.0),
-    P("max_wait_s", 0.1, "longest wait (s) past a window's end for late data; then the late "
-      "modality counts as missing for that window", low=0.0, high=10.0, runtime=True),
+    P("max_wait_s", -1.0, "longest wait (s) past a window's end for its data; then a late "
+      "input counts as missing for that window (all late: the window is cut with what has "
+      "come). -1 = measured: the inputs' delivery delay (99th percentile, over their last "
+      "256 messages, of a message's receipt minus how far the input's data reached before "
+      "it) plus 20 ms, at most max_wait_bound_s", low=-1.0, high=10.0, runtime=True),
+    P("max_wait_bound_s", 1.0, "with max_wait_s -1, the longest the measured wait may be (s); "
+      "also waited until the delays are measured", low=0.0, high=10.0),
     P("modality_timeout_s", 0.5, "a modality with no message for this long (s) is missing: "
       "masked (degraded); both missing: no prediction, STALE", low=0.01, high=60.0,
       runtime=True),
@@ -232,6 +237,9 @@ def validate(table: Iterable[ParamSpec], values: Mapping[str, Any]) -> list[str]
             reason = f"unknown parameter {name!r}"
         if reason:
             errors.append(reason)
+    wait = values.get("max_wait_s", -1.0)
+    if not errors and -1.0 < wait < 0.0:
+        errors.append(f"max_wait_s must be -1 (measured) or >= 0, got {wait!r}")
     if not errors and {"window_s", "hop_s"} <= values.keys():
         w, h = values["window_s"], values["hop_s"]
         if w and h > w:

@@ -426,8 +426,14 @@ class PerceptionWiring:
                 out.append(f"{sub.topic_name} has publishers of {', '.join(wrong)} but this "
                            f"node subscribes {want}; their messages never arrive{fix}")
             elif not types and time.monotonic() - self._started_s > NO_PUBLISHER_GRACE_S:
-                out.append(f"no publisher on {sub.topic_name} ({want}): start the driver or "
-                           "remap the topic (events_topic:= / audio_topic:= in the launch)")
+                others = sorted(name for name, have in self.get_topic_names_and_types()
+                                if want in have and name != sub.topic_name)
+                there = (f"topics of that type: {', '.join(others[:5])}" if others else
+                         "no topic of that type either")
+                param = {"events_type": "events_topic", "audio_type": "audio_topic"}.get(
+                    kind, "audio_info_topic")
+                out.append(f"no publisher on {sub.topic_name} ({want}, {there}): start the "
+                           f"driver or remap the input ({param}:= in the launch)")
         return out
 
 

@@ -63,7 +63,8 @@ class WindowScheduler:
     Args:
         window_us: window length. hop_us: a window ends on every multiple of hop_us.
         max_wait_us: a window is cut at the latest this long after its end; a modality whose
-            data has not reached the end by then counts as missing for that window.
+            data has not reached the end by then counts as missing for that window (where all
+            are late, those with data in the window count as present: cut with what came).
         timeout_us: a modality with no message for this long is missing (masked in every window
             until it comes back), so windows do not wait for it.
         max_backlog: if more windows than this are ready at one poll (inference fell behind),
@@ -175,6 +176,11 @@ class WindowScheduler:
                     for m, r, t in zip(self.modalities, ready, timed_out, strict=True):
                         if not r and not t:
                             self.stats.late[m] += 1
+                    if not any(ready):  # every input late (a wait shorter than any delay):
+                        # cut with what has come rather than with nothing
+                        start = end - self.window_us
+                        ready = tuple(not t and (self._progress[m] or -1) > start
+                                      for m, t in zip(self.modalities, timed_out, strict=True))
                 out.append(WindowCut(end - self.window_us, end, ready, timed_out))
             if len(out) > self.max_backlog:
                 self.stats.dropped += len(out) - self.max_backlog
