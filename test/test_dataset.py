@@ -211,9 +211,10 @@ def test_bad_recordings_are_refused_naming_the_row_or_the_bag(robot, tl, tmp_pat
     early = _labels(tmp_path, f"{bag},0.0,0.2,zero,a\n{bag},2.0,2.6,one,b\n")
     err = _bad(tmp_path, capsys, "bag", early, "--out", tmp_path / "x")
     assert "line 2" in err and "not inside the event stream" in err  # centred: before 0
+    assert "the window at -0.200 s" in err, err  # in the CSV's own (relative) seconds
     labels = _labels(tmp_path, f"{bag},0.5,1.1,zero,a\n{bag},30.0,30.6,one,b\n")
     err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "x")
-    assert "line 3" in err and "not inside the event stream" in err
+    assert "line 3: the span 30-30.6 s is not inside kitchen, which lasts" in err, err
     assert not (tmp_path / "x").exists()
     # ... or, with --on-bad report, skipped and counted.
     assert build("bag", labels, "--out", tmp_path / "x", "--on-bad", "report") == 0
@@ -446,3 +447,92 @@ def test_stream_eval_scores_a_labelled_bag_as_the_node_runs(robot, tmp_path, cap
     none, rule = ({"aligned": float(r[2]), "background": float(r[4])} for r in rows)
     assert none["background"] == 0.0 and rule["background"] >= 0.8  # lag: 0.9 s gaps here
     assert none["aligned"] >= 2 / 3
+
+
+# ------------------------------------------------------------------ what users really export
+def test_a_labels_csv_in_nanoseconds_is_refused_before_anything_is_allocated(robot, tl,
+                                                                              tmp_path, capsys):
+    """A spreadsheet's nanoseconds given as seconds once asked for billions of windows (23 GB
+    until the kernel killed the build, --dry-run too): refused at once, naming the unit and
+    the flag, in the CSV's own numbers; with --time-unit ns it builds."""
+    import subprocess
+    import sys
+
+    bag = robot.parent / "kitchen"
+    ns = tmp_path / "ns.csv"
+    ns.write_text("recording,start,end,label,group\n" + "\n".join(
+        f"{bag},{round(a * 1e9)},{round(b * 1e9)},{lab},take{i % 3}"
+        for i, (a, b, lab) in enumerate(tl.spans)) + "\n")
+    a0, b0 = tl.spans[0][:2]
+    for extra in ([], ["--dry-run"]):
+        args = [str(x) for x in ("bag", ns, "--out", tmp_path / "ds", "--quiet", *extra)]
+        code = ("import resource, sys; from taaf_ros.data.dataset_builder import main; "
+                f"rc = main({args}); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024); sys.exit(rc)")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2, r.stderr
+        assert (f"line 2: the span {round(a0 * 1e9)}-{round(b0 * 1e9)} s is not inside "
+                f"kitchen, which lasts") in r.stderr, r.stderr
+        assert "its times look like ns (--time-unit ns)" in r.stderr
+        assert int(r.stdout.split()[-1]) < 1500  # MB: the process itself, no windows
+    assert not list(tmp_path.glob(".ds.*.partial")) and not (tmp_path / "ds").exists()
+    assert build("bag", ns, "--out", tmp_path / "ds", "--time-unit", "ns") == 0
+    assert len(samples(tmp_path / "ds")) == len(tl.spans)
+
+
+def test_a_label_typo_is_an_error_naming_both_labels(robot, tl, tmp_path, capsys):
+    bag = robot.parent / "kitchen"
+    first_two = next(i for i, (_, _, lab) in enumerate(tl.spans) if lab == "two")
+    rows = [f"{bag},{a},{b},{'tow' if i == first_two else lab},take{i % 3}"
+            for i, (a, b, lab) in enumerate(tl.spans)]
+    assert any(",tow," in r for r in rows)
+    typo = _labels(tmp_path, "\n".join(rows) + "\n")
+    err = _bad(tmp_path, capsys, "bag", typo, "--out", tmp_path / "x")
+    assert "label 'tow' (1 span(s)) is an edit or two from 'two'" in err and \
+        "--classes" in err, err
+    # named in --classes, it is a class of its own
+    assert build("bag", typo, "--out", tmp_path / "x", "--classes", "one,tow,two,zero") == 0
+
+
+def test_a_bag_without_its_audio_info_is_told_the_format(robot, tl, tmp_path, capsys):
+    """A bag recorded without /audio/audio_info: the error says what to give; given, the
+    samples are those of the bag with it."""
+    msgs = [m for m in bag_messages(tl) if not m[1].endswith("AudioInfo")]
+    write_bag(tmp_path / "kitchen", msgs)
+    labels = robot.read_text().replace("kitchen,", f"{tmp_path / 'kitchen'},")
+    (tmp_path / "labels.csv").write_text(labels)
+    err = _bad(tmp_path, capsys, "bag", tmp_path / "labels.csv", "--out", tmp_path / "x")
+    assert "without an AudioInfo topic" in err and "--audio-format wave or mp3" in err
+    assert build("bag", tmp_path / "labels.csv", "--out", tmp_path / "x", "--audio-format",
+                 "wave", "--audio-rate", str(tl.rate)) == 0
+    assert build("bag", robot, "--out", tmp_path / "y") == 0
+    a, b = EadDataset(tmp_path / "x", "train"), EadDataset(tmp_path / "y", "train")
+    assert len(a) == len(b) > 0
+    for i in range(len(a)):
+        assert np.array_equal(a[i].pcm, b[i].pcm) and np.array_equal(a[i].events, b[i].events)
+
+
+def test_a_build_stopped_or_killed_leaves_no_partial_folder(robot, tmp_path):
+    """SIGTERM in the middle: the half-built folder goes; one left by a build that was
+    killed outright (SIGKILL, out of memory) goes at the next build."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    stale = tmp_path / ".ds.999999999.partial"  # no such process
+    stale.mkdir()
+    (stale / "junk").write_text("x")
+    cmd = [sys.executable, "-m", "taaf_ros.data.dataset_builder", "bag", str(robot), "--out",
+           str(tmp_path / "ds")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while not any(p != stale for p in tmp_path.glob(".ds.*.partial")):
+        assert proc.poll() is None and time.monotonic() < end, proc.communicate()
+        time.sleep(0.02)
+    assert not stale.exists()  # removed by this build as it started
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; nothing written" in err, err
+    assert not list(tmp_path.glob(".ds.*")) and not (tmp_path / "ds").exists()

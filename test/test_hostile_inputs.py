@@ -269,3 +269,21 @@ def test_a_bad_audio_info_is_refused_and_the_good_one_stays(stream, field, value
     level, message, values = stream.diagnostics()
     assert level == WARN and "1 AudioInfo refused" in message, message
     assert named in values["audio.last_error"]
+
+
+def test_an_event_message_far_beyond_any_camera_is_refused_unread(stream):
+    """A 200 MB EventPacket once took 4.9 GB to decode (and, through taaf_dataset, made a
+    1.3 GB sample): refused by its size before anything is decoded, the stream goes on."""
+    from taaf_ros.events import EventFormatError
+
+    stream.step(80)
+    huge = evt3_packet(make_events([1], [1], [stream.sensor_us], 1), stream.now, stream.seq)
+    huge.events = bytes(65 * 2**20)
+    tracemalloc.start()
+    with pytest.raises(EventFormatError, match="an event message of 65 MiB: more than 64 MiB"):
+        stream.events(huge)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20
+    stream.step(100)
+    _healthy(stream)

@@ -131,8 +131,8 @@ def test_ead_dataset_lists_and_loads_samples(tmp_path):
     ds = EadDataset(tmp_path, "train")
     assert len(ds) == 3 and ds.sensor_size == (34, 34)
     assert [s[3] for s in ds.samples] == ["s0", "s2", "s1"]
-    events, pcm, rate, label, sid = ds[2]
-    assert (label, sid, rate) == (2, "s1", 8000)
+    events, pcm, rate, label, sid, repaired = ds[2]
+    assert (label, sid, rate, repaired) == (2, "s1", 8000, 0)
     assert events.dtype == EVENT_DTYPE and pcm.dtype == np.float32
     np.testing.assert_allclose(pcm, [0, 0.5, -1, 32767 / 32768])
 

@@ -7,6 +7,7 @@ fixture) once per module and train a narrow network for a few epochs (CI-sized, 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -594,3 +595,25 @@ def test_a_run_saved_before_a_key_existed_resumes_with_its_default(tmp_path: Pat
     with pytest.raises(CheckpointError, match="precision"):
         check_resume_config(saved, build_config(["--precision", "bfloat16"]),
                             tmp_path / "last.pt")
+
+
+def test_samples_whose_audio_was_repaired_are_counted_and_reported(tiny_data: Path,
+                                                                   tmp_path: Path, capsys
+                                                                   ) -> None:
+    """A WAV holding NaN and infinite values trains (zeroed, as the live node zeroes them),
+    and the run says which sample it was, on stderr and in metrics.json."""
+    from scipy.io import wavfile
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    wav = sorted((data / "train").rglob("*.wav"))[3]
+    rate, x = wavfile.read(wav)
+    bad = (x.astype(np.float32) / 32768.0)
+    bad[100:110] = np.nan
+    bad[200] = np.inf
+    wavfile.write(wav, rate, bad)
+    assert cli.main(["--data-root", str(data), "--out-dir", str(tmp_path / "run"), "--epochs",
+                     "1", *TINY]) == 0
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["dataset"]["repaired_audio"] == {"samples": 1, "ids": [wav.name[:-4]]}
+    assert "1 sample(s) with NaN, infinite or out-of-range audio" in capsys.readouterr().err

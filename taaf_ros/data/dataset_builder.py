@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from taaf_ros.data.bags import BagError
-from taaf_ros.data.labels import LabelError, LabelSpan, read_labels, spans_from_label_topic
+from taaf_ros.data.labels import (
+    SECONDS_PER,
+    LabelError,
+    LabelSpan,
+    read_labels,
+    spans_from_label_topic,
+)
 from taaf_ros.data.readers import EventFileError
 from taaf_ros.data.recording import Piece, RecordingSource, open_bag, open_files
 from taaf_ros.data.span_cutter import (
@@ -81,7 +87,9 @@ class BuildSettings:
     audio_info_topic: str = ""
     sensor_size: tuple[int, int] = (0, 0)
     audio_rate: int = 16000
+    audio_format: str = ""  # AudioDataStamped without AudioInfo: wave or mp3 ('' = from it)
     audio_offset_s: float = 0.0
+    time_unit: str = "s"  # of the labels' start and end
     progress: bool = True
 
 
@@ -182,7 +190,7 @@ def _frontend(model: str) -> FrontEndConfig:
 def _open(rec: Path, st: BuildSettings) -> tuple[RecordingSource, Iterator[Piece]]:
     if st.source == "bag":
         return open_bag(rec, st.events_topic, st.audio_topic, st.audio_info_topic,
-                        st.sensor_size, st.audio_rate)
+                        st.sensor_size, st.audio_rate, st.audio_format)
     if rec.suffix.lower() == ".wav":
         return open_files(None, rec, st.sensor_size, st.audio_offset_s)
     wav = rec.with_suffix(".wav")
@@ -203,9 +211,10 @@ def _problem(st: BuildSettings, report: Report, text: str) -> None:
 
 
 def _check_sample(s: CutSample, src: RecordingSource, modalities: tuple[str, ...],
-                  min_coverage: float, where: str) -> str | None:
-    """Why a cut window is unusable, or None."""
-    t = s.request.start_us / 1e6
+                  min_coverage: float, where: str, relative: bool = True) -> str | None:
+    """Why a cut window is unusable, or None; its time as the labels give it (``relative``:
+    seconds from the recording's start)."""
+    t = (s.request.start_us - (src.start_us if relative else 0)) / 1e6
     if "events" in modalities:
         if not src.events_kind:
             return f"{where}: {src.path.name} has no event stream"
@@ -225,7 +234,9 @@ def _check_sample(s: CutSample, src: RecordingSource, modalities: tuple[str, ...
 def _labelled_spans(st: BuildSettings) -> list[LabelSpan]:
     """The spans of the labels CSV, or of the bags' label topic."""
     if not st.label_topic:
-        return read_labels(st.labels, st.times, st.classes or None)
+        spans = read_labels(st.labels, st.times, st.classes or None, st.time_unit)
+        check_label_names(spans, st.classes, st.labels)
+        return spans
     spans = spans_from_label_topic(st.bags, st.label_topic)
     unknown = sorted({s.label for s in spans} - set(st.classes)) if st.classes else []
     if unknown:
@@ -246,6 +257,7 @@ class _Build:
     report: Report = field(default_factory=Report)
     rows: list[dict[str, Any]] = field(default_factory=list)
     sensor: tuple[int, int] | None = None
+    windows_asked: int = 0
 
     def requests(self, spans: list[LabelSpan], src: RecordingSource
                  ) -> tuple[list[WindowRequest], list[tuple[int, int, LabelSpan]]]:
@@ -253,10 +265,20 @@ class _Build:
         window_us, grid_us = self.fe.window_us, round(self.st.grid_s * 1e6)
         stride_us = round((self.st.stride_s or self.fe.window_s) * 1e6)
         requests, located = [], []
+        outside = spans_outside(spans, src, self.st)  # before a window is asked for
+        for why in outside.values():
+            _problem(self.st, self.report, why)
         for s in spans:
+            if s.line in outside:
+                continue
             base = src.start_us if s.times == "relative" else 0
             a, b = base + round(s.start_s * 1e6), base + round(s.end_s * 1e6)
             located.append((a, b, s))
+            self.windows_asked += (b - a) // stride_us + 1
+            if self.windows_asked > MAX_WINDOWS:
+                raise DatasetError(f"{s.where(self.st.labels)}: the spans so far ask for over "
+                                   f"{MAX_WINDOWS:,} windows: are the times in "
+                                   f"{self.st.time_unit} (--time-unit)?")
             requests += [WindowRequest(w, s.label, s.line)
                          for w in span_windows(a, b, window_us, grid_us, stride_us)]
         return requests, located
@@ -266,6 +288,9 @@ class _Build:
         """Cut, check and keep the samples of one recording; how many were kept."""
         st = self.st
         requests, located = self.requests(spans, src)
+        if not located:  # every span outside the recording (reported): nothing to cut
+            self.report.recordings.append(_recording_row(src))
+            return 0
         bg_stride = round((st.background_stride_s or self.fe.window_s) * 1e6)
         cutter = WindowCutter(self.fe, requests, have,
                               background_stride_us=bg_stride if st.background else 0,
@@ -277,7 +302,8 @@ class _Build:
             span = line_of.get(r.line)
             where = (span.where(st.labels) if span else
                      f"{rec.name}, background at {r.start_us / 1e6:.3f} s")
-            why = _check_sample(sample, src, self.modalities, st.min_audio_coverage, where)
+            why = _check_sample(sample, src, self.modalities, st.min_audio_coverage, where,
+                                relative=span is None or span.times == "relative")
             if why is not None:
                 if span is not None:  # a background window past a stream's end is no error
                     _problem(st, self.report, why)
@@ -343,6 +369,7 @@ def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
     if not st.dry_run:
         if out.exists() and any(out.iterdir()) and not st.overwrite:
             raise DatasetError(f"{out} exists and is not empty (--overwrite replaces it)")
+        remove_stale_partials(out)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -385,6 +412,99 @@ def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     return build.report
+
+
+MAX_WINDOWS = 10_000_000
+"""More windows than this in one build is a mistake in the labels (40 days of 0.6 s windows at
+a 50 ms hop... every one a sample): refused before any is asked for."""
+
+UNITS = SECONDS_PER
+"""--time-unit: what the labels' start and end count, in seconds."""
+
+
+def spans_outside(spans: Sequence[LabelSpan], src: RecordingSource, st: BuildSettings
+                  ) -> dict[int, str]:
+    """CSV line -> why its span does not lie in its recording (where the recording's end is
+    known): a span far past it is a labels file in another unit (a spreadsheet's nanoseconds
+    given as seconds would ask for billions of windows). Each reason names the line, the times
+    as the CSV gives them, and the likely unit with its flag."""
+    slack = 1.0
+    if src.end_us is None:
+        return {}
+    duration = (src.end_us - src.start_us) / 1e6
+    out = {}
+    for s in spans:
+        rel = s.times == "relative"
+        start, end = ((s.start_s, s.end_s) if rel else
+                      (s.start_s - src.start_us / 1e6, s.end_s - src.start_us / 1e6))
+        if -slack <= start and end <= duration + slack:
+            continue
+        given = UNITS[st.time_unit]
+        shown = (f"{s.start_s / given:.12g}-{s.end_s / given:.12g} {st.time_unit}"
+                 + ("" if rel else " (absolute)"))
+        hint = ""
+        if rel:  # the unit in which this span would lie in the recording
+            fits = [u for u, f in UNITS.items()
+                    if f < given and duration / 100 < end * f / given <= duration + slack]
+            if fits:
+                hint = f": its times look like {fits[0]} (--time-unit {fits[0]})"
+        out[s.line] = (f"{s.where(st.labels)}: the span {shown} is not inside "
+                       f"{src.path.name}, which lasts {duration:.1f} s{hint}")
+    return out
+
+
+def check_label_names(spans: Sequence[LabelSpan], classes: Sequence[str],
+                      csv_path: Path) -> None:
+    """A label one edit away from another, or used by very few spans where the others have
+    many, is a typo until ``--classes`` lists it: an error naming both labels."""
+    counts: dict[str, int] = {}
+    first: dict[str, LabelSpan] = {}
+    for s in spans:
+        counts[s.label] = counts.get(s.label, 0) + 1
+        first.setdefault(s.label, s)
+    if classes or len(counts) < 2:
+        return
+    typical = float(np.median(list(counts.values())))
+    for label, n in sorted(counts.items(), key=lambda kv: kv[1]):
+        others = sorted((o for o in counts if o != label), key=lambda o: edits(label, o))
+        close = len(label) >= 3 and edits(label, others[0]) <= (1 if len(label) < 6 else 2)
+        rare = n <= 2 and typical >= 10 * n
+        if close and counts[others[0]] >= n or rare:
+            near = others[0]
+            why = "an edit or two from" if close else "used by very few spans beside"
+            raise DatasetError(
+                f"{first[label].where(csv_path)}: label {label!r} ({n} span(s)) is {why} "
+                f"{near!r} ({counts[near]} spans): a typo? Fix it, or name every class with "
+                f"--classes ({','.join(sorted(counts))})")
+
+
+def edits(a: str, b: str) -> int:
+    """Edits (insert, delete, replace, swap two neighbours) from ``a`` to ``b``.
+
+    >>> edits("stpo", "stop"), edits("tow", "two"), edits("door", "knock")
+    (1, 1, 4)
+    """
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1,
+                          d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Folders a build of ``out`` left behind when it was killed (``.<name>.<pid>.partial``
+    of a process that is gone)."""
+    for p in out.parent.glob(f".{out.name}.*.partial"):
+        pid = p.name[len(out.name) + 2:-len(".partial")]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live build
 
 
 def _nearest_span(spans: list[tuple[int, int, LabelSpan]], t_us: int) -> LabelSpan:
@@ -465,6 +585,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--times", choices=("relative", "absolute"), default="relative",
                        help="label times: from the recording's start, or ROS time (s since "
                        "the epoch); a time column overrides it per row")
+        p.add_argument("--time-unit", choices=tuple(UNITS), default="s",
+                       help="what the labels' start and end count (a spreadsheet may export "
+                       "ms or ns)")
         p.add_argument("--grid-s", type=float, default=HOP_S, help="windows start on this "
                        "grid of the ROS clock (the node's hop_s)")
         p.add_argument("--stride-s", type=float, default=0.0, help="between the windows of "
@@ -495,7 +618,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--audio-info-topic", default="", help="AudioInfo of "
                            "AudioDataStamped (default: the bag's only AudioInfo topic)")
             p.add_argument("--audio-rate", type=int, default=16000, help="sample rate of "
-                           "MultiArray audio, which does not carry it")
+                           "MultiArray audio, which does not carry it, and of AudioDataStamped "
+                           "recorded without its AudioInfo (with --audio-format)")
+            p.add_argument("--audio-format", choices=("wave", "mp3"), default=None,
+                           help="AudioDataStamped recorded without its AudioInfo: what the "
+                           "microphone sent (wave: S16LE mono)")
             p.add_argument("--label-topic", default="", help="take the spans from this "
                            "std_msgs/String topic of the bags (JSON: label, start_ns, end_ns, "
                            "as the replay node's ground truth) instead of a CSV")
@@ -504,6 +631,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="time of the WAV's first sample on the event file's clock "
                            "(its first event is 0)")
     return ap
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -522,13 +653,18 @@ def main(argv: list[str] | None = None) -> int:
                        test_ratio=a.test_ratio, seed=a.seed, on_bad=a.on_bad,
                        min_audio_coverage=a.min_audio_coverage, dry_run=a.dry_run,
                        overwrite=a.overwrite, sensor_size=tuple(a.sensor_size),
-                       progress=not a.quiet)
+                       time_unit=a.time_unit, progress=not a.quiet)
     if a.source == "bag":
         st.events_topic, st.audio_topic = a.events_topic, a.audio_topic
         st.audio_info_topic, st.audio_rate = a.audio_info_topic, a.audio_rate
+        st.audio_format = a.audio_format or ""
         st.label_topic, st.bags = a.label_topic, tuple(a.labels)
     else:
         st.audio_offset_s = a.audio_offset_s
+    import signal
+
+    # SIGTERM as Ctrl-C: the half-built folder is removed on the way out either way
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = build_dataset(st, argv)
     except (DatasetError, LabelError, BagError, EventFileError, ValueError, OSError) as exc:

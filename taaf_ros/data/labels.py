@@ -25,6 +25,8 @@ from pathlib import Path
 
 REQUIRED = ("recording", "start", "end", "label")
 TIMES = ("relative", "absolute")
+SECONDS_PER = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+"""What the start and end of a labels file may count (``unit``), in seconds."""
 
 
 class LabelError(ValueError):
@@ -60,10 +62,11 @@ def _number(text: str, name: str, where: str) -> float:
 
 
 def read_labels(path: str | Path, times: str = "relative",
-                classes: Sequence[str] | None = None) -> list[LabelSpan]:
+                classes: Sequence[str] | None = None, unit: str = "s") -> list[LabelSpan]:
     """The spans of a labels CSV, checked: numbers, ``start < end``, a known ``time`` and
     (given ``classes``) a known label; spans of one recording may not overlap (a window of
-    the overlap would have two labels). Raises :class:`LabelError` naming the line.
+    the overlap would have two labels). ``unit``: what start and end count (s, ms, us, ns;
+    the spans are in seconds). Raises :class:`LabelError` naming the line.
 
     >>> import tempfile, os
     >>> f = os.path.join(tempfile.mkdtemp(), "labels.csv")
@@ -74,6 +77,9 @@ def read_labels(path: str | Path, times: str = "relative",
     path = Path(path)
     if times not in TIMES:
         raise LabelError(f"times must be one of {TIMES}, got {times!r}")
+    if unit not in SECONDS_PER:
+        raise LabelError(f"unit must be one of {tuple(SECONDS_PER)}, got {unit!r}")
+    scale = SECONDS_PER[unit]
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -96,8 +102,8 @@ def read_labels(path: str | Path, times: str = "relative",
             raise LabelError(f"{where}: no recording")
         if not row.get("label"):
             raise LabelError(f"{where}: no label")
-        start = _number(row.get("start", ""), "start", where)
-        end = _number(row.get("end", ""), "end", where)
+        start = _number(row.get("start", ""), "start", where) * scale
+        end = _number(row.get("end", ""), "end", where) * scale
         if not start < end:
             raise LabelError(f"{where}: start {start} s is not before end {end} s")
         row_times = row.get("time") or times

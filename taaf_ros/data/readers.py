@@ -306,13 +306,15 @@ def read_events(path: str | Path) -> np.ndarray:
 
 # ---------------------------------------------------------------- EAD layout
 class EadSample(NamedTuple):
-    """One raw sample: events (EVENT_DTYPE), pcm float32 mono, sample_rate (Hz), label, id."""
+    """One raw sample: events (EVENT_DTYPE), pcm float32 mono, sample_rate (Hz), label, id;
+    repaired: audio values the WAV reader had to fix (NaN or infinite zeroed, clipped)."""
 
     events: np.ndarray
     pcm: np.ndarray
     sample_rate: int
     label: int
     id: str
+    repaired: int = 0
 
 
 class EadDataset:
@@ -372,9 +374,9 @@ class EadDataset:
     def __getitem__(self, i: int) -> EadSample:
         ev_path, wav_path, label, sid = self.samples[i]
         rate = int(self.meta.get("audio_rate", FSDD_RATE_HZ))
-        pcm = np.zeros(0, np.float32)
+        pcm, repaired = np.zeros(0, np.float32), 0
         if "audio" in self.modalities:
             audio = read_wav(wav_path)
-            pcm, rate = audio.samples, audio.sample_rate
+            pcm, rate, repaired = audio.samples, audio.sample_rate, audio.sanitised
         events = read_npy_events(ev_path) if "events" in self.modalities else empty_events(0)
-        return EadSample(events, pcm, rate, label, sid)
+        return EadSample(events, pcm, rate, label, sid, repaired)

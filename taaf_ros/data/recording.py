@@ -60,6 +60,7 @@ class RecordingSource:
 
     path: Path
     start_us: int = 0  # the recording's time 0 on the ROS clock (relative label times)
+    end_us: int | None = None  # its last message's time (None: known once read through)
     events_topic: str = ""
     audio_topic: str = ""
     events_kind: str = ""
@@ -88,12 +89,14 @@ def _pick(topics: dict[str, str], wanted: str, kinds: dict[str, str], what: str,
 
 def open_bag(path: str | Path, events_topic: str = "", audio_topic: str = "",
              audio_info_topic: str = "", sensor_size: tuple[int, int] = (0, 0),
-             audio_rate: int = 16000) -> tuple[RecordingSource, Iterator[Piece]]:
+             audio_rate: int = 16000, audio_format: str = ""
+             ) -> tuple[RecordingSource, Iterator[Piece]]:
     """The bag's source description and its decoded pieces, in log-time order.
 
     Topics left empty are found by type (the only one of its kind; none is a recording
     without that modality). ``sensor_size``: for PointCloud2, which does not carry it.
-    ``audio_rate``: for MultiArray audio, which does not carry it.
+    ``audio_rate``: for MultiArray audio, which does not carry it, and for AudioDataStamped
+    recorded without its AudioInfo, with ``audio_format`` (``wave``: S16LE mono; ``mp3``).
     """
     path = Path(path)
     if not path.exists():
@@ -108,20 +111,32 @@ def open_bag(path: str | Path, events_topic: str = "", audio_topic: str = "",
     src.events_kind = EVENT_KINDS.get(topics.get(src.events_topic, ""), "")
     src.audio_kind = AUDIO_KINDS.get(topics.get(src.audio_topic, ""), "")
     info_topic = audio_info_topic
-    if src.audio_kind == "audio_data_stamped" and not info_topic:
+    if src.audio_kind == "audio_data_stamped" and not info_topic and not audio_format:
         infos = sorted(t for t, ty in topics.items() if ty == AUDIO_INFO_TYPE)
-        if len(infos) != 1:
+        if len(infos) > 1:
             raise BagError(f"{path}: AudioDataStamped needs its AudioInfo topic; found "
-                           f"{infos or 'none'}: name it (--audio-info-topic)")
+                           f"{infos}: name one (--audio-info-topic)")
+        if not infos:
+            raise BagError(f"{path}: AudioDataStamped without an AudioInfo topic in the bag: "
+                           "say what the microphone sent (--audio-format wave or mp3, and "
+                           "--audio-rate, its sample rate)")
         info_topic = infos[0]
-    src.start_us = bag_time_range(path)[0] // 1000
-    return src, _bag_pieces(src, info_topic, sensor_size, audio_rate)
+    first, last = bag_time_range(path)
+    src.start_us, src.end_us = first // 1000, last // 1000
+    info = None
+    if audio_format and not info_topic:
+        from taaf_ros.audio import PcmInfo
+
+        info = PcmInfo(channels=1, sample_rate=int(audio_rate), coding_format=audio_format)
+    return src, _bag_pieces(src, info_topic, sensor_size, audio_rate, info)
 
 
 def _bag_pieces(src: RecordingSource, info_topic: str, sensor_size: tuple[int, int],
-                audio_rate: int) -> Iterator[Piece]:
+                audio_rate: int, info: Any = None) -> Iterator[Piece]:
     ev_in = EventInput(src.events_kind or "event_packet", sensor_size, MAX_STAMP_OFFSET_US)
     au_in = AudioInput(src.audio_kind or "int16_multiarray", audio_rate, 1, MAX_STAMP_OFFSET_US)
+    if info is not None:  # stated by the user: the bag has no AudioInfo
+        au_in.set_info(info, src.start_us)
     wanted = [t for t in (src.events_topic, src.audio_topic, info_topic) if t]
     for item in read_bag(src.path, wanted):
         now = item.log_time_ns // 1000

@@ -56,6 +56,11 @@ def sent_time_us(info: Any, now_us: int, sim_time: bool) -> int:
 MAX_SENSOR_DIM = 65536
 """Largest sensor width or height a message may declare (event coordinates are 16-bit)."""
 
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""An event message larger than this is refused: a camera's 10 ms packet is a few MB at the
+highest rates (evt3 at 100 M events/s: about 2 MB), while a 200 MB one would take gigabytes to
+decode (the audio's equivalent limit is a message's seconds)."""
+
 
 class EventPiece(NamedTuple):
     """One message's events on the ROS clock, how far the stream now reaches (µs), and the
@@ -125,6 +130,12 @@ class EventInput:
         return width, height
 
     def _events(self, msg: Any) -> tuple[np.ndarray, tuple[int, int]]:
+        payload = getattr(msg, "data" if self.kind == "pointcloud2" else "events", ())
+        n = len(payload) * (1 if self.kind != "dvs_event_array" else 16)
+        if n > MAX_MESSAGE_BYTES:
+            raise EventFormatError(f"an event message of {n / 2**20:.0f} MiB: more than "
+                                   f"{MAX_MESSAGE_BYTES // 2**20} MiB, far beyond a camera's "
+                                   "packet; refused")
         if self.kind == "pointcloud2":
             return events_from_pointcloud2(msg), self.fallback_size
         width, height = self._declared_size(msg)

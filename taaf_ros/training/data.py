@@ -15,7 +15,7 @@ import os
 import sys
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +29,7 @@ from taaf_ros.frontend import FrontEndConfig, sample_tensors
 
 T = TypeVar("T")
 
-CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+CACHE_VERSION = 2  # bump when the cached arrays' meaning changes (2: repaired ids kept)
 
 
 @dataclass
@@ -43,6 +43,8 @@ class TensorSet:
     ids: list[str]
     #: (N, V, T, 2, C) noisy copies of each sample's audio (``augment.noisy_audio_variants``).
     noisy_audio: np.ndarray | None = None
+    #: ids of the samples whose audio the WAV reader repaired (NaN or inf zeroed, clipped)
+    repaired: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -50,9 +52,10 @@ class TensorSet:
     def take(self, idx: list[int] | np.ndarray) -> TensorSet:
         """The samples ``idx``, in that order."""
         idx = np.asarray(idx, dtype=np.int64)
-        return TensorSet(self.events[idx], self.audio[idx], self.labels[idx],
-                         [self.ids[i] for i in idx],
-                         None if self.noisy_audio is None else self.noisy_audio[idx])
+        ids = [self.ids[i] for i in idx]
+        return TensorSet(self.events[idx], self.audio[idx], self.labels[idx], ids,
+                         None if self.noisy_audio is None else self.noisy_audio[idx],
+                         [r for r in self.repaired if r in set(ids)])
 
     def batch(self, idx: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                              torch.Tensor]:
@@ -114,26 +117,32 @@ def load_split(root: str | Path, split: str, fe: FrontEndConfig, limit_per_class
         if cached is not None:
             return cached, ds
     dtype = np.uint8 if fe.max_count <= 255 else np.int16  # counts are clipped to max_count
-    evs, aus, labels, ids = [], [], [], []
+    evs, aus, labels, ids, repaired = [], [], [], [], []
     for i in tqdm(indices, desc=f"front end {split}", unit="sample", disable=not progress):
         s = ds[i]
+        if s.repaired:  # NaN or inf zeroed, out of range clipped, by the WAV reader
+            repaired.append(s.id)
         ev, au = sample_tensors(s.events, ds.sensor_size, s.pcm, s.sample_rate, fe)
         evs.append(ev.astype(dtype))
         aus.append(au.astype(dtype))
         labels.append(s.label)
         ids.append(s.id)
-    ts = TensorSet(np.stack(evs), np.stack(aus), np.asarray(labels, np.int64), ids)
+    ts = TensorSet(np.stack(evs), np.stack(aus), np.asarray(labels, np.int64), ids,
+                   repaired=repaired)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         # a name of this process's own: runs in parallel may write the same cache at once
         write_cache(cache, lambda f: np.savez(f, events=ts.events, audio=ts.audio,
-                                              labels=ts.labels, ids=np.asarray(ids)))
+                                              labels=ts.labels, ids=np.asarray(ids),
+                                              repaired=np.asarray(repaired, dtype=str)))
     return ts, ds
 
 
 def _read_tensor_set(path: Path) -> TensorSet:
     with np.load(path, allow_pickle=False) as z:
-        return TensorSet(z["events"], z["audio"], z["labels"], [str(s) for s in z["ids"]])
+        repaired = [str(s) for s in z["repaired"]] if "repaired" in z else []
+        return TensorSet(z["events"], z["audio"], z["labels"], [str(s) for s in z["ids"]],
+                         repaired=repaired)
 
 
 def read_cache(path: Path, read: Callable[[Path], T]) -> T | None:

@@ -4,6 +4,7 @@ that the dataset is one the model can train on."""
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,11 @@ class RunData:
     def info(self) -> dict[str, Any]:
         """What metrics.json records of the data."""
         meta = self.dataset.meta
+        repaired = [*self.train.repaired, *(self.val.repaired if self.val else []),
+                    *self.test.repaired]
         return {**dataset_info(self.root, meta, self.train, self.test),
-                "val_speaker": self.val_speaker, "n_val": len(self.val) if self.val else 0}
+                "val_speaker": self.val_speaker, "n_val": len(self.val) if self.val else 0,
+                "repaired_audio": {"samples": len(repaired), "ids": repaired[:20]}}
 
 
 def dataset_info(root: Path, meta: dict, train: TensorSet | None, test: TensorSet
@@ -70,6 +74,11 @@ def load_run_data(cfg: TrainConfig, dctx: Distributed) -> RunData:
             root, cfg.train_split, train.ids, fe, cfg.augment.noise_variants,
             cfg.augment.noise_snr, cfg.seed, cache, cfg.progress and dctx.is_main)
     data = RunData(root, ds, train, test, val, val_speaker, time.perf_counter() - t0)
+    repaired = data.info()["repaired_audio"]
+    if repaired["samples"] and dctx.is_main:
+        print(f"warning: {repaired['samples']} sample(s) with NaN, infinite or out-of-range "
+              f"audio, zeroed or clipped (metrics.json dataset.repaired_audio): "
+              f"{', '.join(repaired['ids'][:5])}", file=sys.stderr)
     if dctx.is_main:
         dctx.barrier()
         if val is not None:
