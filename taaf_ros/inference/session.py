@@ -49,6 +49,11 @@ MIN_DELAYS = 20
 WAIT_MARGIN_US = 20_000
 """Added to the measured delay: the inference thread polls every 10 ms."""
 
+MIN_WAIT_US = 100_000
+"""The measured wait is never shorter: a delay that spikes (a loaded machine, a burst of
+other traffic) outruns a 99th percentile of the past, and waiting costs latency only for the
+windows whose data is late."""
+
 
 @dataclass
 class LiveWindow:
@@ -332,15 +337,16 @@ class LiveSession:
 
     def measured_wait_us(self, now_us: int | None = None) -> int:
         """The wait for a window's data that the inputs' delivery delays call for: the 99th
-        percentile of the slowest input not timed out, plus two polls, at most the bound (and
-        the bound until 20 messages of each input are measured)."""
+        percentile of the slowest input not timed out, plus two polls, at least 0.1 s, at most
+        the bound (and the bound until 20 messages of each input are measured)."""
         timed_out = self.scheduler.timed_out(self.time.latest_us if now_us is None else now_us)
         delays = [d.quantile_ms(0.99) for d, t in zip(self.delays.values(), timed_out,
                                                       strict=True)
                   if not t and d.count >= MIN_DELAYS]
         if not delays or len(delays) < sum(not t for t in timed_out):
             return self.wait_bound_us
-        return min(self.wait_bound_us, max(0, round(max(delays) * 1e3)) + WAIT_MARGIN_US)
+        wait = max(MIN_WAIT_US, round(max(delays) * 1e3) + WAIT_MARGIN_US)
+        return min(self.wait_bound_us, wait)
 
     def reconfigure(self, *, max_events_per_window: int, max_wait_us: int, timeout_us: int,
                     top_k: int, smoothing_windows: int = 1, min_confidence: float = 0.0

@@ -140,7 +140,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       "input counts as missing for that window (all late: the window is cut with what has "
       "come). -1 = measured: the inputs' delivery delay (99th percentile, over their last "
       "256 messages, of a message's receipt minus how far the input's data reached before "
-      "it) plus 20 ms, at most max_wait_bound_s", low=-1.0, high=10.0, runtime=True),
+      "it) plus 20 ms, at least 0.1 s, at most max_wait_bound_s", low=-1.0, high=10.0,
+      runtime=True),
     P("max_wait_bound_s", 1.0, "with max_wait_s -1, the longest the measured wait may be (s); "
       "also waited until the delays are measured", low=0.0, high=10.0),
     P("modality_timeout_s", 0.5, "a modality with no message for this long (s) is missing: "
