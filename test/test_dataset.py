@@ -536,3 +536,38 @@ def test_a_build_stopped_or_killed_leaves_no_partial_folder(robot, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted; nothing written" in err, err
     assert not list(tmp_path.glob(".ds.*")) and not (tmp_path / "ds").exists()
+
+
+def test_stream_eval_aligned_is_the_datasets_accuracy_on_the_chosen_split(robot, tmp_path,
+                                                                          capsys):
+    """taaf_stream_eval --dataset DIR --split test: the aligned windows are exactly the test
+    samples taaf_dataset cut, so aligned accuracy (no rule) is offline test accuracy; a model
+    that trained on a scored recording is named in a warning."""
+    import torch
+
+    from taaf_ros.inference.stream_eval import main as stream_eval
+
+    digits = tmp_path / "digits.csv"
+    digits.write_text(robot.read_text().replace(",zero,", ",0,").replace(",one,", ",1,")
+                      .replace(",two,", ",2,").replace("kitchen,", f"{robot.parent}/kitchen,"))
+    assert build("bag", digits, "--out", tmp_path / "ds") == 0
+    capsys.readouterr()
+    assert stream_eval([str(digits), "--dataset", str(tmp_path / "ds"), "--split", "test"]) == 0
+    out = capsys.readouterr()
+    row = out.out.splitlines()[2].split("|")
+    aligned, n_aligned = float(row[2]), int(row[7])
+    test = [r for r in samples(tmp_path / "ds") if r["split"] == "test"]
+    offline = {start: probs for start, _, probs in
+               offline_evaluation(tmp_path / "ds", Classifier(find_bundled_model(), "cpu"))}
+    right = [str(int(np.argmax(offline[int(r["start_ns"])]))) == r["label"] for r in test]
+    assert n_aligned == len(test) > 0
+    assert aligned == pytest.approx(np.mean(right), abs=5e-4)  # printed with 3 decimals
+    assert "warning" not in out.err
+    # a model whose card says it trained on this recording: named
+    obj = torch.load(find_bundled_model(), weights_only=True)
+    obj["model_card"]["metrics"]["train_recordings"] = [str(robot.parent / "kitchen")]
+    torch.save(obj, tmp_path / "mine.pt")
+    assert stream_eval([str(digits), "--model", str(tmp_path / "mine.pt")]) == 0
+    assert "warning: the model trained on kitchen" in capsys.readouterr().err
+    assert stream_eval([str(digits), "--split", "test"]) == 2
+    assert "--split needs --dataset" in capsys.readouterr().err

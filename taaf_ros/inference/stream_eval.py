@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from taaf_ros.data.labels import LabelSpan
 from taaf_ros.data.readers import EadDataset
 from taaf_ros.defaults import HOP_S
 from taaf_ros.inference.classifier import Classifier
@@ -37,13 +39,16 @@ def fastest_classifier(model: str) -> Classifier:
 @dataclass
 class StreamWindows:
     """Every sliding window of a replay: start (µs), probabilities (W, K), the fraction of the
-    window the best-covering sample covers, and that sample's class (-1: none)."""
+    window the best-covering sample covers, and that sample's class (-1: none). ``aligned``:
+    the windows that are samples (a recording: the windows taaf_dataset cuts from its spans;
+    None: those a sample covers whole)."""
 
     start_us: np.ndarray
     probs: np.ndarray
     cover: np.ndarray
     truth: np.ndarray
     hop_us: int
+    aligned: np.ndarray | None = None
 
 
 def replay_windows(classifier: Classifier, dataset: EadDataset, indices: Sequence[int], *,
@@ -103,7 +108,8 @@ def score(w: StreamWindows, rule: DecisionRule, classes: Sequence[str]) -> dict[
     chosen = np.array([rule.decide(p, int(s), w.hop_us).class_id
                        for p, s in zip(w.probs, w.start_us, strict=True)])
     bg = classes.index("background") if "background" in classes else -2
-    aligned, majority, none = w.cover >= 0.99, w.cover >= 0.5, w.cover <= 0.0
+    aligned = w.cover >= 0.99 if w.aligned is None else w.aligned
+    majority, none = w.cover >= 0.5, w.cover <= 0.0
     return {
         "aligned": float(np.mean(chosen[aligned] == w.truth[aligned])) if aligned.any() else
         float("nan"),
@@ -118,14 +124,20 @@ def score(w: StreamWindows, rule: DecisionRule, classes: Sequence[str]) -> dict[
 
 
 def recording_windows(classifier: Classifier, pieces, spans: Sequence[tuple[int, int, int]],
-                      sensor_size: tuple[int, int], hop_s: float = HOP_S) -> StreamWindows:
+                      sensor_size: tuple[int, int], hop_s: float = HOP_S,
+                      stride_s: float = 0.0) -> StreamWindows:
     """Every window of a recording (decoded pieces, :mod:`taaf_ros.data.recording`) on the
     ``hop_s`` grid, classified through the live front ends as its data arrives, and scored
-    against labelled ``spans`` (start µs, end µs, class index) of the ROS clock."""
+    against labelled ``spans`` (start µs, end µs, class index) of the ROS clock. The aligned
+    windows are the ones taaf_dataset cuts from the spans (on the same grid, ``stride_s``
+    apart in a long span, 0: the window), so their accuracy is the dataset's."""
+    from taaf_ros.data.span_cutter import span_windows
     from taaf_ros.stream.clock import grid_ceil
 
     fe = classifier.frontend
     hop_us, window_us = round(hop_s * 1e6), fe.window_us
+    stride_us = round((stride_s or fe.window_s) * 1e6)
+    samples = {w for a, b, _ in spans for w in span_windows(a, b, window_us, hop_us, stride_us)}
     live = LiveFrontEnd(classifier.frontend, sensor_size,
                         LiveSettings(hop_us=hop_us, history_us=window_us + 2_000_000))
     reach: dict[str, int | None] = {}
@@ -162,7 +174,33 @@ def recording_windows(classifier: Classifier, pieces, spans: Sequence[tuple[int,
         if all(v is not None for v in reach.values()):
             cut_until(min(reach.values()))
     return StreamWindows(np.asarray(starts), np.asarray(probs), np.asarray(cover),
-                         np.asarray(truth), hop_us)
+                         np.asarray(truth), hop_us,
+                         np.asarray([w in samples for w in starts], dtype=bool))
+
+
+def select_spans(spans: list[LabelSpan], dataset: Path | None, split: str, recordings: str
+                 ) -> list[LabelSpan]:
+    """The labelled spans to score: those of ``split`` in ``dataset``'s samples.csv (by the
+    labels file's line and recording), of the named ``recordings``, or all. Raises ValueError
+    when the selection is empty or cannot be made."""
+    import csv
+
+    if split:
+        if dataset is None:
+            raise ValueError("--split needs --dataset (the dataset built from these labels)")
+        with open(Path(dataset) / "samples.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["split"] == split]
+        keep = {(Path(r["recording"]).name, int(r["line"])) for r in rows}
+        spans = [s for s in spans if (s.recording.name, s.line) in keep]
+        if not spans:
+            raise ValueError(f"no span of the labels is in split {split!r} of {dataset} "
+                             "(built from another labels file, or no such split)")
+    if recordings:
+        names = {n.strip() for n in recordings.split(",") if n.strip()}
+        spans = [s for s in spans if s.recording.name in names or s.recording.stem in names]
+        if not spans:
+            raise ValueError(f"no span of the labels is in recordings {sorted(names)}")
+    return spans
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     window scored (aligned, majority, background) with no decision rule and with the node's."""
     import argparse
     import sys
-    from pathlib import Path
 
     from taaf_ros.data.labels import LabelError, read_labels
     from taaf_ros.data.recording import open_bag, open_files
@@ -192,13 +229,29 @@ def main(argv: list[str] | None = None) -> int:
                     default=spec(PERCEPTION_PARAMS, "min_confidence").default)
     ap.add_argument("--sensor-size", type=int, nargs=2, default=(0, 0), metavar=("W", "H"))
     ap.add_argument("--audio-rate", type=int, default=16000)
+    ap.add_argument("--stride-s", type=float, default=0.0, help="as taaf_dataset's: between "
+                    "the sample windows of a span longer than one (0: the window)")
+    ap.add_argument("--dataset", type=Path, default=None, help="the dataset taaf_dataset "
+                    "built from these labels (its samples.csv says which span went where)")
+    ap.add_argument("--split", default="", help="with --dataset: score only the spans of "
+                    "this split (e.g. test)")
+    ap.add_argument("--recordings", default="", help="score only these recordings "
+                    "(comma-separated names, as in the labels' recording column)")
     a = ap.parse_args(argv)
     classifier = fastest_classifier(a.model or str(find_bundled_model()))
     try:
-        spans = read_labels(a.labels, classes=classifier.classes)
-    except LabelError as exc:
+        spans = select_spans(read_labels(a.labels, classes=classifier.classes), a.dataset,
+                             a.split, a.recordings)
+    except (LabelError, ValueError, OSError) as exc:
         print(f"taaf_stream_eval: error: {exc}", file=sys.stderr)
         return 2
+    trained = {Path(r).name for r in classifier.card.get("metrics", {})
+               .get("train_recordings", [])}
+    seen = sorted({s.recording.name for s in spans} & trained)
+    if seen:
+        print(f"taaf_stream_eval: warning: the model trained on {', '.join(seen)}: their "
+              "figures do not say how it does on recordings it has not seen (--dataset DIR "
+              "--split test scores the held-out ones)", file=sys.stderr)
     by_rec: dict[Path, list] = {}
     for s in spans:
         by_rec.setdefault(s.recording, []).append(s)
@@ -214,17 +267,19 @@ def main(argv: list[str] | None = None) -> int:
                     (src.start_us if s.times == "relative" else 0) + round(s.end_s * 1e6),
                     classifier.classes.index(s.label)) for s in rec_spans]
         size = tuple(a.sensor_size) if a.sensor_size != (0, 0) else classifier.input_size
-        runs.append(recording_windows(classifier, pieces, located, size, a.hop_s))
+        runs.append(recording_windows(classifier, pieces, located, size, a.hop_s,
+                                      a.stride_s))
     w = StreamWindows(*(np.concatenate([getattr(r, f) for r in runs])
-                        for f in ("start_us", "probs", "cover", "truth")), runs[0].hop_us)
-    print("| rule | aligned | majority | background | abstained | windows |")
-    print("|---|---:|---:|---:|---:|---:|")
+                        for f in ("start_us", "probs", "cover", "truth")), runs[0].hop_us,
+                      np.concatenate([r.aligned for r in runs]))
+    print("| rule | aligned | majority | background | abstained | windows | aligned windows |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, rule in (("none", DecisionRule(1, 0.0)),
                        (f"smoothing {a.smoothing_windows}, min_confidence {a.min_confidence:g}",
                         DecisionRule(a.smoothing_windows, a.min_confidence))):
         r = score(w, rule, classifier.classes)
         print(f"| {name} | {r['aligned']:.3f} | {r['majority']:.3f} | {r['background']:.3f} | "
-              f"{r['abstained']:.3f} | {len(w.start_us)} |")
+              f"{r['abstained']:.3f} | {len(w.start_us)} | {r['aligned_windows']} |")
     return 0
 
 

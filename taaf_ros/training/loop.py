@@ -375,6 +375,7 @@ def finish(run: Run) -> dict[str, Any]:
                                             "train_time_s", "epochs", "selected_epoch",
                                             "val_acc")}
     card_metrics["dataset"] = metrics["dataset"]["name"]
+    card_metrics["train_recordings"] = data.train_recordings()  # for taaf_stream_eval's check
     out = cfg.resolved_out_dir()
     save_checkpoint(out / "model.pt", model, run.card(card_metrics))
     write_outputs(out, metrics)

@@ -4,6 +4,7 @@ that the dataset is one the model can train on."""
 
 from __future__ import annotations
 
+import csv
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +35,16 @@ class RunData:
     @property
     def classes(self) -> list[str]:
         return list(self.dataset.classes)
+
+    def train_recordings(self) -> list[str]:
+        """The recordings the training split's samples were cut from (a dataset taaf_dataset
+        built: its samples.csv), so that an evaluation can tell when it scores them."""
+        path = Path(self.root) / "samples.csv"
+        if not path.is_file():
+            return []
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return sorted({r["recording"] for r in rows if r.get("split") == self.dataset.split})
 
     def info(self) -> dict[str, Any]:
         """What metrics.json records of the data."""
