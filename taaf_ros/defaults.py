@@ -17,6 +17,14 @@ HOP_S = 0.05
 FSDD_RATE_HZ = 8000
 """FSDD's sample rate, so AV-digits' audio rate and the model's cochlea rate by default."""
 
+FEW_GROUPS = 3
+"""With fewer training groups than this (a user's own recordings), validation holds out a
+time block of each recording instead of a whole group: holding out one of two recordings
+would leave half the data untrained (training/run_data.py; taaf_dataset reports it)."""
+
+BLOCK_SHARE = 0.2
+"""The share of each recording's training windows that its validation time block holds."""
+
 
 def user_cache_dir() -> Path:
     """Where the package keeps what it makes once and reuses (AV-digits built from sources,

@@ -571,3 +571,48 @@ def test_stream_eval_aligned_is_the_datasets_accuracy_on_the_chosen_split(robot,
     assert "warning: the model trained on kitchen" in capsys.readouterr().err
     assert stream_eval([str(digits), "--split", "test"]) == 2
     assert "--split needs --dataset" in capsys.readouterr().err
+
+
+def test_few_recordings_validate_on_a_time_block_of_each_so_all_train(tmp_path):
+    """With fewer than three training groups, validation is the last fifth of each
+    recording's windows; training windows that reach into the block are dropped (no event or
+    audio of a validation window is trained on), and every recording still trains."""
+    from taaf_ros.training.data import TensorSet, split_time_blocks
+
+    window = 600_000_000
+    places, ids = {}, []
+    for rec, n in (("a", 20), ("b", 10)):
+        for k in range(n):
+            sid = f"{rec}{k}"
+            ids.append(sid)
+            places[sid] = (rec, k * 300_000_000)  # windows overlap by half
+    ts = TensorSet(np.zeros((30, 1)), np.zeros((30, 1)), np.zeros(30, np.int64), ids)
+    train, val, what = split_time_blocks(ts, places, window)
+    assert sorted(val.ids) == ["a16", "a17", "a18", "a19", "b8", "b9"]
+    for v in val.ids:
+        rec, start = places[v]
+        for t in train.ids:
+            r, s = places[t]
+            assert r != rec or s + window <= start or s >= start + window, (t, v)
+    assert {places[t][0] for t in train.ids} == {"a", "b"}  # every recording trains
+    assert "a15" not in train.ids and "a14" in train.ids  # a15 reaches into a's block
+    assert "time blocks; 2 training windows across a block's edge dropped" in what
+
+
+def test_a_dataset_of_few_recordings_trains_with_time_block_validation(robot, tmp_path,
+                                                                        capsys):
+    from taaf_ros.training import cli
+
+    assert build("bag", robot, "--out", tmp_path / "ds", "--dry-run") == 0
+    assert ("validation (train_ead.py, --val-speaker auto): 2 training group(s): the last 20% "
+            "of each of the 1 training recordings' windows") in capsys.readouterr().out
+    assert build("bag", robot, "--out", tmp_path / "ds", "--classes", "zero,one,two") == 0
+    assert len({r["group"] for r in samples(tmp_path / "ds") if r["split"] == "train"}) < 3
+    assert cli.main(["--data-root", str(tmp_path / "ds"), "--out-dir", str(tmp_path / "run"),
+                     "--epochs", "1", "--no-progress", "--init-from",
+                     str(find_bundled_model())]) == 0
+    import json
+
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["dataset"]["val_speaker"] == "block" and m["dataset"]["n_val"] > 0
+    assert m["selected_by"].startswith("validation the last 20% of each of 1 recordings")

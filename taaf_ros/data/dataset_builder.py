@@ -48,7 +48,7 @@ from taaf_ros.data.span_cutter import (
     cut_recording,
     span_windows,
 )
-from taaf_ros.defaults import HOP_S
+from taaf_ros.defaults import BLOCK_SHARE, FEW_GROUPS, HOP_S
 from taaf_ros.frontend import FrontEndConfig
 
 LAYOUT = "taaf_ros/ead"
@@ -102,6 +102,7 @@ class Report:
     problems: list[str] = field(default_factory=list)
     events_decoded: int = 0
     seconds: float = 0.0
+    validation: str = ""  # what train_ead.py will hold out for validation (val_speaker auto)
 
     def add(self, split: str, label: str, s: CutSample, window_s: float) -> None:
         row = self.table.setdefault((split, label), {"samples": 0, "seconds": 0.0,
@@ -124,6 +125,8 @@ class Report:
             off = rec["stamp_offset_ms"]
             lines.append(f"| {rec['recording']} | {rec['events'] or '-'} | {rec['audio'] or '-'}"
                          f" | {_ms(off['events'])} / {_ms(off['audio'])} |")
+        if self.validation:
+            lines += ["", f"validation (train_ead.py, --val-speaker auto): {self.validation}"]
         if self.problems:
             lines += ["", f"{len(self.problems)} problem(s):", *(f"- {p}" for p in self.problems)]
         return "\n".join(lines)
@@ -393,6 +396,7 @@ def build_dataset(st: BuildSettings, argv: Sequence[str] = ()) -> Report:
             if st.progress:
                 print(f"{rec.name}: {kept} samples", file=sys.stderr)
         build.report.seconds = time.perf_counter() - t0
+        build.report.validation = _validation_plan(build.rows)
         if not build.rows:
             raise DatasetError("no sample was cut: check the spans against the recordings "
                                "(--dry-run shows them)")
@@ -505,6 +509,21 @@ def remove_stale_partials(out: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         except PermissionError:
             pass  # another user's live build
+
+
+def _validation_plan(rows: list[dict[str, Any]]) -> str:
+    """What training will hold out for validation from these samples (see
+    ``taaf_ros.training.run_data.validation_split``), for the report and the dry run."""
+    train = [r for r in rows if r["split"] == "train"]
+    groups = sorted({r["group"] for r in train})
+    if not train:
+        return ""
+    if len(groups) < FEW_GROUPS:
+        recs = len({r["recording"] for r in train})
+        return (f"{len(groups)} training group(s): the last {BLOCK_SHARE:.0%} of each of the "
+                f"{recs} training recordings' windows (time blocks), so every recording trains")
+    largest = max(groups, key=lambda g: (sum(r["group"] == g for r in train), g))
+    return f"group {largest} (the largest of {len(groups)} training groups)"
 
 
 def _nearest_span(spans: list[tuple[int, int, LabelSpan]], t_us: int) -> LabelSpan:

@@ -356,11 +356,15 @@ class EadDataset:
                     self.samples.append((ev_path, wav, index[class_dir.name], sid))
         groups = self.root / "samples.csv"
         self.groups: dict[str, str] = {}
+        #: id -> (recording, window start ns) where samples.csv gives them (taaf_dataset)
+        self.places: dict[str, tuple[str, int]] = {}
         if groups.is_file():
             import csv
 
-            self.groups = {r["id"]: r["group"] for r in csv.DictReader(
-                groups.read_text().splitlines()) if r.get("id") and r.get("group")}
+            rows = list(csv.DictReader(groups.read_text().splitlines()))
+            self.groups = {r["id"]: r["group"] for r in rows if r.get("id") and r.get("group")}
+            self.places = {r["id"]: (r["recording"], int(r["start_ns"])) for r in rows
+                           if r.get("id") and r.get("recording") and r.get("start_ns")}
 
     @property
     def sensor_size(self) -> tuple[int, int]:

@@ -49,10 +49,14 @@ class TrainConfig:
         cache_dir: where AV-digits built from sources and the front-end tensors (features/)
             go. Empty: ~/.cache/taaf_ros.
         train_split: split folder used for training.
-        val_speaker: training speaker held out for validation, speaker-disjoint like the test split;
-            it picks the reported epoch and fits the late fusion, and the test split is evaluated
-            once, at the end. auto: the training speaker with the most samples; empty: none, the
-            final epoch is reported and the test split evaluated every eval_every epochs.
+        val_speaker: training speaker (or group) held out for validation, speaker-disjoint like
+            the test split; it picks the reported epoch and fits the late fusion, and the test
+            split is evaluated once, at the end. auto: the training speaker with the most
+            samples, or, for a dataset of fewer than 3 training groups (one's own recordings,
+            taaf_dataset), block; block: the last 20% of each training recording's windows (a
+            time block; training windows across its edge dropped), so every recording trains;
+            empty: none, the final epoch is reported and the test split evaluated every
+            eval_every epochs.
         test_split: split folder used for evaluation (AV-digits: held-out speaker).
         limit_per_class: use at most N samples per class and split (0: all); also passed to the
             AV-digits builder.

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from taaf_ros.data.avdigits import speaker_of
 from taaf_ros.data.readers import EadDataset
+from taaf_ros.defaults import BLOCK_SHARE
 from taaf_ros.frontend import FrontEndConfig, sample_tensors
 
 T = TypeVar("T")
@@ -214,6 +215,40 @@ def split_validation(train: TensorSet, speaker: str, groups: dict[str, str] | No
     val = [i for i, s in enumerate(speakers) if s == chosen]
     rest = [i for i, s in enumerate(speakers) if s != chosen]
     return train.take(rest), train.take(val), chosen
+
+
+def split_time_blocks(train: TensorSet, places: dict[str, tuple[str, int]], window_ns: int,
+                      share: float = BLOCK_SHARE) -> tuple[TensorSet, TensorSet, str]:
+    """(train, validation, description): the last ``share`` of each recording's windows (by
+    start time) validate, the rest train, and the training windows that overlap the first
+    validation window of their recording are dropped, so that no audio or event of a
+    validation window is trained on. Every recording trains. Raises ValueError where the
+    samples carry no recording and start (not a taaf_dataset dataset)."""
+    if any(i not in places for i in train.ids):
+        raise ValueError("time-block validation needs each sample's recording and start "
+                         "(samples.csv of taaf_dataset)")
+    by_rec: dict[str, list[int]] = {}
+    for k, i in enumerate(train.ids):
+        by_rec.setdefault(places[i][0], []).append(k)
+    keep, val, dropped = [], [], 0
+    for rows in by_rec.values():
+        rows.sort(key=lambda k: places[train.ids[k]][1])
+        n_val = max(1, round(share * len(rows))) if len(rows) >= 2 else 0
+        if n_val == 0:
+            keep += rows
+            continue
+        edge = places[train.ids[rows[-n_val]]][1]  # the block's first window
+        val += rows[-n_val:]
+        for k in rows[:-n_val]:
+            if places[train.ids[k]][1] + window_ns > edge:
+                dropped += 1  # reaches into the block
+            else:
+                keep.append(k)
+    if not val or not keep:
+        raise ValueError("too few windows for a validation time block: give --val-speaker ''")
+    what = (f"the last {share:.0%} of each of {len(by_rec)} recordings' windows (time blocks; "
+            f"{dropped} training windows across a block's edge dropped)")
+    return train.take(sorted(keep)), train.take(sorted(val)), what
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

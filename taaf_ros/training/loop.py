@@ -354,7 +354,7 @@ def finish(run: Run) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "method": cfg.method,
         "selected_epoch": state.best.get("epoch", cfg.epochs),
-        "selected_by": (f"validation speaker {data.val_speaker}" if state.best
+        "selected_by": (f"validation {data.val_rule}" if state.best
                         else "final epoch"),
         "val_acc": state.best.get("val_acc"),
         "late_fusion_weights": dict(zip(("head", *MODALITIES),

@@ -13,10 +13,11 @@ from typing import Any
 
 from taaf_ros.data.avdigits import ensure_ead_dataset
 from taaf_ros.data.readers import EadDataset
+from taaf_ros.defaults import FEW_GROUPS
 
 from .augment import noisy_audio_variants
 from .config import TrainConfig
-from .data import TensorSet, load_split, split_validation
+from .data import TensorSet, load_split, split_time_blocks, split_validation
 from .distributed import Distributed
 
 
@@ -29,8 +30,9 @@ class RunData:
     train: TensorSet
     test: TensorSet
     val: TensorSet | None
-    val_speaker: str | None
+    val_speaker: str | None  # the held-out speaker or group, or "block" (time blocks)
     frontend_s: float  # time spent computing (or reading cached) front-end tensors
+    val_rule: str = ""  # what the validation split is, in words
 
     @property
     def classes(self) -> list[str]:
@@ -52,7 +54,8 @@ class RunData:
         repaired = [*self.train.repaired, *(self.val.repaired if self.val else []),
                     *self.test.repaired]
         return {**dataset_info(self.root, meta, self.train, self.test),
-                "val_speaker": self.val_speaker, "n_val": len(self.val) if self.val else 0,
+                "val_speaker": self.val_speaker, "val_rule": self.val_rule,
+                "n_val": len(self.val) if self.val else 0,
                 "repaired_audio": {"samples": len(repaired), "ids": repaired[:20]}}
 
 
@@ -77,14 +80,15 @@ def load_run_data(cfg: TrainConfig, dctx: Distributed) -> RunData:
     train, ds = load_split(root, cfg.train_split, fe, cfg.limit_per_class, cache, cfg.progress)
     test, _ = load_split(root, cfg.test_split, fe, cfg.limit_per_class, cache, cfg.progress)
     check_dataset(ds, cfg)
-    val, val_speaker = None, None
+    val, val_speaker, val_rule = None, None, ""
     if cfg.val_speaker:
-        train, val, val_speaker = split_validation(train, cfg.val_speaker, ds.groups)
+        train, val, val_speaker, val_rule = validation_split(train, cfg, ds)
     if cfg.augment.noise > 0:  # noisy copies of the training recordings only (augment.py)
         train.noisy_audio = noisy_audio_variants(
             root, cfg.train_split, train.ids, fe, cfg.augment.noise_variants,
             cfg.augment.noise_snr, cfg.seed, cache, cfg.progress and dctx.is_main)
-    data = RunData(root, ds, train, test, val, val_speaker, time.perf_counter() - t0)
+    data = RunData(root, ds, train, test, val, val_speaker, time.perf_counter() - t0,
+                   val_rule)
     repaired = data.info()["repaired_audio"]
     if repaired["samples"] and dctx.is_main:
         print(f"warning: {repaired['samples']} sample(s) with NaN, infinite or out-of-range "
@@ -93,10 +97,27 @@ def load_run_data(cfg: TrainConfig, dctx: Distributed) -> RunData:
     if dctx.is_main:
         dctx.barrier()
         if val is not None:
-            print(f"validation: speaker {val_speaker} ({len(val)} samples) held out of "
+            print(f"validation: {val_rule} ({len(val)} samples) held out of "
                   f"training ({len(train)} left); it picks the epoch"
                   + (" and fits the late fusion" if cfg.late_fusion else ""))
     return data
+
+
+def validation_split(train: TensorSet, cfg: TrainConfig, ds: EadDataset
+                     ) -> tuple[TensorSet, TensorSet, str, str]:
+    """(train, validation, the held-out speaker or ``block``, what the validation is): a
+    held-out speaker or group (``val_speaker`` names one, or ``auto``: the largest), or, with
+    ``val_speaker`` ``block`` or ``auto`` on a dataset of fewer than FEW_GROUPS training
+    groups, a time block at the end of each recording (``split_time_blocks``), so that every
+    recording trains."""
+    groups = {ds.groups.get(i) for i in train.ids} - {None}
+    if cfg.val_speaker == "block" or (cfg.val_speaker == "auto" and ds.places
+                                      and len(groups) < FEW_GROUPS):
+        train, val, what = split_time_blocks(train, ds.places,
+                                             round(cfg.frontend.window_s * 1e9))
+        return train, val, "block", what
+    train, val, speaker = split_validation(train, cfg.val_speaker, ds.groups)
+    return train, val, speaker, f"{'group' if ds.groups else 'speaker'} {speaker}"
 
 
 def check_dataset(ds: EadDataset, cfg: TrainConfig) -> None:
