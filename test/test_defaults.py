@@ -13,7 +13,7 @@ from taaf_ros.training.optim import PEAK_LR
 #: Where a default is written, and the literals that mean something else there.
 HOMES = {"taaf_ros/defaults.py", "taaf_ros/training/optim.py"}
 OTHER_MEANINGS = {
-    ("taaf_ros/inference/stream_select.py", 0.6),  # a confidence in the grid searched
+    ("taaf_ros/inference/rule_choice.py", 0.6),  # a confidence in the grid searched
     ("taaf_ros/data/recording.py", 0.05),  # the chunk read from a file at a time
     ("taaf_ros/nodes/bag_play.py", 0.05),  # a poll interval
     ("taaf_ros/nodes/demo.py", 0.05),  # a spin timeout

@@ -592,6 +592,9 @@ def test_demo_console_command_prints_predictions_and_live_accuracy(avdigits, mod
     # the node's start-up line (stderr: rclpy's log) names the backend and why, and so do its
     # /diagnostics, which the report repeats
     assert "inference backend onnxruntime" in r.stderr and "[auto: " in r.stderr, r.stderr
+    # and the decision rule it runs: the model card's (the defaults say "take the card's")
+    assert re.search(r"decision rule: smoothing_windows \d+, min_confidence [0-9.]+ \(the "
+                     r"model card's, chosen on validation speaker yweweler", r.stderr), r.stderr
     assert re.search(r"/diagnostics \(last, over its last 10 s\): backend=onnxruntime, "
                      r"backend.reason=auto: the fastest at batch 1 on a CPU; outputs within "
                      r"\S+ of eager, dtype=float32, device=cpu, inference_ms.p50=[0-9.]+",

@@ -121,3 +121,20 @@ def test_a_failing_window_is_reported_and_the_next_ones_still_come(speech):
     assert session.run_once(feed.clock, publish) is None
     assert got and all(len(p["top_k"]) == 4 for p in got)
     assert got[0]["seq"] > 0  # the failed window kept its number
+
+
+def test_the_session_runs_the_model_cards_rule_unless_a_parameter_is_given():
+    from taaf_ros.inference.rule_choice import card_rule
+
+    session = _session()
+    card = card_rule(session.classifier.card)
+    assert card is not None  # the bundled model carries one
+    rule = session.decision
+    assert (rule.smoothing_windows, rule.min_confidence) == card
+    session.reconfigure(max_events_per_window=1000, max_wait_us=-1, timeout_us=500_000,
+                        top_k=3, smoothing_windows=1, min_confidence=-1.0)
+    assert (rule.smoothing_windows, rule.min_confidence) == (1, card[1])
+    session.reconfigure(max_events_per_window=1000, max_wait_us=-1, timeout_us=500_000,
+                        top_k=3)  # back to the card's
+    assert (rule.smoothing_windows, rule.min_confidence) == card
+    assert _session(smoothing_windows=2, min_confidence=0.0).decision.smoothing_windows == 2

@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
+from taaf_ros.inference.rule_choice import CONFIDENCE_GRID, SMOOTHING_GRID, card_rule
 from taaf_ros.model import METHODS
 from taaf_ros.training import cli
 from taaf_ros.training.config import (
@@ -209,7 +210,7 @@ def test_model_fields_the_data_decide_are_checked() -> None:
 TINY = ["--model.hidden", "32", "--model.event-widths", "8", "16", "--model.audio-widths", "16",
         "32", "--batch-size", "10", "--optim.lr", "0.005", "--optim.warmup-steps", "2",
         "--no-progress", "--eval-batch-size", "50", "--augment.swap-audio", "0",
-        "--augment.modality-dropout", "0"]
+        "--augment.modality-dropout", "0", "--rule-samples", "12"]
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +260,14 @@ def test_training_learns(trained: Path) -> None:
     card = torch.load(trained / "model.pt", weights_only=True)["model_card"]
     assert card["T"] == 8 and card["frontend"]["window_s"] == 0.6
     assert card["metrics"]["test_acc"] == m["test_acc"] and card["method"] == "taaf-balanced"
+    # the decision rule the node deploys the model with, chosen on the validation speaker
+    rule = card["decision_rule"]
+    assert rule == m["decision_rule"] and rule["chosen_on"].startswith(
+        f"validation speaker {vs}, 12 samples")
+    assert card_rule(card) in {(n, c) for n in SMOOTHING_GRID for c in CONFIDENCE_GRID}
+    assert rule["scores"]["majority"] >= rule["each_window_own"]["majority"]
+    assert "The node deploys this model with smoothing_windows" in (
+        trained / "results.md").read_text()
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ import numpy as np
 from taaf_ros.inference.classifier import Classifier, WindowResult, find_bundled_model
 from taaf_ros.inference.decision import DecisionRule
 from taaf_ros.inference.prediction import make_prediction
+from taaf_ros.inference.rule_choice import deployed_rule
 from taaf_ros.inference.stats import (
     DelayMeter,
     InputCounters,
@@ -162,7 +163,8 @@ class LiveSession:
                    hop_us=us(p["hop_s"]), max_wait_us=us(p["max_wait_s"]),
                    timeout_us=us(p["modality_timeout_s"]), now_us=now_us, settings=settings,
                    top_k=p["top_k"],
-                   decision=DecisionRule(p["smoothing_windows"], p["min_confidence"]),
+                   decision=deployed_rule(classifier.card, p["smoothing_windows"],
+                                          p["min_confidence"])[0],
                    monotonic=monotonic, wait_bound_us=us(p["max_wait_bound_s"]))
 
     @property
@@ -349,11 +351,13 @@ class LiveSession:
         return min(self.wait_bound_us, wait)
 
     def reconfigure(self, *, max_events_per_window: int, max_wait_us: int, timeout_us: int,
-                    top_k: int, smoothing_windows: int = 1, min_confidence: float = 0.0
+                    top_k: int, smoothing_windows: int = 0, min_confidence: float = -1.0
                     ) -> None:
-        """Apply the parameters that may change at run time (max_wait_us < 0: measured)."""
+        """Apply the parameters that may change at run time (max_wait_us < 0: measured;
+        smoothing_windows 0, min_confidence -1: the model card's)."""
         self.top_k = int(top_k)
-        self.decision.configure(smoothing_windows, min_confidence)
+        rule = deployed_rule(self.classifier.card, smoothing_windows, min_confidence)[0]
+        self.decision.configure(rule.smoothing_windows, rule.min_confidence)
         self.front_end.settings.max_events_per_window = int(max_events_per_window)
         self.measured_wait = max_wait_us < 0
         wait = self.measured_wait_us() if self.measured_wait else max_wait_us

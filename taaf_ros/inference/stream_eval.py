@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     from taaf_ros.data.labels import LabelError, read_labels
     from taaf_ros.data.recording import open_bag, open_files
     from taaf_ros.inference.classifier import find_bundled_model
+    from taaf_ros.inference.rule_choice import deployed_rule
     from taaf_ros.nodes.params import PERCEPTION_PARAMS, spec
 
     ap = argparse.ArgumentParser(prog="taaf_stream_eval", description="A model on labelled "
@@ -224,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
     ap.add_argument("--hop-s", type=float, default=HOP_S)
     ap.add_argument("--smoothing-windows", type=int,
-                    default=spec(PERCEPTION_PARAMS, "smoothing_windows").default)
+                    default=spec(PERCEPTION_PARAMS, "smoothing_windows").default,
+                    help="as the node's parameter (0: the model card's rule)")
     ap.add_argument("--min-confidence", type=float,
-                    default=spec(PERCEPTION_PARAMS, "min_confidence").default)
+                    default=spec(PERCEPTION_PARAMS, "min_confidence").default,
+                    help="as the node's parameter (-1: the model card's rule)")
     ap.add_argument("--sensor-size", type=int, nargs=2, default=(0, 0), metavar=("W", "H"))
     ap.add_argument("--audio-rate", type=int, default=16000)
     ap.add_argument("--stride-s", type=float, default=0.0, help="as taaf_dataset's: between "
@@ -274,9 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                       np.concatenate([r.aligned for r in runs]))
     print("| rule | aligned | majority | background | abstained | windows | aligned windows |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, rule in (("none", DecisionRule(1, 0.0)),
-                       (f"smoothing {a.smoothing_windows}, min_confidence {a.min_confidence:g}",
-                        DecisionRule(a.smoothing_windows, a.min_confidence))):
+    node_rule, why = deployed_rule(classifier.card, a.smoothing_windows, a.min_confidence)
+    for name, rule in (("none", DecisionRule(1, 0.0)), (f"the node's: {why}", node_rule)):
         r = score(w, rule, classifier.classes)
         print(f"| {name} | {r['aligned']:.3f} | {r['majority']:.3f} | {r['background']:.3f} | "
               f"{r['abstained']:.3f} | {len(w.start_us)} | {r['aligned_windows']} |")

@@ -5,14 +5,17 @@ Usage::
 
     taaf_stream_select --data-root ../shared/data [--model M] [--speaker yweweler]
                        [--samples 200] [--gap-s 1.0] [--output docs/results-stream.md]
+                       [--write-card]
 
 A split is replayed as a stream (:mod:`taaf_ros.inference.stream_eval`: each sample in a slot
 of the window plus ``--gap-s``, every window on the hop grid classified through the live front
 ends). Every rule of the grid is scored on the validation speaker's samples of the training
-split (the speaker the model held out): the rule with the best worse-of-two of ``majority``
-(windows a sample covers at least half of, correct) and ``background`` (windows with no sample,
-abstained) is chosen, ties going to the better aligned accuracy, then to less smoothing (less
-lag). The test split is then scored with no rule and with the chosen one; the page says both.
+split (the speaker the model held out) and chosen as training chooses a model's rule
+(:func:`taaf_ros.inference.rule_choice.choose_rule`: no worse than each window's own argmax on
+the labelled windows, the best worse-of-two of ``majority`` and ``background``). The test
+split is then scored with no rule and with the chosen one; the page says both.
+``--write-card`` stores the rule in the model's card (for a model trained before training
+chose one itself).
 """
 
 from __future__ import annotations
@@ -27,9 +30,8 @@ import numpy as np
 
 from taaf_ros.defaults import HOP_S
 from taaf_ros.inference.decision import DecisionRule
+from taaf_ros.inference.rule_choice import card_entry, choose_rule
 
-SMOOTHING_GRID = (1, 2, 3, 4, 6, 8, 10, 12)
-CONFIDENCE_GRID = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
 CHOICE = re.compile(r"chosen: smoothing_windows (\d+), min_confidence ([\d.]+)")
 
 
@@ -39,10 +41,6 @@ def chosen_rule(page: str) -> tuple[int, float]:
     if m is None:
         raise ValueError("no 'chosen: smoothing_windows N, min_confidence C' line on the page")
     return int(m.group(1)), float(m.group(2))
-
-
-def _key(r: dict[str, float], n: int) -> tuple[float, float, int]:
-    return (min(r["majority"], r["background"]), r["aligned"], -n)
 
 
 def _row(label: str, r: dict[str, float]) -> str:
@@ -63,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hop-s", type=float, default=HOP_S)
     ap.add_argument("--output", type=Path, help="write the results page here")
     ap.add_argument("--cache", default="", help="where AV-digits is built from sources")
+    ap.add_argument("--write-card", action="store_true", help="store the chosen rule in the "
+                    "model's card (the node deploys the model with it; weights unchanged; an "
+                    "ONNX graph beside the model made from it is exported again)")
     args = ap.parse_args(argv)
 
     import torch
@@ -88,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     val, n_val = stream("train", lambda sid: speaker_of(sid) == args.speaker)
-    results = {(n, c): score(val, DecisionRule(n, c), clf.classes)
-               for n in SMOOTHING_GRID for c in CONFIDENCE_GRID}
-    best = max(results, key=lambda k: _key(results[k], k[0]))
+    choice = choose_rule(val, clf.classes)
+    best, results = choice
     test, n_test = stream("test", lambda sid: True)
     before = score(test, DecisionRule(1, 0.0), clf.classes)
     after = score(test, DecisionRule(*best), clf.classes)
@@ -113,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *header, *grid,
         "",
-        f"chosen: smoothing_windows {best[0]}, min_confidence {best[1]:g} (the best worse-of-"
-        "two of majority and background; ties: aligned, then less smoothing). The perception "
-        "node's defaults follow this line.",
+        f"chosen: smoothing_windows {best[0]}, min_confidence {best[1]:g} (of the rules no "
+        "worse than each window's own argmax on aligned and majority, the best worse-of-two "
+        "of majority and background; ties: aligned, then less smoothing). The bundled model's "
+        "card carries this rule, which the perception node runs unless its parameters say "
+        "otherwise.",
         "",
         f"## Test split ({n_test} samples, {len(test.start_us)} windows)",
         "",
@@ -128,9 +130,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         args.output.write_text(text)
         print(f"wrote {args.output}")
+    if args.write_card:
+        store_rule(model, card_entry(choice, f"validation speaker {args.speaker}, {n_val} "
+                                     f"samples replayed with {args.gap_s:g} s of silence "
+                                     "between them"))
     if not np.isfinite(after["majority"]):
         return 1
     return 0
+
+
+def store_rule(checkpoint: str, rule: dict) -> None:
+    """Write ``rule`` into the checkpoint's card; re-export the ONNX graph beside it if that
+    graph was made from the checkpoint as it was (else it would go stale)."""
+    from taaf_ros.model.checkpoint import load_checkpoint, rewrite_card
+    from taaf_ros.model.export import export_onnx, file_digest, graph_source, onnx_path
+
+    graph, before = onnx_path(checkpoint), file_digest(checkpoint)
+    rewrite_card(checkpoint, decision_rule=rule)
+    print(f"stored the rule in the card of {checkpoint}")
+    if graph.is_file() and graph_source(graph) == before:
+        export_onnx(load_checkpoint(checkpoint).model, graph,
+                    source_digest=file_digest(checkpoint))
+        print(f"exported {graph} again (it records the checkpoint's digest)")
 
 
 if __name__ == "__main__":

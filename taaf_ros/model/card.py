@@ -116,3 +116,9 @@ def check_card(card: dict[str, Any]) -> None:
             raise CardError("frontend.cochlea has a key that is not a name")
         if key not in _COCHLEA_LIMITS:
             _number(cochlea, key, -1e6, 1e6, "frontend.cochlea.")
+    rule = card.get("decision_rule", {})
+    if not isinstance(rule, dict):
+        raise CardError(f"decision_rule must be a dict, got {_kind(rule)}")
+    if rule:
+        _number(rule, "smoothing_windows", 1, 100, "decision_rule.", integer=True)
+        _number(rule, "min_confidence", 0.0, 1.0, "decision_rule.")

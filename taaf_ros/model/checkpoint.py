@@ -136,6 +136,17 @@ def save_checkpoint(path: str | os.PathLike[str], model: TAAFNet, card: dict[str
     return _atomic_save(_payload(model, card), path)
 
 
+def rewrite_card(path: str | os.PathLike[str], **fields: Any) -> Path:
+    """Set ``fields`` in a checkpoint's model card, its weights unchanged (atomically)."""
+    obj = _read(path, "cpu")
+    card = {**obj["model_card"], **fields}
+    try:
+        check_card(card)
+    except CardError as e:
+        raise CheckpointError(f"{path}: the card would be invalid: {e}") from e
+    return _atomic_save({**obj, "model_card": card}, path)
+
+
 def _is_torch_file(path: Path) -> bool:
     """A zip archive (torch.save's format) or a pickle (its legacy format, protocol >= 2)."""
     with open(path, "rb") as f:

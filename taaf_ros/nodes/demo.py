@@ -158,8 +158,8 @@ def print_report(s: dict[str, Any], stats: Any, perception: Any,
           f"sample-aligned windows ({s['samples']} samples); {s['majority_accuracy']:.3f} "
           f"over {s['majority_windows']} windows a sample covers at least half of; "
           f"{s['background_abstained']:.3f} of the {s['background_windows']} windows with no "
-          f"sample abstained (smoothing_windows {perception.p['smoothing_windows']}, "
-          f"min_confidence {perception.p['min_confidence']})")
+          f"sample abstained (smoothing_windows {perception.session.decision.smoothing_windows}"
+          f", min_confidence {perception.session.decision.min_confidence:g})")
     print(f"window-end-to-publish latency: p50 {s['latency_ms_p50']:.1f} ms, "
           f"p99 {s['latency_ms_p99']:.1f} ms over {s['predictions']} predictions "
           f"({s['degraded']} degraded); inference (front ends + network) p50 "

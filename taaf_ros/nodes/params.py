@@ -78,9 +78,6 @@ def _is_cuda_index(value: str) -> bool:
 
 
 P = ParamSpec
-# The decision rule taaf_stream_select chose (docs/results-stream.md; a test keeps them equal).
-SMOOTHING_WINDOWS = 8
-MIN_CONFIDENCE = 0.3
 PERCEPTION_NODE = "taaf_perception"
 REPLAY_NODE = "taaf_replay"
 
@@ -161,14 +158,13 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       low=0.5, high=600.0),
     P("top_k", 3, "number of best classes listed in each prediction", low=1, high=1000,
       runtime=True),
-    P("smoothing_windows", SMOOTHING_WINDOWS, "the label is the argmax of the mean "
-      "probabilities of this many consecutive windows (1 = each window's own; a gap starts "
-      "afresh); the default was chosen on a validation speaker (docs/results-stream.md)",
-      low=1, high=100, runtime=True),
-    P("min_confidence", MIN_CONFIDENCE, "below this smoothed confidence the node abstains: "
-      "label '' and class_id -1, and Classification carries no hypothesis (0 = never); the "
-      "default was chosen on a validation speaker (docs/results-stream.md)", low=0.0, high=1.0,
-      runtime=True),
+    P("smoothing_windows", 0, "the label is the argmax of the mean probabilities of this "
+      "many consecutive windows (1 = each window's own; a gap starts afresh); 0 = the model "
+      "card's rule, chosen when the model was trained on its validation data (a card without "
+      "one: 1)", low=0, high=100, runtime=True),
+    P("min_confidence", -1.0, "below this smoothed confidence the node abstains: label '' "
+      "and class_id -1, and Classification carries no hypothesis (0 = never); -1 = the model "
+      "card's rule (a card without one: 0)", low=-1.0, high=1.0, runtime=True),
     P("publish_debug_image", False, "publish taaf/debug_image: the window's events at the "
       "sensor's resolution, the audio raster, attention bars, label and confidence (keeps "
       "the last million raw events while on)", runtime=True),
@@ -241,6 +237,10 @@ def validate(table: Iterable[ParamSpec], values: Mapping[str, Any]) -> list[str]
     wait = values.get("max_wait_s", -1.0)
     if not errors and -1.0 < wait < 0.0:
         errors.append(f"max_wait_s must be -1 (measured) or >= 0, got {wait!r}")
+    confidence = values.get("min_confidence", -1.0)
+    if not errors and -1.0 < confidence < 0.0:
+        errors.append(f"min_confidence must be -1 (the model card's) or in [0, 1], got "
+                      f"{confidence!r}")
     if not errors and {"window_s", "hop_s"} <= values.keys():
         w, h = values["window_s"], values["hop_s"]
         if w and h > w:

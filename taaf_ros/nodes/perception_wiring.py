@@ -34,6 +34,7 @@ from std_msgs.msg import Float32MultiArray, String
 from taaf_ros.audio import AudioFormatError
 from taaf_ros.events import EventFormatError
 from taaf_ros.inference.render import render_window
+from taaf_ros.inference.rule_choice import deployed_rule
 from taaf_ros.inference.session import LiveSession, LiveWindow
 from taaf_ros.nodes import outputs
 from taaf_ros.nodes.msg_imports import (
@@ -125,6 +126,9 @@ class PerceptionWiring:
             raise StartupError(f"cannot load the model: {type(exc).__name__}: {exc}") from exc
         if not loaded:  # what runs and why, once per load
             self.get_logger().info(classifier.describe())
+            rule = deployed_rule(classifier.card, self.p["smoothing_windows"],
+                                 self.p["min_confidence"])[1]
+            self.get_logger().info(f"decision rule: {rule}")
         window_s = classifier.window_us / 1e6
         if self.p["hop_s"] > window_s:
             raise StartupError(f"hop_s ({self.p['hop_s']} s) exceeds the window ({window_s} s, "

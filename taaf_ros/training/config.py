@@ -90,6 +90,10 @@ class TrainConfig:
         progress: progress bars.
         log_every: steps between reads of the training loss for the progress bar (each read
             waits for the device; the epoch's sums are read once, at its end).
+        rule_samples: validation samples replayed as a stream (each in a slot with 1 s of
+            silence, every window on the node's hop grid) to choose the decision rule the node
+            deploys the model with (smoothing, abstention), stored in the model card; 0: none
+            (the node then takes each window's own argmax).
         stop_after: end this invocation after this many epochs in total (0: run to epochs); the
             schedule still spans epochs, so --resume continues exactly (CPU-budget slicing).
         resume: continue from out_dir/last.pt (or --checkpoint) exactly where it stopped.
@@ -130,6 +134,7 @@ class TrainConfig:
     eval_batch_size: int = 100
     progress: bool = True
     log_every: int = 20
+    rule_samples: int = 200
     stop_after: int = 0
     resume: bool = False
     eval_only: bool = False

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -377,9 +378,51 @@ def finish(run: Run) -> dict[str, Any]:
     card_metrics["dataset"] = metrics["dataset"]["name"]
     card_metrics["train_recordings"] = data.train_recordings()  # for taaf_stream_eval's check
     out = cfg.resolved_out_dir()
-    save_checkpoint(out / "model.pt", model, run.card(card_metrics))
+    card = run.card(card_metrics)
+    save_checkpoint(out / "model.pt", model, card)
+    try:
+        rule = choose_decision_rule(out / "model.pt", data, cfg)
+    except Exception as exc:  # the model and its metrics are kept all the same
+        rule = None
+        print(f"warning: no decision rule chosen ({type(exc).__name__}: {exc}): the node will "
+              "publish each window's own argmax unless smoothing_windows and min_confidence are "
+              "given", file=sys.stderr)
+    if rule is not None:  # the node deploys the model with it (rule_choice.deployed_rule)
+        card["decision_rule"] = metrics["decision_rule"] = rule
+        save_checkpoint(out / "model.pt", model, card)
     write_outputs(out, metrics)
     return metrics
+
+
+def choose_decision_rule(checkpoint: Path, data: Any, cfg: TrainConfig
+                         ) -> dict[str, Any] | None:
+    """The decision rule (smoothing, abstention) chosen for the trained model on its validation
+    split, replayed as a stream (``rule_choice.choose_rule``), for its card; None without a
+    validation split or with ``rule_samples`` 0."""
+    if data.val is None or cfg.rule_samples <= 0:
+        return None
+    from taaf_ros.inference.classifier import Classifier
+    from taaf_ros.inference.rule_choice import card_entry, choose_rule
+    from taaf_ros.inference.stream_eval import replay_windows
+    from taaf_ros.stream.replay_plan import replay_order
+
+    ds = data.dataset
+    index = {s[3]: i for i, s in enumerate(ds.samples)}
+    val = [index[i] for i in data.val.ids if i in index]
+    if ds.places:  # one's own recordings: in time order, as the node meets them
+        val.sort(key=lambda i: ds.places.get(ds.samples[i][3], ("", 0)))
+    else:
+        val = [val[k] for k in replay_order([ds.samples[i][2] for i in val])]
+    val = val[:cfg.rule_samples]
+    t0 = time.perf_counter()
+    clf = Classifier(checkpoint, "cpu")
+    choice = choose_rule(replay_windows(clf, ds, val, gap_s=1.0), clf.classes)
+    n, c = choice.rule
+    print(f"decision rule: smoothing_windows {n}, min_confidence {c:g}, chosen on "
+          f"{len(val)} validation samples replayed as a stream "
+          f"({time.perf_counter() - t0:.0f} s)")
+    return card_entry(choice, f"validation {data.val_rule}, {len(val)} samples replayed "
+                              "with 1 s of silence between them")
 
 
 def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:

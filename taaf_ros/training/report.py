@@ -49,8 +49,16 @@ def write_outputs(out: Path, metrics: dict[str, Any]) -> None:
     """metrics.json, results.md and the plots into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    rule = metrics.get("decision_rule")
+    deployed = "" if not rule else (
+        f"The node deploys this model with smoothing_windows {rule['smoothing_windows']}, "
+        f"min_confidence {rule['min_confidence']:g} (chosen on {rule['chosen_on']}: "
+        f"majority {rule['scores']['majority']:.3f}, background "
+        f"{rule['scores']['background']:.3f}; each window's own argmax: majority "
+        f"{rule['each_window_own']['majority']:.3f}, background "
+        f"{rule['each_window_own']['background']:.3f}).\n\n")
     _atomic_write_text(out / "results.md", f"{TABLE_HEADER}\n{table_row(metrics)}\n\n"
-                       f"Command: `{metrics.get('command', '')}`\n")
+                       f"{deployed}Command: `{metrics.get('command', '')}`\n")
     plot_all(out, metrics)
 
 

@@ -16,7 +16,7 @@ from .config import TrainConfig, flatten
 #: Config keys that may differ between a run and its resumption (they do not change results).
 RESUME_FREE_KEYS = {"resume", "progress", "num_threads", "device", "out_dir", "data_root",
                     "cache_dir", "checkpoint", "eval_every", "eval_batch_size", "stop_after",
-                    "feature_cache", "log_every", "compile"}
+                    "feature_cache", "log_every", "compile", "rule_samples"}
 #: Config keys renamed since a run may have been saved: old name -> new (resume maps them).
 RENAMED_KEYS = {"augment.repair": "augment.swap_audio"}
 
