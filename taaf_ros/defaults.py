@@ -17,6 +17,10 @@ HOP_S = 0.05
 FSDD_RATE_HZ = 8000
 """FSDD's sample rate, so AV-digits' audio rate and the model's cochlea rate by default."""
 
+STREAM_AUDIO_RATE_HZ = 16000
+"""The audio rate assumed where neither the message nor the recording says (std_msgs
+MultiArrays, AudioDataStamped recorded without its AudioInfo): audio_capture's default."""
+
 FEW_GROUPS = 3
 """With fewer training groups than this (a user's own recordings), validation holds out a
 time block of each recording instead of a whole group: holding out one of two recordings

@@ -7,7 +7,7 @@ import ast
 
 from conftest import REPO_ROOT
 
-from taaf_ros.defaults import FSDD_RATE_HZ, HOP_S, WINDOW_S
+from taaf_ros.defaults import FSDD_RATE_HZ, HOP_S, STREAM_AUDIO_RATE_HZ, WINDOW_S
 from taaf_ros.training.optim import PEAK_LR
 
 #: Where a default is written, and the literals that mean something else there.
@@ -38,7 +38,8 @@ def literals(values: set[float]) -> list[tuple[str, int, float]]:
 
 def test_no_second_literal_of_a_shared_default() -> None:
     window_us = round(WINDOW_S * 1e6)
-    values = {WINDOW_S, window_us, HOP_S, round(HOP_S * 1e6), FSDD_RATE_HZ, *PEAK_LR.values()}
+    values = {WINDOW_S, window_us, HOP_S, round(HOP_S * 1e6), FSDD_RATE_HZ, STREAM_AUDIO_RATE_HZ,
+              *PEAK_LR.values()}
     values.discard(0.01)  # SGD's rate is also a common tolerance and period: checked below
     assert literals(values) == []
 

@@ -1,6 +1,6 @@
 """A silicon-cochlea-like front end: mono PCM -> audio events (t, channel, polarity).
 
-Stages, each a pure function (DESIGN.md section 2.3)::
+Stages, each a pure function::
 
     resample -> band_power (STFT -> mel filter bank) -> log_envelope (smooth, dB, floor)
              -> send_on_delta (level crossings) -> events (EVENT_DTYPE, x = channel, y = 0)

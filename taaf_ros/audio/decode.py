@@ -1,8 +1,8 @@
 """Decode ROS 2 audio messages into mono float PCM, without importing any message package.
 
-Three message families carry microphone audio (DESIGN.md section 2.1); each decoder reads only
-the fields it needs (duck typing), so the audio message packages, which are not on PyPI, are
-never imported here:
+Three message families carry microphone audio (docs/ros.md, "Audio codings"); each decoder
+reads only the fields it needs (duck typing), so the audio message packages, which are not on
+PyPI, are never imported here:
 
 * ``audio_common_msgs/AudioDataStamped`` + ``AudioInfo`` (ros-drivers/audio_common, ROS 2
   branch): ``header``, ``audio.data`` (uint8[], raw interleaved PCM); the info gives
@@ -24,6 +24,8 @@ import array
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from taaf_ros.defaults import STREAM_AUDIO_RATE_HZ
 
 # PortAudio sample formats (portaudio.h: paFloat32 0x01, paInt32 0x02, paInt24 0x04,
 # paInt16 0x08, paInt8 0x10, paUInt8 0x20); mgonzs13/audio_common stores them in info.format.
@@ -78,7 +80,7 @@ class PcmInfo(NamedTuple):
     """
 
     channels: int = 1
-    sample_rate: int = 16_000
+    sample_rate: int = STREAM_AUDIO_RATE_HZ
     sample_format: str = "S16LE"
     coding_format: str = "wave"
     bitrate: int = 0

@@ -305,7 +305,7 @@ def ensure_ead_dataset(root: str | Path, cache_dir: str | Path = "", seed: int =
     """An EAD-layout folder for ``root``, building AV-digits from sources once if needed.
 
     ``root`` holding ``meta.json`` is used as it is. ``root`` holding FSDD and MNIST sources
-    (``fsdd/`` or ``fsdd/recordings/``, and ``mnist/``, as ``../shared/data`` does) is turned into
+    (``fsdd/`` or ``fsdd/recordings/``, and ``mnist/``) is turned into
     AV-digits under ``cache_dir/avdigits-v<builder version>-seed<seed>[-limit<N>]``; a finished
     build (meta.json is written last) is reused, an unfinished one rebuilt. With ``download``,
     a ``root`` that holds neither gets the public originals downloaded (checksum-verified) into

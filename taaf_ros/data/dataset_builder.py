@@ -48,7 +48,7 @@ from taaf_ros.data.span_cutter import (
     cut_recording,
     span_windows,
 )
-from taaf_ros.defaults import BLOCK_SHARE, FEW_GROUPS, HOP_S
+from taaf_ros.defaults import BLOCK_SHARE, FEW_GROUPS, HOP_S, STREAM_AUDIO_RATE_HZ
 from taaf_ros.frontend import FrontEndConfig
 
 LAYOUT = "taaf_ros/ead"
@@ -86,7 +86,7 @@ class BuildSettings:
     audio_topic: str = ""
     audio_info_topic: str = ""
     sensor_size: tuple[int, int] = (0, 0)
-    audio_rate: int = 16000
+    audio_rate: int = STREAM_AUDIO_RATE_HZ
     audio_format: str = ""  # AudioDataStamped without AudioInfo: wave or mp3 ('' = from it)
     audio_offset_s: float = 0.0
     time_unit: str = "s"  # of the labels' start and end
@@ -636,9 +636,10 @@ def _parser() -> argparse.ArgumentParser:
                            "topic")
             p.add_argument("--audio-info-topic", default="", help="AudioInfo of "
                            "AudioDataStamped (default: the bag's only AudioInfo topic)")
-            p.add_argument("--audio-rate", type=int, default=16000, help="sample rate of "
-                           "MultiArray audio, which does not carry it, and of AudioDataStamped "
-                           "recorded without its AudioInfo (with --audio-format)")
+            p.add_argument("--audio-rate", type=int, default=STREAM_AUDIO_RATE_HZ,
+                           help="sample rate of MultiArray audio, which does not carry it, "
+                           "and of AudioDataStamped recorded without its AudioInfo (with "
+                           "--audio-format)")
             p.add_argument("--audio-format", choices=("wave", "mp3"), default=None,
                            help="AudioDataStamped recorded without its AudioInfo: what the "
                            "microphone sent (wave: S16LE mono)")

@@ -34,6 +34,7 @@ from taaf_ros.data.bags import (
     where,
 )
 from taaf_ros.data.readers import EventFileError, read_aedat4, read_events, read_raw_evt3_chunks
+from taaf_ros.defaults import STREAM_AUDIO_RATE_HZ
 from taaf_ros.stream.inputs import AudioInput, AudioPiece, EventInput, EventPiece
 
 EVENT_KINDS = {**dict.fromkeys(EVENT_PACKET_TYPES, "event_packet"),
@@ -89,7 +90,7 @@ def _pick(topics: dict[str, str], wanted: str, kinds: dict[str, str], what: str,
 
 def open_bag(path: str | Path, events_topic: str = "", audio_topic: str = "",
              audio_info_topic: str = "", sensor_size: tuple[int, int] = (0, 0),
-             audio_rate: int = 16000, audio_format: str = ""
+             audio_rate: int = STREAM_AUDIO_RATE_HZ, audio_format: str = ""
              ) -> tuple[RecordingSource, Iterator[Piece]]:
     """The bag's source description and its decoded pieces, in log-time order.
 

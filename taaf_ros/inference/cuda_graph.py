@@ -3,10 +3,10 @@ then replayed by one call.
 
 At batch 1 the network on a GPU is bound by launching kernels, not by arithmetic (on an H200
 the eager forward took 9.3 ms; the same layers without host syncs replayed as one graph,
-1.0 ms: ../shared/docs/DEVICE.md). The forward reads nothing back to the host in eval, so it can
-be captured. The runner holds the captured graph's static device buffers, fills the inputs from
-pinned host staging buffers without waiting, replays the graph, copies the outputs to pinned
-host buffers and waits once, for them. A window of another input shape captures its own graph.
+1.0 ms). The forward reads nothing back to the host in eval, so it can be captured. The
+runner holds the captured graph's static device buffers, fills the inputs from pinned host
+staging buffers without waiting, replays the graph, copies the outputs to pinned host buffers
+and waits once, for them. A window of another input shape captures its own graph.
 Called like the ONNX runner: numpy inputs of batch 1 (an absent modality as zeros, masked by
 ``present``), numpy (probabilities, modality attention, attention map).
 """

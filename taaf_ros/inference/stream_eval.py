@@ -19,7 +19,7 @@ import numpy as np
 
 from taaf_ros.data.labels import LabelSpan
 from taaf_ros.data.readers import EadDataset
-from taaf_ros.defaults import HOP_S
+from taaf_ros.defaults import HOP_S, STREAM_AUDIO_RATE_HZ
 from taaf_ros.inference.classifier import Classifier
 from taaf_ros.inference.decision import DecisionRule
 from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     default=spec(PERCEPTION_PARAMS, "min_confidence").default,
                     help="as the node's parameter (-1: the model card's rule)")
     ap.add_argument("--sensor-size", type=int, nargs=2, default=(0, 0), metavar=("W", "H"))
-    ap.add_argument("--audio-rate", type=int, default=16000)
+    ap.add_argument("--audio-rate", type=int, default=STREAM_AUDIO_RATE_HZ)
     ap.add_argument("--stride-s", type=float, default=0.0, help="as taaf_dataset's: between "
                     "the sample windows of a span longer than one (0: the window)")
     ap.add_argument("--dataset", type=Path, default=None, help="the dataset taaf_dataset "

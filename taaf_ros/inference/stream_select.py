@@ -3,7 +3,7 @@
 
 Usage::
 
-    taaf_stream_select --data-root ../shared/data [--model M] [--speaker yweweler]
+    taaf_stream_select --data-root DATA [--model M] [--speaker yweweler]
                        [--samples 200] [--gap-s 1.0] [--output docs/results-stream.md]
                        [--write-card]
 

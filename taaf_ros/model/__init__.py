@@ -1,6 +1,6 @@
 """The TAAF multimodal spiking network (norse), its loss, checkpoints, energy and device helpers.
 
-Functional core: no ROS import. See DESIGN.md section 3 for the formulation.
+Functional core: no ROS import. docs/model.md has the formulation.
 """
 
 from .checkpoint import (

@@ -1,6 +1,6 @@
 """The TAAF spiking network: encoders, learnable time warping, hierarchical attention, readouts.
 
-Notation (DESIGN.md section 3): T steps, B batch, M modalities (always 2: events, audio, in
+Notation (docs/model.md, "Network"): T steps, B batch, M modalities (always 2: events, audio, in
 that order), D embedding size, K classes. Everything after the encoders works on (T, B, ...)
 tensors; ``nn.Linear`` applies to all T*B rows at once, only the fusion LIF loops over T.
 

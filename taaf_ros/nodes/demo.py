@@ -8,8 +8,8 @@ values that must agree between the two nodes (window, hop, rate, sensor size).
     taaf_demo --data-root DIR [--split test] [--model PATH] [--samples N] [--device cpu]
 
 DIR is a dataset in the EAD layout, or a folder with FSDD + MNIST sources (``fsdd/recordings``
-and ``mnist``, like the shared data folder), from which the AV-digits split is built once and
-cached.
+and ``mnist``; ``--download`` fetches them into an empty DIR), from which the AV-digits split
+is built once and cached.
 """
 
 from __future__ import annotations

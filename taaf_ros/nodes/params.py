@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taaf_ros.defaults import HOP_S, WINDOW_S
+from taaf_ros.defaults import HOP_S, STREAM_AUDIO_RATE_HZ, WINDOW_S
 from taaf_ros.inference.backends import CHOICES
 
 EVENT_TYPES = ("event_packet", "dvs_event_array", "pointcloud2")
@@ -117,7 +117,8 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
     P("audio_info_topic", "~/audio_info", "AudioInfo topic (audio_data_stamped only; the "
       "launch files remap it onto /audio/audio_info); until one arrives the "
       "audio_sample_rate/audio_channels fallbacks are used"),
-    P("audio_sample_rate", 16000, "input sample rate (Hz) when the message does not carry it",
+    P("audio_sample_rate", STREAM_AUDIO_RATE_HZ, "input sample rate (Hz) when the message "
+      "does not carry it",
       low=1000, high=384000),
     P("audio_channels", 1, "interleaved input channels when the message does not carry them "
       "(mixed to mono)", low=1, high=64),

@@ -2,7 +2,7 @@
 
 Both buffers allocate all their memory at construction and never grow: when data arrives faster
 than it is consumed, the oldest data is overwritten and counted, never queued without limit
-(DESIGN.md 2.2).
+(docs/design.md, "Bounded everywhere").
 
 Thread safety: in the live node a decode thread calls ``push`` while the inference thread calls
 ``window``; every public method takes the buffer's own ``threading.Lock`` for its whole duration

@@ -1,6 +1,6 @@
 """Leave-one-speaker-out over the FSDD speakers: every method on every fold, one command.
 
-    taaf_loso --data-root ../shared/data --out runs/loso --output docs/results.md
+    taaf_loso --data-root DATA --out runs/loso --output docs/results.md
 
 Fold s: speaker s is the test split, the next speaker (in sorted order, cyclically) the
 validation speaker that picks the epoch, the others train. Each fold's AV-digits build (test

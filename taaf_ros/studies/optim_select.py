@@ -1,6 +1,6 @@
 """The optimiser of each method, chosen on validation speakers: AdamW against SGD.
 
-    taaf_optim_select --data-root ../shared/data --out runs/optim-select \\
+    taaf_optim_select --data-root DATA --out runs/optim-select \\
         --output docs/results-optimizer.md
 
 Every method is trained twice on each of some leave-one-speaker-out folds (``--folds``, default

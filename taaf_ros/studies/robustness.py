@@ -1,6 +1,6 @@
 """Accuracy under test-time corruptions, at graded severity: where fusion must earn its keep.
 
-    taaf_robustness runs/taaf-balanced/model.pt runs/taaf/model.pt --data-root ../shared/data \
+    taaf_robustness runs/taaf-balanced/model.pt runs/taaf/model.pt --data-root DATA \
         --output robustness.md
 
 Each checkpoint is evaluated on the test split, the front end recomputed from the corrupted raw
