@@ -19,7 +19,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= $(or $(TAAF_DATA_ROOT),../shared/data)
 
-.PHONY: setup test demo bench bench-gpu device-prep bench-peers lint clean interfaces ros2-tools
+.PHONY: setup test test-fast demo bench bench-gpu device-prep bench-peers lint clean interfaces ros2-tools
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ $(STAMP): setup.py constraints.txt
 
 test: $(STAMP) ros2-tools
 	$(BIN)/python -m pytest -q test
+
+# The inner loop: everything but the DDS tests (marked ros) and the trainings (marked slow).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not ros and not slow" test
 
 # The real `ros2 launch`, `ros2` CLI and launch_testing, for the tests: not on PyPI, installed
 # from their sources in ../shared/vendor when that folder exists (a ROS install has them; a

@@ -93,7 +93,7 @@ setup(
             "taaf_optim_select = taaf_ros.studies.optim_select:main",
             "taaf_fusion_study = taaf_ros.studies.fusion_study:main",
             "taaf_build_interfaces = taaf_ros.interfaces.build:main",
-            "taaf_export = taaf_ros.model.export:main",
+            "taaf_export = taaf_ros.inference.export:main",
         ],
     },
 )

@@ -115,7 +115,7 @@ def set_ros_env(domain_id: int | None) -> str:
 
 def resolve_model(path: str, tmp: Path) -> tuple[Path, str]:
     """(checkpoint, what it is): --model, else the bundled one, else an untrained one."""
-    from taaf_ros.inference.classifier import find_bundled_model
+    from taaf_ros.model.bundled import find_bundled_model
 
     if path:
         return Path(path), "given"

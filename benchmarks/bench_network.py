@@ -175,7 +175,7 @@ def onnxruntime_row(net: TAAFNet, checkpoint: str, ev: torch.Tensor, au: torch.T
         return None
     import tempfile
 
-    from taaf_ros.model.export import (
+    from taaf_ros.inference.export import (
         OnnxRunner,
         check_against_eager,
         export_onnx,

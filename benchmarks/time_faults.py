@@ -143,7 +143,7 @@ def main() -> int:
     from taaf_ros.data.avdigits import ensure_ead_dataset
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.inference.session import LiveSession
-    from taaf_ros.nodes.params import PERCEPTION_PARAMS, defaults
+    from taaf_ros.params import PERCEPTION_PARAMS, defaults
 
     ds = EadDataset(ensure_ead_dataset(args.data_root, limit_per_class=2, progress=False),
                     "test")

@@ -21,6 +21,13 @@ STREAM_AUDIO_RATE_HZ = 16000
 """The audio rate assumed where neither the message nor the recording says (std_msgs
 MultiArrays, AudioDataStamped recorded without its AudioInfo): audio_capture's default."""
 
+INFERENCE_BACKENDS = ("eager", "onnxruntime", "cuda_graph")
+"""How the network runs: PyTorch op by op; the exported graph in ONNX Runtime; the PyTorch
+network captured once as a CUDA graph and replayed (CUDA only)."""
+
+INFERENCE_CHOICES = ("auto", *INFERENCE_BACKENDS)
+"""What the ``inference_backend`` parameter accepts: ``auto`` picks one of the backends."""
+
 FEW_GROUPS = 3
 """With fewer training groups than this (a user's own recordings), validation holds out a
 time block of each recording instead of a whole group: holding out one of two recordings

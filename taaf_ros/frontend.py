@@ -134,3 +134,16 @@ def sample_tensors(
         event_tensor(events, sensor_size, 0, config),
         audio_tensor(pcm, sample_rate, config),
     )
+
+
+def frontend_from_card(card: dict[str, Any]) -> FrontEndConfig:
+    """The FrontEndConfig the model was trained with, from its model card.
+
+    Raises ValueError where the card has none: guessing the window, bins or cochlea settings
+    would feed the network tensors unlike the ones it learned from, silently.
+    """
+    fe = card.get("frontend")
+    if not isinstance(fe, dict) or not fe:
+        raise ValueError("the model card has no front-end settings ('frontend'): re-save the "
+                         "checkpoint with train_ead.py, which records them")
+    return FrontEndConfig.from_dict(dict(fe))

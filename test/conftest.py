@@ -68,6 +68,42 @@ def real_test_windows(avdigits_two_per_class: Path):
 
 
 @pytest.fixture(scope="session")
+def avdigits(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AV-digits built from the real data, one sample of each class and split: built once a
+    session for every test that needs a few real samples."""
+    from taaf_ros.data.avdigits import ensure_ead_dataset
+
+    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
+                              limit_per_class=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly initialised model with a complete model card (no trained model needed)."""
+    import torch
+
+    from taaf_ros.frontend import FrontEndConfig
+    from taaf_ros.model import ModelConfig, TAAFNet, make_model_card, save_checkpoint
+
+    torch.manual_seed(0)
+    model = TAAFNet(ModelConfig()).eval()
+    fe = FrontEndConfig()
+    card = make_model_card(model, classes=[str(i) for i in range(10)], window_s=fe.window_s,
+                           audio_rate=8000, frontend=fe.to_dict())
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "fresh.pt", model, card)
+
+
+@pytest.fixture(scope="module")
+def context():
+    """One rclpy context for a module's nodes (its DDS participant on loopback)."""
+    rclpy = pytest.importorskip("rclpy")
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    ctx.try_shutdown()
+
+
+@pytest.fixture(scope="session")
 def fsdd_wav(data_root: Path) -> Path:
     return data_root / "fsdd" / "recordings" / "3_jackson_7.wav"
 

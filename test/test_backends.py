@@ -14,7 +14,7 @@ import torch
 
 from taaf_ros.inference.backends import TOLERANCE
 from taaf_ros.inference.classifier import Classifier
-from taaf_ros.model.export import SOURCE_KEY, file_digest, onnx_path
+from taaf_ros.inference.export import SOURCE_KEY, file_digest, onnx_path
 
 BUNDLED = Path(__file__).resolve().parent.parent / "models" / "taaf_avdigits.pt"
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None  # a dependency; the GPU check

@@ -74,6 +74,7 @@ def test_int16_counts_and_the_split_layout() -> None:
     assert torch.equal(y, torch.from_numpy(data.labels[:5]))
 
 
+@pytest.mark.slow
 def test_retaining_freed_memory_removes_the_page_faults_of_a_training_step() -> None:
     """A batch-32 forward and backward of the network takes thousands of page faults per step
     with glibc's defaults (freed blocks go back to the kernel) and next to none once

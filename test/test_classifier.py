@@ -8,14 +8,10 @@ import torch
 
 from taaf_ros.audio.wav import read_wav
 from taaf_ros.events.types import make_events
-from taaf_ros.frontend import audio_tensor, event_tensor
-from taaf_ros.inference.classifier import (
-    DEFAULT_MODEL,
-    Classifier,
-    find_bundled_model,
-    frontend_from_card,
-)
+from taaf_ros.frontend import audio_tensor, event_tensor, frontend_from_card
+from taaf_ros.inference.classifier import Classifier
 from taaf_ros.model import load_checkpoint
+from taaf_ros.model.bundled import DEFAULT_MODEL, find_bundled_model
 
 
 def test_find_bundled_model_is_the_named_file(tmp_path):

@@ -23,20 +23,13 @@ from taaf_ros.data.labels import LabelError, read_labels
 from taaf_ros.data.readers import EadDataset, EventFileError, read_raw_evt3
 from taaf_ros.data.span_cutter import span_windows
 from taaf_ros.frontend import sample_tensors
-from taaf_ros.inference.classifier import Classifier, find_bundled_model
+from taaf_ros.inference.classifier import Classifier
+from taaf_ros.model.bundled import find_bundled_model
 from taaf_ros.stream.inputs import AudioInput, EventInput
 from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
 from taaf_ros.stream.scheduler import WindowCut
 
 NAMES = {"0": "zero", "1": "one", "2": "two"}
-
-
-@pytest.fixture(scope="module")
-def avdigits(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from taaf_ros.data.avdigits import ensure_ead_dataset
-
-    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
-                              limit_per_class=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -450,6 +443,7 @@ def test_stream_eval_scores_a_labelled_bag_as_the_node_runs(robot, tmp_path, cap
 
 
 # ------------------------------------------------------------------ what users really export
+@pytest.mark.slow
 def test_a_labels_csv_in_nanoseconds_is_refused_before_anything_is_allocated(robot, tl,
                                                                               tmp_path, capsys):
     """A spreadsheet's nanoseconds given as seconds once asked for billions of windows (23 GB
@@ -538,6 +532,7 @@ def test_a_build_stopped_or_killed_leaves_no_partial_folder(robot, tmp_path):
     assert not list(tmp_path.glob(".ds.*")) and not (tmp_path / "ds").exists()
 
 
+@pytest.mark.slow
 def test_stream_eval_aligned_is_the_datasets_accuracy_on_the_chosen_split(robot, tmp_path,
                                                                           capsys):
     """taaf_stream_eval --dataset DIR --split test: the aligned windows are exactly the test

@@ -11,7 +11,7 @@ import pytest
 from taaf_ros.inference.decision import DecisionRule
 from taaf_ros.inference.rule_choice import deployed_rule
 from taaf_ros.inference.stream_select import chosen_rule
-from taaf_ros.nodes.params import PERCEPTION_PARAMS, spec, validate
+from taaf_ros.params import PERCEPTION_PARAMS, spec, validate
 
 REPO = Path(__file__).resolve().parent.parent
 HOP = 50_000
@@ -40,9 +40,9 @@ def test_abstention_and_the_identity_rule():
 def test_the_bundled_model_carries_the_rule_chosen_on_validation():
     """The node's parameters default to the model card's rule, and the bundled card holds
     the rule taaf_stream_select chose (its page, written in the same run)."""
-    from taaf_ros.inference.classifier import find_bundled_model
     from taaf_ros.inference.rule_choice import card_rule
     from taaf_ros.model import load_checkpoint
+    from taaf_ros.model.bundled import find_bundled_model
 
     assert spec(PERCEPTION_PARAMS, "smoothing_windows").default == 0  # the card's
     assert spec(PERCEPTION_PARAMS, "min_confidence").default == -1.0
@@ -71,8 +71,8 @@ def test_parameters_win_over_the_card_and_a_card_without_a_rule_is_raw():
                                   {"smoothing_windows": "4", "min_confidence": 0.3},
                                   [4, 0.3]])
 def test_a_malformed_rule_in_a_card_is_refused_by_name(rule, tmp_path):
-    from taaf_ros.inference.classifier import find_bundled_model
     from taaf_ros.model import CheckpointError
+    from taaf_ros.model.bundled import find_bundled_model
     from taaf_ros.model.checkpoint import rewrite_card
 
     copy = tmp_path / "m.pt"
@@ -81,14 +81,7 @@ def test_a_malformed_rule_in_a_card_is_refused_by_name(rule, tmp_path):
         rewrite_card(copy, decision_rule=rule)
 
 
-@pytest.fixture(scope="module")
-def avdigits(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from taaf_ros.data.avdigits import ensure_ead_dataset
-
-    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
-                              limit_per_class=1, progress=False)
-
-
+@pytest.mark.slow
 def test_stream_select_writes_the_page_and_the_card(avdigits, tmp_path):
     """taaf_stream_select on a few samples: a grid, a chosen line, the test split before and
     after; streamed windows between samples are the background it scores. --write-card puts
@@ -96,11 +89,11 @@ def test_stream_select_writes_the_page_and_the_card(avdigits, tmp_path):
     still names the checkpoint it was made from."""
     from taaf_ros.data.avdigits import speaker_of
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.inference.classifier import find_bundled_model
+    from taaf_ros.inference.export import file_digest, graph_source, onnx_path
     from taaf_ros.inference.rule_choice import card_rule
     from taaf_ros.inference.stream_select import main
     from taaf_ros.model import load_checkpoint
-    from taaf_ros.model.export import file_digest, graph_source, onnx_path
+    from taaf_ros.model.bundled import find_bundled_model
 
     model = tmp_path / "m.pt"
     shutil.copy(find_bundled_model(), model)
@@ -123,9 +116,10 @@ def test_the_chosen_rule_is_never_worse_than_each_windows_own(avdigits):
     """Raw argmax is a candidate and a rule worse on the labelled windows is not: the
     choice can only trade abstentions on background for nothing lost on samples."""
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.inference.classifier import Classifier, find_bundled_model
+    from taaf_ros.inference.classifier import Classifier
     from taaf_ros.inference.rule_choice import RAW, choose_rule
     from taaf_ros.inference.stream_eval import replay_windows
+    from taaf_ros.model.bundled import find_bundled_model
 
     clf = Classifier(find_bundled_model(), "cpu")
     w = replay_windows(clf, EadDataset(avdigits, "test"), range(6), gap_s=1.0)
@@ -140,9 +134,10 @@ def test_the_live_session_abstains_between_samples(avdigits):
     """A session with the default rule replayed over samples with gaps: no label where no
     sample is, a label on the windows a sample covers."""
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.inference.classifier import Classifier, find_bundled_model
+    from taaf_ros.inference.classifier import Classifier
     from taaf_ros.inference.decision import DecisionRule
     from taaf_ros.inference.stream_eval import replay_windows, score
+    from taaf_ros.model.bundled import find_bundled_model
 
     clf = Classifier(find_bundled_model(), "cpu")
     ds = EadDataset(avdigits, "test")

@@ -48,7 +48,7 @@ def test_the_defaults_are_read_where_they_are_used() -> None:
     from taaf_ros.audio.cochlea import CochleaConfig
     from taaf_ros.data.avdigits import BuildConfig
     from taaf_ros.frontend import FrontEndConfig
-    from taaf_ros.nodes.params import PERCEPTION_PARAMS, REPLAY_PARAMS, defaults
+    from taaf_ros.params import PERCEPTION_PARAMS, REPLAY_PARAMS, defaults
     from taaf_ros.stream.live_frontend import LiveSettings
     from taaf_ros.training.config import METHOD_OPTIMIZERS, TrainConfig
 

@@ -14,14 +14,14 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from taaf_ros.inference.classifier import Classifier  # noqa: E402
-from taaf_ros.model import load_checkpoint  # noqa: E402
-from taaf_ros.model.export import (  # noqa: E402
+from taaf_ros.inference.export import (  # noqa: E402
     OnnxRunner,
     check_against_eager,
     file_digest,
     graph_source,
     onnx_path,
 )
+from taaf_ros.model import load_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "models" / "taaf_avdigits.pt"
@@ -34,21 +34,23 @@ def test_the_bundled_graph_is_the_bundled_model():
     assert check_against_eager(net, OnnxRunner(onnx_path(BUNDLED)), trials=6) < 1e-5
 
 
+@pytest.mark.slow
 def test_taaf_export_writes_and_checks_a_graph(tmp_path):
     ckpt = tmp_path / "mine.pt"
     shutil.copy(BUNDLED, ckpt)
-    r = subprocess.run([sys.executable, "-m", "taaf_ros.model.export", str(ckpt), "--onnx"],
+    r = subprocess.run([sys.executable, "-m", "taaf_ros.inference.export", str(ckpt), "--onnx"],
                        capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "largest difference" in r.stdout and (tmp_path / "mine.onnx").is_file()
     assert graph_source(tmp_path / "mine.onnx") == file_digest(ckpt)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    r = subprocess.run([sys.executable, "-m", "taaf_ros.model.export", str(bad), "--onnx"],
+    r = subprocess.run([sys.executable, "-m", "taaf_ros.inference.export", str(bad), "--onnx"],
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and "taaf_export: error:" in r.stderr
 
 
+@pytest.mark.slow
 def test_the_onnxruntime_backend_classifies_as_eager_does(tmp_path, monkeypatch):
     eager = Classifier(BUNDLED, "cpu")
     fast = Classifier(BUNDLED, "cpu", backend="onnxruntime")
@@ -83,7 +85,7 @@ def test_the_onnxruntime_backend_classifies_as_eager_does(tmp_path, monkeypatch)
 
 def test_the_node_parameter_selects_the_backend():
     from taaf_ros.inference.session import LiveSession
-    from taaf_ros.nodes.params import PERCEPTION_PARAMS
+    from taaf_ros.params import PERCEPTION_PARAMS
 
     p = {s.name: s.default for s in PERCEPTION_PARAMS} | {"device": "cpu",
                                                         "inference_backend": "onnxruntime"}
@@ -97,7 +99,7 @@ def test_providers_for_a_gpu_put_tensorrt_with_its_engine_cache_first(tmp_path):
     not run.)"""
     import onnxruntime
 
-    from taaf_ros.model.export import onnx_providers
+    from taaf_ros.inference.export import onnx_providers
 
     every = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     got = onnx_providers(torch.device("cuda", 1), torch.float16, every, tmp_path / "trt")

@@ -17,7 +17,7 @@ import pytest
 from taaf_ros.events.evt3 import encode_evt3
 from taaf_ros.events.types import make_events
 from taaf_ros.inference.session import LiveSession
-from taaf_ros.nodes.params import PERCEPTION_PARAMS
+from taaf_ros.params import PERCEPTION_PARAMS
 from taaf_ros.stream.inputs import AudioInput, EventInput
 from taaf_ros.stream.scheduler import OK, WARN
 

@@ -26,7 +26,7 @@ from rclpy.qos import (  # noqa: E402
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
-from test_nodes_e2e import Graph, checkpoint, context, perception, topic  # noqa: E402, F401
+from ros_graph import Graph, perception, topic  # noqa: E402
 
 from taaf_ros.events.evt3 import encode_evt3  # noqa: E402
 from taaf_ros.events.types import make_events  # noqa: E402

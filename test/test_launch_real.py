@@ -26,8 +26,8 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
+from ros_graph import Spinner  # noqa: E402
 from sensor_msgs.msg import PointCloud2  # noqa: E402
 from std_msgs.msg import Int16MultiArray, MultiArrayDimension, String  # noqa: E402
 
@@ -118,49 +118,20 @@ def retry(fn: Callable[[], str], ok: Callable[[str], bool], timeout: float = 30)
         time.sleep(0.5)
 
 
-class Graph:
-    """The test's own rclpy context, spun by one thread. Nodes join and leave under the lock
-    the spinning holds: a node destroyed between the executor picking its timer and running it
-    would raise in the spin thread and end it, deafening every later listener."""
+class Graph(Spinner):
+    """The test's own rclpy context, spun by one thread (``ros_graph.Spinner``)."""
 
     def __init__(self) -> None:
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.lock = threading.Lock()
-        self.errors: list[BaseException] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set() and self.ctx.ok():
-            try:
-                with self.lock:
-                    self.ex.spin_once(timeout_sec=0.05)
-            except Exception as exc:  # kept for the fixture's teardown to raise
-                self.errors.append(exc)
-            time.sleep(0.001)  # outside the lock: add and remove get their turn
-
-    def create_node(self, name: str):
-        return rclpy.create_node(name, context=self.ctx)
-
-    def add(self, node) -> None:
-        with self.lock:
-            self.ex.add_node(node)
-
-    def remove(self, node) -> None:
-        with self.lock:
-            self.ex.remove_node(node)
-            node.destroy_node()
+        ctx = rclpy.Context()
+        rclpy.init(context=ctx)
+        super().__init__(ctx)
+        self.start()
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.ex.shutdown()
-        self.ctx.try_shutdown()
-        if self.errors:
-            raise self.errors[0]
+        try:
+            super().close()
+        finally:
+            self.context.try_shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -348,12 +319,12 @@ def test_managed_node_autostarts_and_takes_parameters_while_unconfigured(ros2_in
         auto.stop()
 
 
-def test_replay_gets_the_perception_types(ros2_install, graph, avdigits_small):
+def test_replay_gets_the_perception_types(ros2_install, graph, avdigits):
     """Row 4: use_replay:=true with the drivers' types (the default) predicts."""
     ns = namespace()
     heard = Listener(graph, f"/{ns}/taaf/prediction")
     launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", "device:=cpu",
-                    "use_replay:=true", f"data_root:={avdigits_small}",
+                    "use_replay:=true", f"data_root:={avdigits}",
                     "audio_sample_rate:=8000")
     try:
         assert heard.wait(5, 90), launch.output[-3000:]
@@ -361,14 +332,6 @@ def test_replay_gets_the_perception_types(ros2_install, graph, avdigits_small):
     finally:
         heard.close()
         launch.stop()
-
-
-@pytest.fixture(scope="module")
-def avdigits_small(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from taaf_ros.data.avdigits import ensure_ead_dataset
-
-    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
-                              limit_per_class=1, progress=False)
 
 
 def test_launch_testing_runs_the_perception_launch(ros2_install):
@@ -429,7 +392,7 @@ def test_the_docs_ros2_run_lines_work_pasted_into_bash(ros2_install, tmp_path):
 
 
 def test_the_same_bag_played_twice_predicts_the_same_both_times(ros2_install, graph,
-                                                                avdigits_small, tmp_path):
+                                                                avdigits, tmp_path):
     """A robot bag played with --clock into a sim-time node, then again (what everyone does
     while tuning): the node's clock goes back by the bag's length; the second play's windows
     are the first play's, on the same bag times, and the console says what happened."""
@@ -438,7 +401,7 @@ def test_the_same_bag_played_twice_predicts_the_same_both_times(ros2_install, gr
     from taaf_ros.data.bags import write_bag
     from taaf_ros.data.readers import EadDataset
 
-    ds = EadDataset(avdigits_small, "test")
+    ds = EadDataset(avdigits, "test")
     tl = timeline([(ds[i], ds.classes[ds[i].label]) for i in range(6)])
     bag = write_bag(tmp_path / "twice", bag_messages(tl))
     ns = namespace()
@@ -475,7 +438,7 @@ def test_the_same_bag_played_twice_predicts_the_same_both_times(ros2_install, gr
     assert "WARN" in launch.output and "use_sim_time: the bag was played again" in launch.output
 
 
-def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_small,
+def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits,
                                                  tmp_path):
     """Your own data, end to end as a user goes: a bag recorded as a robot records it
     (EventPacket evt3, AudioDataStamped MP3 + AudioInfo) and a labels CSV of three classes ->
@@ -488,7 +451,7 @@ def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits_s
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.inference.classifier import Classifier
 
-    ds = EadDataset(avdigits_small, "train")
+    ds = EadDataset(avdigits, "train")
     names = {"0": "zero", "1": "one", "2": "two"}
     picked = [(ds[i], names[ds.classes[label]]) for i, (_, _, label, _) in enumerate(ds.samples)
               if ds.classes[label] in names]

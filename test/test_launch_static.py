@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from taaf_ros.nodes import launch_setup
-from taaf_ros.nodes.params import PERCEPTION_PARAMS
+from taaf_ros.params import PERCEPTION_PARAMS
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = sorted((REPO / "launch").glob("*.launch.py"))

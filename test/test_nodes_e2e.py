@@ -1,9 +1,7 @@
 """End-to-end tests of the perception and replay nodes over real rclpy + Fast DDS on loopback.
 
-One rclpy context for the module (conftest keeps discovery on localhost, one domain per
-session). Every topic, the perception node's outputs included (remapped), lives under
-``/t<pid>/<test>/``: tests do not hear each other, nor another session that happens to use the
-same ROS_DOMAIN_ID.
+One rclpy context for the module (conftest's ``context``). Every topic, the perception node's
+outputs included (remapped), lives under ``/t<pid>/<test>/`` (``ros_graph.topic``).
 """
 
 from __future__ import annotations
@@ -15,9 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,123 +22,33 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
+from ros_graph import UNIQUE, Graph, perception, topic  # noqa: E402
 from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Int16MultiArray, String  # noqa: E402
 
 from taaf_ros.data.readers import EadDataset  # noqa: E402
 from taaf_ros.events import events_to_pointcloud2, make_events  # noqa: E402
-from taaf_ros.inference.classifier import DEFAULT_MODEL, WindowResult  # noqa: E402
+from taaf_ros.inference.classifier import WindowResult  # noqa: E402
 from taaf_ros.inference.prediction import parse_prediction  # noqa: E402
 from taaf_ros.inference.scoring import GroundTruth, Scoreboard  # noqa: E402
+from taaf_ros.model.bundled import DEFAULT_MODEL  # noqa: E402
 from taaf_ros.nodes.perception_node import PerceptionNode, StartupError  # noqa: E402
 from taaf_ros.nodes.replay_node import GT_QOS, ReplayNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
-UNIQUE = f"t{os.getpid()}"
-
-
-def topic(prefix: str, name: str) -> str:
-    """This session's name for a test's topic."""
-    return f"/{UNIQUE}/{prefix}/{name}"
-
-
-# ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A freshly initialised model with a complete model card (no trained model needed)."""
-    import torch
-
-    from taaf_ros.frontend import FrontEndConfig
-    from taaf_ros.model import ModelConfig, TAAFNet, make_model_card, save_checkpoint
-
-    torch.manual_seed(0)
-    model = TAAFNet(ModelConfig()).eval()
-    fe = FrontEndConfig()
-    card = make_model_card(model, classes=[str(i) for i in range(10)], window_s=fe.window_s,
-                           audio_rate=8000, frontend=fe.to_dict())
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "fresh.pt", model, card)
 
 
 def _overrides(d: dict) -> list[Parameter]:
     return [Parameter(k, value=v) for k, v in d.items()]
 
 
-class Graph:
-    """Nodes spun by one executor thread in the background (the perception node infers in a
-    thread of its own, as in its main); collects outputs."""
-
-    def __init__(self, context, prefix: str) -> None:
-        self.context, self.prefix = context, prefix
-        self.executor = SingleThreadedExecutor(context=context)
-        self.nodes: list = []
-        self.predictions: list[dict] = []
-        self.truths: list[GroundTruth] = []
-        self.diagnostics: list = []
-        self.listener = self.add(rclpy.create_node(f"listener_{prefix}", context=context))
-        self.listener.create_subscription(
-            String, topic(prefix, "prediction"),
-            lambda m: self.predictions.append(json.loads(m.data)), QoSProfile(depth=200))
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        self.listener.create_subscription(DiagnosticArray, topic(prefix, "diagnostics"),
-                                          self.diagnostics.append, QoSProfile(depth=50))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-
-    def add(self, node):
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        return node
-
-    def _spin(self) -> None:
-        while not self._stop.is_set() and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def start(self) -> Graph:
-        self._thread.start()
-        return self
-
-    def wait_for(self, cond: Callable[[], bool], timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return True
-            time.sleep(0.05)
-        return cond()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.executor.shutdown()  # waits for callbacks still running in its thread pool
-        for n in self.nodes:
-            n.destroy_node()
-
-    def last_status(self):
-        return self.diagnostics[-1].status[0] if self.diagnostics else None
-
-
-def perception(context, ckpt, prefix: str, **extra) -> PerceptionNode:
-    p = {"model_path": str(ckpt), "device": "cpu", "events_type": "pointcloud2",
-         "audio_type": "int16_multiarray", "events_topic": topic(prefix, "events"),
-         "audio_topic": topic(prefix, "audio"), "audio_sample_rate": 8000,
-         "diagnostics_period_s": 0.2} | extra
-    remap = ["--ros-args"]
-    for out in ("/taaf/prediction", "/taaf/attention", "/taaf/debug_image", "/diagnostics",
-                "/taaf/classification", "/taaf/label_info"):
-        remap += ["-r", f"{out}:={topic(prefix, out.rsplit('/', 1)[1])}"]
-    return PerceptionNode(context=context, parameter_overrides=_overrides(p), cli_args=remap)
+@pytest.fixture(scope="module")
+def avdigits(avdigits_two_per_class: Path) -> Path:
+    """Two real test samples of each class (conftest builds it once a session)."""
+    return avdigits_two_per_class
 
 
 # ----------------------------------------------------------------------------- replay
@@ -156,15 +62,6 @@ def model_checkpoint(checkpoint) -> Path:
         return bundled
     env = os.environ.get("TAAF_TEST_CHECKPOINT")
     return Path(env) if env else checkpoint
-
-
-@pytest.fixture(scope="module")
-def avdigits(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small AV-digits set built from the real data: two test samples of each class."""
-    from taaf_ros.data.avdigits import ensure_ead_dataset
-
-    return ensure_ead_dataset(data_root, tmp_path_factory.mktemp("avdigits"),
-                              limit_per_class=2, progress=False)
 
 
 WIRES = {  # the stock messages, and the drivers' own (built by the driver_msgs fixture)

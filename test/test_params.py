@@ -1,4 +1,4 @@
-"""Tests of the parameter table (taaf_ros.nodes.params) against config/ and docs/."""
+"""Tests of the parameter table (taaf_ros.params) against config/ and docs/."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taaf_ros.nodes import params
-from taaf_ros.nodes.params import PERCEPTION_PARAMS, REPLAY_PARAMS, TABLES
+from taaf_ros import params
+from taaf_ros.params import PERCEPTION_PARAMS, REPLAY_PARAMS, TABLES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import pytest
 from taaf_ros.audio.wav import read_wav
 from taaf_ros.events.types import make_events
 from taaf_ros.inference.session import LiveSession
-from taaf_ros.nodes.params import PERCEPTION_PARAMS
+from taaf_ros.params import PERCEPTION_PARAMS
 from taaf_ros.stream.scheduler import ERROR, OK
 
 T0 = 1_700_000_000_000_000  # a ROS time (µs)

@@ -22,7 +22,7 @@ import pytest
 from recordings import AUDIO_TOPIC, EVENTS_TOPIC, INFO_TOPIC, T0_NS, bag_messages, timeline
 
 from taaf_ros.inference.session import LiveSession
-from taaf_ros.nodes.params import PERCEPTION_PARAMS, defaults
+from taaf_ros.params import PERCEPTION_PARAMS, defaults
 from taaf_ros.stream.inputs import AudioInput, EventInput
 from taaf_ros.stream.scheduler import OK, WARN
 
@@ -310,6 +310,7 @@ def delivered_late(msgs, topic: str, delay_us: int):
                    for t, ty, log, m in msgs), key=lambda m: m[2])
 
 
+@pytest.mark.slow
 def test_the_wait_follows_the_measured_delay_of_an_mp3_microphone(recording, classifier):
     """audio_capture's MP3 arriving 0.1 s after its stamps (more than the fixed 0.1 s wait of
     the past): with the default (max_wait_s -1, measured) every window has its audio, the

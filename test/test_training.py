@@ -606,6 +606,7 @@ def test_a_run_saved_before_a_key_existed_resumes_with_its_default(tmp_path: Pat
                             tmp_path / "last.pt")
 
 
+@pytest.mark.slow
 def test_samples_whose_audio_was_repaired_are_counted_and_reported(tiny_data: Path,
                                                                    tmp_path: Path, capsys
                                                                    ) -> None:

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from taaf_ros.inference.classifier import find_bundled_model
 from taaf_ros.model import CheckpointError, load_checkpoint
+from taaf_ros.model.bundled import find_bundled_model
 from taaf_ros.training.config import TrainConfig, with_method
 from taaf_ros.training.loop import build_model
 from taaf_ros.training.transfer import init_from_checkpoint, trainable

@@ -183,8 +183,9 @@ def assign_splits(spans: Sequence[LabelSpan], test_ratio: float, seed: int) -> d
 
 # ------------------------------------------------------------------------------- building
 def _frontend(model: str) -> FrontEndConfig:
-    from taaf_ros.inference.classifier import find_bundled_model, frontend_from_card
+    from taaf_ros.frontend import frontend_from_card
     from taaf_ros.model import load_checkpoint
+    from taaf_ros.model.bundled import find_bundled_model
 
     path = model or str(find_bundled_model())
     return frontend_from_card(load_checkpoint(path).card)
@@ -653,8 +654,13 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class Terminated(BaseException):
+    """SIGTERM, raised where the build is. Not KeyboardInterrupt: caught and answered with
+    exit status 130, that still ended the process by SIGINT about once in six builds."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -684,13 +690,13 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     # SIGTERM as Ctrl-C: the half-built folder is removed on the way out either way
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         report = build_dataset(st, argv)
     except (DatasetError, LabelError, BagError, EventFileError, ValueError, OSError) as exc:
         print(f"taaf_dataset: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         print("taaf_dataset: interrupted; nothing written", file=sys.stderr)
         return 130
     print(report.render())

@@ -13,17 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taaf_ros.defaults import user_cache_dir
+from taaf_ros.defaults import INFERENCE_CHOICES, user_cache_dir
 
 if TYPE_CHECKING:  # torch is imported by whoever loads a model, not by importing this
     import torch
-
-BACKENDS = ("eager", "onnxruntime", "cuda_graph")
-"""How the network runs: PyTorch op by op; the exported graph in ONNX Runtime; the PyTorch
-network captured once as a CUDA graph and replayed (CUDA only)."""
-
-CHOICES = ("auto", *BACKENDS)
-"""What the ``inference_backend`` parameter accepts: ``auto`` picks one of :data:`BACKENDS`."""
 
 TOLERANCE = {"float32": 1e-4, "float16": 5e-2, "bfloat16": 5e-2}
 """Largest difference of any output (probabilities, attention) from the eager network at the
@@ -82,7 +75,7 @@ def dtype_refusal(backend: str, device: torch.device, dtype: torch.dtype,
 
 def choose(requested: str, device: torch.device, dtype: torch.dtype,
            providers: list[str] | None) -> Choice:
-    """The backend for ``requested`` (one of :data:`CHOICES`) before it is opened.
+    """The backend for ``requested`` (one of ``INFERENCE_CHOICES``) before it is opened.
 
     auto: the CUDA graph on CUDA; on a CPU ONNX Runtime where it imports and the dtype is
     float32, else eager. Raises ValueError for an unknown name or a dtype the requested backend
@@ -96,8 +89,8 @@ def choose(requested: str, device: torch.device, dtype: torch.dtype,
     >>> choose("auto", torch.device("cpu"), torch.float32, None).reason
     'auto: onnxruntime does not import (pip install onnxruntime)'
     """
-    if requested not in CHOICES:
-        raise ValueError(f"backend must be one of {CHOICES}, got {requested!r}")
+    if requested not in INFERENCE_CHOICES:
+        raise ValueError(f"backend must be one of {INFERENCE_CHOICES}, got {requested!r}")
     if requested != "auto":
         refusal = dtype_refusal(requested, device, dtype, providers)
         if refusal:
@@ -123,7 +116,7 @@ def onnx_runner(checkpoint: str, model: Any, device: torch.device, dtype: torch.
     TensorRT provider (where onnxruntime has it) caches its engines in ``<model>.trt/`` beside
     the graph when that folder is writable, else in the user cache. ``threads``: intra-op
     threads (0: onnxruntime's default). ``say``: told before an export (seconds of work)."""
-    from taaf_ros.model.export import (
+    from taaf_ros.inference.export import (
         OnnxRunner,
         export_onnx,
         file_digest,

@@ -4,67 +4,14 @@ with the front end the model was trained with, run the network."""
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from taaf_ros.inference.backends import BACKENDS, CHOICES
 from taaf_ros.modalities import MODALITIES
 
-__all__ = ["BACKENDS", "CHOICES", "Classifier", "WindowResult", "find_bundled_model",
-           "frontend_from_card"]
-
-DEFAULT_MODEL = "taaf_avdigits.pt"
-"""The bundled checkpoint's file name (installed to share/taaf_ros/models by setup.py)."""
-
-
-
-def find_bundled_model(share_dirs: Iterable[str | os.PathLike[str]] | None = None) -> Path:
-    """The default checkpoint: ``share/taaf_ros/models/taaf_avdigits.pt`` (:data:`DEFAULT_MODEL`),
-    else the source tree's models/. Only that file name: another ``*.pt`` put beside it is
-    never picked by accident (name it in ``model_path``).
-
-    Looked up in order: the ament index (``AMENT_PREFIX_PATH``, a ROS workspace or install),
-    ``<sys.prefix>/share/taaf_ros/models`` (a plain ``pip install`` puts data_files there and
-    sets no AMENT_PREFIX_PATH), then ``models/`` beside the package (an editable install or a
-    source checkout). Raises FileNotFoundError naming every place searched.
-    """
-    dirs: list[Path] = []
-    if share_dirs is None:
-        try:
-            from ament_index_python.packages import get_package_share_directory
-
-            dirs.append(Path(get_package_share_directory("taaf_ros")) / "models")
-        except (ImportError, LookupError, OSError, ValueError):
-            pass  # no ament index (AMENT_PREFIX_PATH unset) or package not registered
-        dirs.append(Path(sys.prefix) / "share" / "taaf_ros" / "models")
-        dirs.append(Path(__file__).resolve().parents[2] / "models")
-    else:
-        dirs = [Path(d) for d in share_dirs]
-    for d in dirs:
-        if (d / DEFAULT_MODEL).is_file():
-            return d / DEFAULT_MODEL
-    raise FileNotFoundError(f"no bundled model ({DEFAULT_MODEL}) in " + ", ".join(map(str, dirs))
-                            + "; set model_path to a checkpoint")
-
-
-def frontend_from_card(card: dict[str, Any]) -> Any:
-    """The FrontEndConfig the model was trained with, from its model card.
-
-    Raises ValueError where the card has none: guessing the window, bins or cochlea settings
-    would feed the network tensors unlike the ones it learned from, silently.
-    """
-    from taaf_ros.frontend import FrontEndConfig
-
-    fe = card.get("frontend")
-    if not isinstance(fe, dict) or not fe:
-        raise ValueError("the model card has no front-end settings ('frontend'): re-save the "
-                         "checkpoint with train_ead.py, which records them")
-    return FrontEndConfig.from_dict(dict(fe))
-
+__all__ = ["Classifier", "WindowResult"]
 
 class WindowResult(NamedTuple):
     """Network output for one window (numpy, batch dimension removed)."""
@@ -82,7 +29,7 @@ class Classifier:
     Args:
         path: checkpoint file (see taaf_ros.model.checkpoint). device: 'auto', 'cpu', 'cuda:N'.
         dtype: 'float32', 'float16' (CUDA only) or 'bfloat16', applied with autocast.
-        backend: one of :data:`CHOICES`: 'auto' picks the fastest that gives the eager
+        backend: one of ``INFERENCE_CHOICES``: 'auto' picks the fastest that gives the eager
             network's outputs (``taaf_ros.inference.backends``); a named one is refused when
             it cannot run ``dtype`` or disagrees with eager. ``backend`` says which runs,
             ``backend_reason`` why.
@@ -102,6 +49,7 @@ class Classifier:
 
         import torch
 
+        from taaf_ros.frontend import frontend_from_card
         from taaf_ros.model import load_checkpoint, prepare_model, resolve_dtype, select_device
         from taaf_ros.model.fold import fold_norms
 

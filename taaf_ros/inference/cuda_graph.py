@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from taaf_ros.inference.export import InferenceGraph
 from taaf_ros.model import TAAFNet
-from taaf_ros.model.export import InferenceGraph
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from taaf_ros.inference.classifier import Classifier, WindowResult, find_bundled_model
+from taaf_ros.inference.classifier import Classifier, WindowResult
 from taaf_ros.inference.decision import DecisionRule
 from taaf_ros.inference.prediction import make_prediction
 from taaf_ros.inference.rule_choice import deployed_rule
@@ -38,6 +38,7 @@ from taaf_ros.inference.stats import (
     diagnostic_values,
     stamp_advice,
 )
+from taaf_ros.model.bundled import find_bundled_model
 from taaf_ros.stream.clock import JUMP_US
 from taaf_ros.stream.inputs import AudioInput, EventInput
 from taaf_ros.stream.live_frontend import LiveFrontEnd, LiveSettings
@@ -132,7 +133,7 @@ class LiveSession:
     def load_classifier(p: Mapping[str, Any], say: Callable[[str], None] | None = None
                         ) -> Classifier:
         """Load and warm up the model named by the perception node's parameter values (names
-        and meaning: ``taaf_ros.nodes.params``); ``say`` is told of slow steps before they
+        and meaning: ``taaf_ros.params``); ``say`` is told of slow steps before they
         run. Raises what :class:`Classifier` raises for a missing or bad model."""
         import torch
 

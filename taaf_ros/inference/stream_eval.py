@@ -211,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from taaf_ros.data.labels import LabelError, read_labels
     from taaf_ros.data.recording import open_bag, open_files
-    from taaf_ros.inference.classifier import find_bundled_model
     from taaf_ros.inference.rule_choice import deployed_rule
-    from taaf_ros.nodes.params import PERCEPTION_PARAMS, spec
+    from taaf_ros.model.bundled import find_bundled_model
+    from taaf_ros.params import PERCEPTION_PARAMS, spec
 
     ap = argparse.ArgumentParser(prog="taaf_stream_eval", description="A model on labelled "
                                  "recordings as the node runs it: every window on the hop grid "

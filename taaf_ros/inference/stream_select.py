@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from taaf_ros.data.avdigits import ensure_ead_dataset, speaker_of
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.inference.classifier import find_bundled_model
     from taaf_ros.inference.stream_eval import fastest_classifier, replay_windows, score
+    from taaf_ros.model.bundled import find_bundled_model
     from taaf_ros.stream.replay_plan import replay_order
 
     torch.set_num_threads(1)
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 def store_rule(checkpoint: str, rule: dict) -> None:
     """Write ``rule`` into the checkpoint's card; re-export the ONNX graph beside it if that
     graph was made from the checkpoint as it was (else it would go stale)."""
+    from taaf_ros.inference.export import export_onnx, file_digest, graph_source, onnx_path
     from taaf_ros.model.checkpoint import load_checkpoint, rewrite_card
-    from taaf_ros.model.export import export_onnx, file_digest, graph_source, onnx_path
 
     graph, before = onnx_path(checkpoint), file_digest(checkpoint)
     rewrite_card(checkpoint, decision_rule=rule)

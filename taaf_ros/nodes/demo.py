@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from taaf_ros.data.avdigits import ensure_ead_dataset
-from taaf_ros.nodes.params import PERCEPTION_NODE, REPLAY_NODE
+from taaf_ros.params import PERCEPTION_NODE, REPLAY_NODE
 
 
 def find_config() -> Path:

@@ -1,6 +1,6 @@
 """What perception.launch.py and demo.launch.py declare and start, from the parameter table.
 
-One source: every parameter of :data:`~taaf_ros.nodes.params.PERCEPTION_PARAMS` is a launch
+One source: every parameter of :data:`~taaf_ros.params.PERCEPTION_PARAMS` is a launch
 argument of the same name, description and range. An argument overrides the parameters file
 (``config:=``) only when the user gives it: its default is empty, and only the given ones are
 passed to the node after the file. A user's file can therefore set ``model_path``, ``device``
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from taaf_ros.nodes.params import (
+from taaf_ros.params import (
     PERCEPTION_NODE,
     PERCEPTION_PARAMS,
     REPLAY_NODE,

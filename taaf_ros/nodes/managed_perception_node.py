@@ -22,10 +22,10 @@ from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from taaf_ros.nodes.params import PERCEPTION_NODE
 from taaf_ros.nodes.perception_node import spin_node
 from taaf_ros.nodes.perception_wiring import PerceptionWiring, StartupError
 from taaf_ros.nodes.signals import init_rclpy
+from taaf_ros.params import PERCEPTION_NODE
 
 
 class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):

@@ -14,9 +14,9 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from taaf_ros.nodes.params import PERCEPTION_NODE
 from taaf_ros.nodes.perception_wiring import PerceptionWiring, StartupError
 from taaf_ros.nodes.signals import ignore_signals, init_rclpy, spin
+from taaf_ros.params import PERCEPTION_NODE
 
 __all__ = ["PerceptionNode", "StartupError", "main", "spin_node"]
 

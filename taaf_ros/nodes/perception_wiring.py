@@ -44,7 +44,7 @@ from taaf_ros.nodes.msg_imports import (
     import_msg,
     try_import_msg,
 )
-from taaf_ros.nodes.params import PERCEPTION_PARAMS, declare_all, runtime_update
+from taaf_ros.params import PERCEPTION_PARAMS, declare_all, runtime_update
 from taaf_ros.stream.inputs import AudioInput, EventInput, sent_time_us
 from taaf_ros.stream.scheduler import ERROR, LEVEL_NAMES, STALE, WARN
 

@@ -30,9 +30,9 @@ from taaf_ros.data.readers import EadDataset, EadSample
 from taaf_ros.events import encode_evt3, events_to_pointcloud2
 from taaf_ros.inference.scoring import GroundTruth
 from taaf_ros.nodes.msg_imports import MissingMessagePackageError, import_msg
-from taaf_ros.nodes.params import REPLAY_NODE, REPLAY_PARAMS, declare_all
 from taaf_ros.nodes.perception_node import StartupError
 from taaf_ros.nodes.signals import SPIN_TIMEOUT_S, ignore_signals, init_rclpy
+from taaf_ros.params import REPLAY_NODE, REPLAY_PARAMS, declare_all
 from taaf_ros.stream.replay_plan import ReplayPlan, replay_order
 
 # Ground truth must not be lost to discovery races: reliable, and kept for late joiners.

@@ -21,7 +21,7 @@ import numpy as np
 
 from taaf_ros.events.binning import fit_events
 from taaf_ros.frontend import FrontEndConfig, event_tensor
-from taaf_ros.nodes.params import PERCEPTION_PARAMS, defaults
+from taaf_ros.params import PERCEPTION_PARAMS, defaults
 from taaf_ros.stream.audio_frames import StreamingCochlea
 from taaf_ros.stream.buffers import EventRingBuffer
 from taaf_ros.stream.event_frames import StreamingEventFrames, streaming_step

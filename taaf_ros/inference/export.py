@@ -1,6 +1,6 @@
 """The network as an ONNX graph, and ONNX Runtime as an inference backend.
 
-At batch 1 the eager network is bound by Python dispatch and per-op overhead (about 660 aten
+At batch 1 the eager network is bound by Python dispatch and per-op overhead (about 290 aten
 ops a window with the fused LIF kernel), not arithmetic. Its inference forward has no host
 round trip and no data-dependent branch (see ``TAAFNet.forward``), so ``torch.export`` traces
 it whole and ``torch.onnx`` writes it as one graph with T unrolled (the LIF layers as the torch
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .encoders import set_lif_impl
-from .taaf import TAAFNet
+from taaf_ros.model.checkpoint import CheckpointError, load_checkpoint
+from taaf_ros.model.encoders import set_lif_impl
+from taaf_ros.model.taaf import TAAFNet
 
 INPUTS = ("events", "audio", "present")
 OUTPUTS = ("probs", "modality_attention", "attention_map")

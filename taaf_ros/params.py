@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taaf_ros.defaults import HOP_S, STREAM_AUDIO_RATE_HZ, WINDOW_S
-from taaf_ros.inference.backends import CHOICES
+from taaf_ros.defaults import HOP_S, INFERENCE_CHOICES, STREAM_AUDIO_RATE_HZ, WINDOW_S
 
 EVENT_TYPES = ("event_packet", "dvs_event_array", "pointcloud2")
 AUDIO_TYPES = ("audio_data_stamped", "audio_stamped", "int16_multiarray", "float32_multiarray")
@@ -97,7 +96,7 @@ PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
       "<model>.onnx beside the checkpoint from taaf_export, else exported once into "
       "~/.cache/taaf_ros/onnx, keyed by the checkpoint's hash); cuda_graph: the network "
       "captured once as a CUDA graph and replayed (device cuda only). A backend that cannot "
-      "run the dtype is refused", choices=CHOICES),
+      "run the dtype is refused", choices=INFERENCE_CHOICES),
     P("torch_threads", 1, "CPU threads for inference (torch intra-op, process-wide, and ONNX "
       "Runtime's); 0 = their default (one per core). 1 suits a batch-1 network beside "
       "decoding and other processes",
@@ -368,8 +367,8 @@ def render_yaml() -> str:
         return json.dumps(v) if isinstance(v, str) else repr(v)
 
     lines = ["# Parameters of the taaf_ros nodes (ros__parameters). Generated from, and tested",
-             "# against, taaf_ros/nodes/params.py (render_yaml): change a default there, then",
-             "# regenerate: python -c 'from taaf_ros.nodes.params import render_yaml as r; "
+             "# against, taaf_ros/params.py (render_yaml): change a default there, then",
+             "# regenerate: python -c 'from taaf_ros.params import render_yaml as r; "
              "print(r(), end=\"\")' > config/perception.yaml",
              "# Use: ros2 run taaf_ros perception_node --ros-args --params-file "
              "config/perception.yaml", ""]
