@@ -274,20 +274,31 @@ class PerceptionWiring:
         """Subscribe the topic ``param`` names; a topic this process already has with another
         type (DDS refuses a second type for one name) is a StartupError naming both types."""
         topic = self.p[param]
-        try:
-            self._subs.append(self.create_subscription(msg_type, topic, callback, qos,
-                                                       **kwargs))
-        except Exception as exc:  # noqa: BLE001 - rclpy's RCLError is not importable portably
-            if "incompatible type" not in str(exc):
-                raise
-            name = self.resolve_topic_name(topic)
-            there = sorted({t for n, types in self.get_topic_names_and_types() if n == name
-                            for t in types}) or ["another type"]
-            raise StartupError(
-                f"{param} {name} is a topic of {', '.join(there)} in this process (the node "
-                f"publishes it, or another node of the process does), so it cannot be "
-                f"subscribed as {_type_name(msg_type)}: set {param}:= to the driver's topic"
-            ) from None
+        name = self.resolve_topic_name(topic)
+        # Checked first because the failure itself differs by distribution: Kilted's RCLError
+        # says "incompatible type", Jazzy's overwrites that with "invalid allocator".
+        other = self._types_here(name) - {_type_name(msg_type)}
+        if not other:
+            try:
+                self._subs.append(self.create_subscription(msg_type, topic, callback, qos,
+                                                           **kwargs))
+                return
+            except Exception:  # noqa: BLE001 - rclpy's RCLError is not importable portably
+                other = {t for n, types in self.get_topic_names_and_types() if n == name
+                         for t in types} - {_type_name(msg_type)}
+                if not other:
+                    raise
+        raise StartupError(
+            f"{param} {name} is a topic of {', '.join(sorted(other))} in this process (the node "
+            f"publishes it, or another node of the process does), so it cannot be "
+            f"subscribed as {_type_name(msg_type)}: set {param}:= to the driver's topic")
+
+    def _types_here(self, name: str) -> set[str]:
+        """The types this node already publishes or subscribes on topic ``name``."""
+        me = (self.get_name(), self.get_namespace())
+        return {t for query in (self.get_publisher_names_and_types_by_node,
+                                self.get_subscriber_names_and_types_by_node)
+                for n, types in query(*me) if n == name for t in types}
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         changes = {p.name: p.value for p in params if not p.name.startswith("qos_overrides.")
