@@ -3,7 +3,7 @@
 
 import sys
 
-from taaf_ros.training.cli import main
+from taaf_ros.apps.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -115,7 +115,7 @@ def read_alone(bag: Path) -> tuple[float, int]:
 
 def build(labels: Path, out: Path, extra: list[str]) -> tuple[float, float, str]:
     """(wall s, peak RSS MiB, output) of ``taaf_dataset bag`` in a child process."""
-    cmd = [sys.executable, "-m", "taaf_ros.data.dataset_builder", "bag", str(labels), "--out",
+    cmd = [sys.executable, "-m", "taaf_ros.apps.dataset", "bag", str(labels), "--out-dir",
            str(out), "--quiet", "--overwrite", *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.io import wavfile
@@ -83,10 +84,13 @@ def write_labels(path: Path, recording: str, spans: list[tuple[float, float, str
 
 
 def bag_messages(tl: Timeline, *, coding: str = "wave", packet_s: float = 0.01,
-                 chunk_s: float = 0.02, t0_ns: int = T0_NS, sensor_reset_us: int | None = None):
+                 chunk_s: float = 0.02, t0_ns: int = T0_NS, sensor_reset_us: int | None = None,
+                 audio_delay_ms: float = 3.0):
     """The timeline's (topic, type, log ns, message), in log order. ``sensor_reset_us``: the
     camera's time base restarts from 0 at that time of the recording (its header stamps go on,
-    as after a camera reset under a running driver)."""
+    as after a camera reset under a running driver). ``audio_delay_ms``: how long after its
+    last sample an audio message is delivered (audio_capture's MP3: about 35 ms more than a
+    frame's 72)."""
     store = typestore()
     T = store.types
     Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
@@ -130,7 +134,7 @@ def bag_messages(tl: Timeline, *, coding: str = "wave", packet_s: float = 0.01,
         pieces = [(s16[i:i + n].tobytes(), i) for i in range(0, len(s16), n)]
     for data, first in pieces:
         stamp = t0_ns + max(first, 0) * 10**9 // tl.rate
-        log = stamp + n * 10**9 // tl.rate + 3_000_000
+        log = stamp + n * 10**9 // tl.rate + round(audio_delay_ms * 1e6)
         msgs.append((AUDIO_TOPIC, "audio_common_msgs/msg/AudioDataStamped", log,
                      Audio(header=header(stamp),
                            audio=Data(data=np.frombuffer(data, np.uint8).copy()))))
@@ -155,6 +159,12 @@ def write_camera_files(folder: Path, name: str, tl: Timeline) -> Path:
 def offline_evaluation(root: Path, classifier) -> list[tuple[int, str, np.ndarray]]:
     """(window start ns, sample id, class probabilities) of every sample of a taaf_dataset
     dataset, through the offline front end: what the node's windows must equal."""
+    return [(start, sid, res.probs) for start, sid, res in offline_results(root, classifier)]
+
+
+def offline_results(root: Path, classifier) -> list[tuple[int, str, Any]]:
+    """(window start ns, sample id, the classifier's whole WindowResult) of every sample of a
+    taaf_dataset dataset, through the offline front end."""
     import csv
 
     from taaf_ros.data.readers import EadDataset
@@ -169,5 +179,5 @@ def offline_evaluation(root: Path, classifier) -> list[tuple[int, str, np.ndarra
             s = data[i]
             ev, au = sample_tensors(s.events, data.sensor_size, s.pcm, s.sample_rate,
                                     classifier.frontend)
-            out.append((start_of[s.id], s.id, classifier.classify_tensors(ev, au).probs))
+            out.append((start_of[s.id], s.id, classifier.classify_tensors(ev, au)))
     return out

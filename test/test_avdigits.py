@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taaf_ros.data.avdigits import BuildConfig, build_avdigits, find_fsdd, main, plan
+from taaf_ros.apps.build_avdigits import main
+from taaf_ros.data.avdigits import BuildConfig, build_avdigits, find_fsdd, plan
 from taaf_ros.data.download import ChecksumError, verify_checksum
 from taaf_ros.data.mnist import IdxFormatError, load_mnist, read_idx
 from taaf_ros.data.readers import EadDataset
@@ -33,7 +34,7 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 def small_build(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("avd") / "a"
     assert main(["--fsdd", str(data_root / "fsdd" / "recordings"),
-                 "--mnist", str(data_root / "mnist"), "--out", str(out),
+                 "--mnist", str(data_root / "mnist"), "--out-dir", str(out),
                  "--limit-per-class", "2", "--no-progress"]) == 0
     return out
 

@@ -122,7 +122,7 @@ def test_bag_play_exits_2_with_a_message_on_a_corrupt_bag(event_bags, tmp_path):
         con.execute("UPDATE messages SET data = substr(data, 1, 30) WHERE id = "
                     "(SELECT id FROM messages ORDER BY timestamp LIMIT 1 OFFSET 3)")
     env = os.environ | {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    r = subprocess.run([sys.executable, "-m", "taaf_ros.nodes.bag_play", str(bag),
+    r = subprocess.run([sys.executable, "-m", "taaf_ros.apps.bag_play", str(bag),
                         "--pointcloud2", "--rate", "50", "--start-delay", "0"],
                        capture_output=True, text=True, timeout=120, env=env, check=False)
     assert r.returncode == 2, r.stderr[-2000:]

@@ -17,8 +17,8 @@ from recordings import (
     write_labels,
 )
 
+from taaf_ros.apps.dataset import main
 from taaf_ros.data.bags import read_bag, write_bag
-from taaf_ros.data.dataset_builder import main
 from taaf_ros.data.labels import LabelError, read_labels
 from taaf_ros.data.readers import EadDataset, EventFileError, read_raw_evt3
 from taaf_ros.data.span_cutter import span_windows
@@ -68,7 +68,7 @@ def test_span_windows_sit_on_the_grid_inside_or_centred_on_the_span():
 
 def test_a_bag_becomes_a_dataset_with_whole_groups_in_test(robot, tmp_path, capsys):
     out = tmp_path / "ds"
-    assert build("bag", robot, "--out", out) == 0
+    assert build("bag", robot, "--out-dir", out) == 0
     report = capsys.readouterr().out
     assert "| train | zero | 2 |" in report and "M events/s" in report
     ds = EadDataset(out, "train")
@@ -87,7 +87,7 @@ def test_the_live_session_computes_the_training_samples_bit_for_bit(robot, tmp_p
     """The bag's messages through the node's inputs and live front ends, windows cut as they
     become ready: each labelled window's tensors equal sample_tensors of its stored sample."""
     out = tmp_path / "ds"
-    assert build("bag", robot, "--out", out) == 0
+    assert build("bag", robot, "--out-dir", out) == 0
     classifier = Classifier(find_bundled_model(), "cpu")
     fe = classifier.frontend
     live = LiveFrontEnd(classifier.frontend, (34, 34), LiveSettings(hop_us=50_000,
@@ -140,8 +140,8 @@ def test_files_give_the_samples_the_bag_gives(robot, tl, tmp_path):
     order = lambda e: e[np.lexsort((e["x"], e["p"], e["y"], e["t"]))]  # noqa: E731 - EVT 3.0's
     assert size == (34, 34) and np.array_equal(order(ev), order(tl.events))
     labels = write_labels(folder / "labels.csv", "kitchen.raw", tl.spans, ",train")
-    assert build("bag", robot, "--out", tmp_path / "a") == 0
-    assert build("files", labels, "--out", tmp_path / "b") == 0
+    assert build("bag", robot, "--out-dir", tmp_path / "a") == 0
+    assert build("files", labels, "--out-dir", tmp_path / "b") == 0
     a = {int(r["start_ns"]) - T0_NS: r for r in samples(tmp_path / "a")}
     b = {int(r["start_ns"]): r for r in samples(tmp_path / "b")}
     assert a.keys() == b.keys()
@@ -150,7 +150,7 @@ def test_files_give_the_samples_the_bag_gives(robot, tl, tmp_path):
 
 def test_background_windows_avoid_every_labelled_span(robot, tmp_path):
     out = tmp_path / "ds"
-    assert build("bag", robot, "--out", out, "--background",
+    assert build("bag", robot, "--out-dir", out, "--background",
                  "--background-stride-s", "0.3") == 0
     rows = samples(out)
     spans = [(int(r["start_ns"]), int(r["start_ns"]) + 600_000_000) for r in rows
@@ -162,7 +162,7 @@ def test_background_windows_avoid_every_labelled_span(robot, tmp_path):
 
 
 def test_a_dry_run_writes_nothing(robot, tmp_path, capsys):
-    assert build("bag", robot, "--out", tmp_path / "ds", "--dry-run") == 0
+    assert build("bag", robot, "--out-dir", tmp_path / "ds", "--dry-run") == 0
     assert not (tmp_path / "ds").exists()
     assert "dry run: nothing written" in capsys.readouterr().out
 
@@ -202,32 +202,32 @@ def test_bad_recordings_are_refused_naming_the_row_or_the_bag(robot, tl, tmp_pat
     # A span past the bag's end.
     labels = _labels(tmp_path, f"{bag},0.5,1.1,zero,a\n{bag},30.0,30.6,one,b\n")
     early = _labels(tmp_path, f"{bag},0.0,0.2,zero,a\n{bag},2.0,2.6,one,b\n")
-    err = _bad(tmp_path, capsys, "bag", early, "--out", tmp_path / "x")
+    err = _bad(tmp_path, capsys, "bag", early, "--out-dir", tmp_path / "x")
     assert "line 2" in err and "not inside the event stream" in err  # centred: before 0
     assert "the window at -0.200 s" in err, err  # in the CSV's own (relative) seconds
     labels = _labels(tmp_path, f"{bag},0.5,1.1,zero,a\n{bag},30.0,30.6,one,b\n")
-    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "x")
+    err = _bad(tmp_path, capsys, "bag", labels, "--out-dir", tmp_path / "x")
     assert "line 3: the span 30-30.6 s is not inside kitchen, which lasts" in err, err
     assert not (tmp_path / "x").exists()
     # ... or, with --on-bad report, skipped and counted.
-    assert build("bag", labels, "--out", tmp_path / "x", "--on-bad", "report") == 0
+    assert build("bag", labels, "--out-dir", tmp_path / "x", "--on-bad", "report") == 0
     out = capsys.readouterr().out
     assert "1 problem(s)" in out and "line 3" in out
     # An unknown label, a missing topic, a missing recording.
-    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "y", "--classes", "zero")
+    err = _bad(tmp_path, capsys, "bag", labels, "--out-dir", tmp_path / "y", "--classes", "zero")
     assert "line 3: label 'one' is not one of the classes" in err
-    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "y", "--events-topic",
+    err = _bad(tmp_path, capsys, "bag", labels, "--out-dir", tmp_path / "y", "--events-topic",
                "/dvs/events")
     assert "line 2" in err and "no topic /dvs/events" in err and "/event_camera/events" in err
     err = _bad(tmp_path, capsys, "bag", _labels(tmp_path, "nowhere,1,2,x,a\nnowhere,3,4,y,b\n"),
-               "--out", tmp_path / "y")
+               "--out-dir", tmp_path / "y")
     assert "line 2" in err and "no bag at" in err
     # One recording in two splits.
     two = tmp_path / "two.csv"
     two.write_text(f"recording,start,end,label,split\n{bag},0.5,1.1,zero,train\n"
                    f"{bag},2.0,2.6,zero,test\n")
     assert "kitchen is in splits ['test', 'train']" in _bad(tmp_path, capsys, "bag", two,
-                                                            "--out", tmp_path / "y")
+                                                            "--out-dir", tmp_path / "y")
 
 
 def test_a_span_without_audio_and_a_jumping_clock_are_named(tl, tmp_path, capsys):
@@ -236,7 +236,7 @@ def test_a_span_without_audio_and_a_jumping_clock_are_named(tl, tmp_path, capsys
     quiet = [m for m in msgs if not (m[0].endswith("audio_stamped") and gap[0] <= m[2] < gap[1])]
     write_bag(tmp_path / "quiet", quiet)
     labels = _labels(tmp_path, "quiet,0.5,1.1,zero,a\nquiet,2.0,2.6,zero,b\n")
-    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "x")
+    err = _bad(tmp_path, capsys, "bag", labels, "--out-dir", tmp_path / "x")
     assert "line 3" in err and "has audio for" in err and "a gap in the audio" in err
     jumped = []
     for topic, ty, log, msg in msgs:  # the camera's stamps jump 30 s forward after 5 s
@@ -246,7 +246,7 @@ def test_a_span_without_audio_and_a_jumping_clock_are_named(tl, tmp_path, capsys
         jumped.append((topic, ty, log, msg))
     write_bag(tmp_path / "jumped", jumped)
     labels = _labels(tmp_path, "jumped,0.5,1.1,zero,a\njumped,2.0,2.6,zero,b\n")
-    err = _bad(tmp_path, capsys, "bag", labels, "--out", tmp_path / "x")
+    err = _bad(tmp_path, capsys, "bag", labels, "--out-dir", tmp_path / "x")
     assert "jumped: the stamps jump" in err and "/event_camera/events at log time" in err
 
 
@@ -256,9 +256,9 @@ def test_a_truncated_raw_file_is_refused(tl, tmp_path, capsys):
     with pytest.raises(EventFileError, match="truncated"):
         read_raw_evt3(raw)
     labels = _labels(tmp_path, "cut.raw,0.5,1.1,zero,a\ncut.raw,2.0,2.6,zero,b\n")
-    assert "truncated" in _bad(tmp_path, capsys, "files", labels, "--out", tmp_path / "x")
+    assert "truncated" in _bad(tmp_path, capsys, "files", labels, "--out-dir", tmp_path / "x")
     raw.write_bytes(b"% evt 2.0\n% end\n\x00\x00")
-    assert "not an EVT 3.0 .raw file" in _bad(tmp_path, capsys, "files", labels, "--out",
+    assert "not an EVT 3.0 .raw file" in _bad(tmp_path, capsys, "files", labels, "--out-dir",
                                               tmp_path / "x")
     shutil.rmtree(tmp_path / "x", ignore_errors=True)
 
@@ -268,15 +268,15 @@ def test_own_files_to_a_model_whose_live_windows_equal_its_evaluation(tl, tmp_pa
     train_ead.py --init-from the bundled model (two epochs) -> the ROS-free live session fed
     the same files: its prediction of every labelled window equals the offline evaluation of
     that window's sample."""
+    from taaf_ros.apps.train import main as train
     from taaf_ros.data.recording import open_files
     from taaf_ros.inference.session import LiveSession
-    from taaf_ros.training.cli import main as train
 
     raw = write_camera_files(tmp_path / "rec", "desk", tl)
     labels = tmp_path / "rec" / "labels.csv"
     labels.write_text("recording,start,end,label,group\n" + "\n".join(
         f"desk.raw,{a},{b},{lab},take{i % 3}" for i, (a, b, lab) in enumerate(tl.spans)) + "\n")
-    assert build("files", labels, "--out", tmp_path / "ds") == 0
+    assert build("files", labels, "--out-dir", tmp_path / "ds") == 0
     assert train(["--data-root", str(tmp_path / "ds"), "--init-from", str(find_bundled_model()),
                   "--epochs", "2", "--out-dir", str(tmp_path / "run"), "--no-progress",
                   "--num-threads", "1"]) == 0
@@ -317,7 +317,7 @@ def test_own_files_to_a_model_whose_live_windows_equal_its_evaluation(tl, tmp_pa
 def test_one_modality_recordings_train_with_the_matching_method(tl, tmp_path):
     """A .raw without a WAV gives an events-only dataset, a WAV alone an audio-only one; each
     trains with its method, and a two-modality method is refused with the fix."""
-    from taaf_ros.training.cli import main as train
+    from taaf_ros.apps.train import main as train
 
     raw = write_camera_files(tmp_path / "rec", "desk", tl)
     wav = raw.with_suffix(".wav")
@@ -330,7 +330,7 @@ def test_one_modality_recordings_train_with_the_matching_method(tl, tmp_path):
         labels = tmp_path / f"{name}.csv"
         labels.write_text("recording,start,end,label,group\n" + rows.format(rec=rec) + "\n")
         out = tmp_path / f"ds-{name}"
-        assert build("files", labels, "--out", out) == 0
+        assert build("files", labels, "--out-dir", out) == 0
         ds = EadDataset(out, "train")
         assert ds.modalities == (name,) and len(ds) == 6
         assert not list(out.glob("*/*/*.wav" if name == "events" else "*/*/*.npy"))
@@ -378,9 +378,9 @@ def test_stock_messages_give_the_samples_the_drivers_messages_give(tl, robot, tm
     write_bag(tmp_path / "stock", msgs, storage)
     labels = tmp_path / "labels.csv"
     labels.write_text(robot.read_text().replace("kitchen,", "stock,"))
-    assert build("bag", labels, "--out", tmp_path / "b", "--sensor-size", "34", "34",
+    assert build("bag", labels, "--out-dir", tmp_path / "b", "--sensor-size", "34", "34",
                  "--audio-rate", "16000") == 0
-    assert build("bag", robot, "--out", tmp_path / "a") == 0
+    assert build("bag", robot, "--out-dir", tmp_path / "a") == 0
     a = {r["start_ns"]: r for r in samples(tmp_path / "a")}
     b = {r["start_ns"]: r for r in samples(tmp_path / "b")}
     assert a.keys() == b.keys()
@@ -406,12 +406,12 @@ def test_spans_from_a_label_topic_of_the_bag(tl, robot, tmp_path):
              for i, (a, b, lab) in enumerate(tl.spans)]
     msgs = sorted(bag_messages(tl) + truth, key=lambda m: m[2])
     write_bag(tmp_path / "labelled", msgs)
-    assert build("bag", tmp_path / "labelled", "--label-topic", "/ground_truth", "--out",
+    assert build("bag", tmp_path / "labelled", "--label-topic", "/ground_truth", "--out-dir",
                  tmp_path / "b", "--test-ratio", "0.3") == 2  # one bag: one group
     write_bag(tmp_path / "labelled2", msgs)
     assert build("bag", tmp_path / "labelled", tmp_path / "labelled2", "--label-topic",
-                 "/ground_truth", "--out", tmp_path / "b") == 0
-    assert build("bag", robot, "--out", tmp_path / "a") == 0
+                 "/ground_truth", "--out-dir", tmp_path / "b") == 0
+    assert build("bag", robot, "--out-dir", tmp_path / "a") == 0
     a = {r["start_ns"]: r["events"] for r in samples(tmp_path / "a")}
     b = samples(tmp_path / "b")
     assert len(b) == 18 and all(a[r["start_ns"]] == r["events"] for r in b)
@@ -428,7 +428,7 @@ def test_spans_from_a_label_topic_of_the_bag(tl, robot, tmp_path):
 def test_stream_eval_scores_a_labelled_bag_as_the_node_runs(robot, tmp_path, capsys):
     """taaf_stream_eval: the bundled model over the robot bag, every window on the hop grid:
     no rule names a digit between samples; the node's rule abstains there."""
-    from taaf_ros.inference.stream_eval import main as stream_eval
+    from taaf_ros.apps.stream_eval import main as stream_eval
 
     digits = tmp_path / "digits.csv"
     digits.write_text(robot.read_text().replace(",zero,", ",0,").replace(",one,", ",1,")
@@ -459,8 +459,8 @@ def test_a_labels_csv_in_nanoseconds_is_refused_before_anything_is_allocated(rob
         for i, (a, b, lab) in enumerate(tl.spans)) + "\n")
     a0, b0 = tl.spans[0][:2]
     for extra in ([], ["--dry-run"]):
-        args = [str(x) for x in ("bag", ns, "--out", tmp_path / "ds", "--quiet", *extra)]
-        code = ("import resource, sys; from taaf_ros.data.dataset_builder import main; "
+        args = [str(x) for x in ("bag", ns, "--out-dir", tmp_path / "ds", "--quiet", *extra)]
+        code = ("import resource, sys; from taaf_ros.apps.dataset import main; "
                 f"rc = main({args}); "
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024); sys.exit(rc)")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -471,7 +471,7 @@ def test_a_labels_csv_in_nanoseconds_is_refused_before_anything_is_allocated(rob
         assert "its times look like ns (--time-unit ns)" in r.stderr
         assert int(r.stdout.split()[-1]) < 1500  # MB: the process itself, no windows
     assert not list(tmp_path.glob(".ds.*.partial")) and not (tmp_path / "ds").exists()
-    assert build("bag", ns, "--out", tmp_path / "ds", "--time-unit", "ns") == 0
+    assert build("bag", ns, "--out-dir", tmp_path / "ds", "--time-unit", "ns") == 0
     assert len(samples(tmp_path / "ds")) == len(tl.spans)
 
 
@@ -482,11 +482,11 @@ def test_a_label_typo_is_an_error_naming_both_labels(robot, tl, tmp_path, capsys
             for i, (a, b, lab) in enumerate(tl.spans)]
     assert any(",tow," in r for r in rows)
     typo = _labels(tmp_path, "\n".join(rows) + "\n")
-    err = _bad(tmp_path, capsys, "bag", typo, "--out", tmp_path / "x")
+    err = _bad(tmp_path, capsys, "bag", typo, "--out-dir", tmp_path / "x")
     assert "label 'tow' (1 span(s)) is an edit or two from 'two'" in err and \
         "--classes" in err, err
     # named in --classes, it is a class of its own
-    assert build("bag", typo, "--out", tmp_path / "x", "--classes", "one,tow,two,zero") == 0
+    assert build("bag", typo, "--out-dir", tmp_path / "x", "--classes", "one,tow,two,zero") == 0
 
 
 def test_a_bag_without_its_audio_info_is_told_the_format(robot, tl, tmp_path, capsys):
@@ -496,11 +496,11 @@ def test_a_bag_without_its_audio_info_is_told_the_format(robot, tl, tmp_path, ca
     write_bag(tmp_path / "kitchen", msgs)
     labels = robot.read_text().replace("kitchen,", f"{tmp_path / 'kitchen'},")
     (tmp_path / "labels.csv").write_text(labels)
-    err = _bad(tmp_path, capsys, "bag", tmp_path / "labels.csv", "--out", tmp_path / "x")
+    err = _bad(tmp_path, capsys, "bag", tmp_path / "labels.csv", "--out-dir", tmp_path / "x")
     assert "without an AudioInfo topic" in err and "--audio-format wave or mp3" in err
-    assert build("bag", tmp_path / "labels.csv", "--out", tmp_path / "x", "--audio-format",
+    assert build("bag", tmp_path / "labels.csv", "--out-dir", tmp_path / "x", "--audio-format",
                  "wave", "--audio-rate", str(tl.rate)) == 0
-    assert build("bag", robot, "--out", tmp_path / "y") == 0
+    assert build("bag", robot, "--out-dir", tmp_path / "y") == 0
     a, b = EadDataset(tmp_path / "x", "train"), EadDataset(tmp_path / "y", "train")
     assert len(a) == len(b) > 0
     for i in range(len(a)):
@@ -518,7 +518,7 @@ def test_a_build_stopped_or_killed_leaves_no_partial_folder(robot, tmp_path):
     stale = tmp_path / ".ds.999999999.partial"  # no such process
     stale.mkdir()
     (stale / "junk").write_text("x")
-    cmd = [sys.executable, "-m", "taaf_ros.data.dataset_builder", "bag", str(robot), "--out",
+    cmd = [sys.executable, "-m", "taaf_ros.apps.dataset", "bag", str(robot), "--out-dir",
            str(tmp_path / "ds")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.monotonic() + 120
@@ -540,12 +540,12 @@ def test_stream_eval_aligned_is_the_datasets_accuracy_on_the_chosen_split(robot,
     that trained on a scored recording is named in a warning."""
     import torch
 
-    from taaf_ros.inference.stream_eval import main as stream_eval
+    from taaf_ros.apps.stream_eval import main as stream_eval
 
     digits = tmp_path / "digits.csv"
     digits.write_text(robot.read_text().replace(",zero,", ",0,").replace(",one,", ",1,")
                       .replace(",two,", ",2,").replace("kitchen,", f"{robot.parent}/kitchen,"))
-    assert build("bag", digits, "--out", tmp_path / "ds") == 0
+    assert build("bag", digits, "--out-dir", tmp_path / "ds") == 0
     capsys.readouterr()
     assert stream_eval([str(digits), "--dataset", str(tmp_path / "ds"), "--split", "test"]) == 0
     out = capsys.readouterr()
@@ -596,12 +596,12 @@ def test_few_recordings_validate_on_a_time_block_of_each_so_all_train(tmp_path):
 
 def test_a_dataset_of_few_recordings_trains_with_time_block_validation(robot, tmp_path,
                                                                         capsys):
-    from taaf_ros.training import cli
+    from taaf_ros.apps import train as cli
 
-    assert build("bag", robot, "--out", tmp_path / "ds", "--dry-run") == 0
+    assert build("bag", robot, "--out-dir", tmp_path / "ds", "--dry-run") == 0
     assert ("validation (train_ead.py, --val-speaker auto): 2 training group(s): the last 20% "
             "of each of the 1 training recordings' windows") in capsys.readouterr().out
-    assert build("bag", robot, "--out", tmp_path / "ds", "--classes", "zero,one,two") == 0
+    assert build("bag", robot, "--out-dir", tmp_path / "ds", "--classes", "zero,one,two") == 0
     assert len({r["group"] for r in samples(tmp_path / "ds") if r["split"] == "train"}) < 3
     assert cli.main(["--data-root", str(tmp_path / "ds"), "--out-dir", str(tmp_path / "run"),
                      "--epochs", "1", "--no-progress", "--init-from",

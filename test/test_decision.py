@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from taaf_ros.apps.stream_select import chosen_rule
 from taaf_ros.inference.decision import DecisionRule
 from taaf_ros.inference.rule_choice import deployed_rule
-from taaf_ros.inference.stream_select import chosen_rule
 from taaf_ros.params import PERCEPTION_PARAMS, spec, validate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,11 +87,11 @@ def test_stream_select_writes_the_page_and_the_card(avdigits, tmp_path):
     after; streamed windows between samples are the background it scores. --write-card puts
     the rule in the model's card and exports the ONNX graph beside it again, so the graph
     still names the checkpoint it was made from."""
+    from taaf_ros.apps.stream_select import main
     from taaf_ros.data.avdigits import speaker_of
     from taaf_ros.data.readers import EadDataset
     from taaf_ros.inference.export import file_digest, graph_source, onnx_path
     from taaf_ros.inference.rule_choice import card_rule
-    from taaf_ros.inference.stream_select import main
     from taaf_ros.model import load_checkpoint
     from taaf_ros.model.bundled import find_bundled_model
 

@@ -15,8 +15,8 @@ HOMES = {"taaf_ros/defaults.py", "taaf_ros/training/optim.py"}
 OTHER_MEANINGS = {
     ("taaf_ros/inference/rule_choice.py", 0.6),  # a confidence in the grid searched
     ("taaf_ros/data/recording.py", 0.05),  # the chunk read from a file at a time
-    ("taaf_ros/nodes/bag_play.py", 0.05),  # a poll interval
-    ("taaf_ros/nodes/demo.py", 0.05),  # a spin timeout
+    ("taaf_ros/apps/bag_play.py", 0.05),  # a poll interval
+    ("taaf_ros/apps/demo.py", 0.05),  # a spin timeout
     ("taaf_ros/inference/backends.py", 0.05),  # a backend's tolerance in reduced precision
     ("taaf_ros/inference/stats.py", 0.05),  # a share of windows
 }

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from taaf_ros.apps import train as cli
 from taaf_ros.model import MODALITIES, ModelConfig, TAAFNet
-from taaf_ros.training import cli
 from taaf_ros.training.evaluation import predict, presence, readout_accuracies, summarize
 
 

@@ -38,14 +38,14 @@ def test_the_bundled_graph_is_the_bundled_model():
 def test_taaf_export_writes_and_checks_a_graph(tmp_path):
     ckpt = tmp_path / "mine.pt"
     shutil.copy(BUNDLED, ckpt)
-    r = subprocess.run([sys.executable, "-m", "taaf_ros.inference.export", str(ckpt), "--onnx"],
+    r = subprocess.run([sys.executable, "-m", "taaf_ros.apps.export", str(ckpt), "--onnx"],
                        capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "largest difference" in r.stdout and (tmp_path / "mine.onnx").is_file()
     assert graph_source(tmp_path / "mine.onnx") == file_digest(ckpt)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    r = subprocess.run([sys.executable, "-m", "taaf_ros.inference.export", str(bad), "--onnx"],
+    r = subprocess.run([sys.executable, "-m", "taaf_ros.apps.export", str(bad), "--onnx"],
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and "taaf_export: error:" in r.stderr
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from taaf_ros.studies.fusion_study import confidence, fit_gated, gated_scores, main
-from taaf_ros.training import cli
+from taaf_ros.apps import train as cli
+from taaf_ros.apps.fusion_study import main
+from taaf_ros.studies.fusion_study import confidence, fit_gated, gated_scores
 
 
 def test_confidence_is_zero_when_uniform_and_one_when_certain() -> None:

@@ -53,3 +53,21 @@ def test_the_walk_sees_the_imports_it_checks() -> None:
     studies = imports_of("studies")
     assert any("taaf_ros.training.evaluation" in n for n in studies.values())
     assert any("rclpy" in n for n in imports_of("nodes").values())
+
+
+def test_commands_live_in_apps_and_the_library_never_imports_them() -> None:
+    """Every console script is a module of taaf_ros/apps; no library module parses a command
+    line (argparse) or defines ``main``, but the ROS 2 node executables (nodes/*_node.py)."""
+    library = [p for p in PACKAGE.rglob("*.py") if "apps" not in p.relative_to(PACKAGE).parts]
+    for path in library:
+        tree = ast.parse(path.read_text())
+        mains = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+        assert not mains or path.name.endswith("_node.py"), path
+        assert "argparse" not in {a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
+                                  for a in n.names}, path
+    for package in (*CORE, "nodes", "stream"):
+        assert offenders(package, ("taaf_ros.apps",)) == [], package
+    setup = (REPO_ROOT / "setup.py").read_text()
+    scripts = [line.split("=", 1)[1].strip() for line in setup.splitlines()
+               if " = taaf_ros." in line]
+    assert len(scripts) >= 16 and all(s.startswith("taaf_ros.apps.") for s in scripts), scripts

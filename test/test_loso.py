@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from taaf_ros.studies.loso import Job, main, plan, speakers_of
+from taaf_ros.apps.loso import main
+from taaf_ros.studies.loso import Job, plan, speakers_of
 
 
 def test_plan_rotates_test_and_validation_speakers(tmp_path: Path) -> None:
@@ -28,7 +29,7 @@ def test_protocol_runs_resumes_and_writes_the_page(data_root: Path, tmp_path: Pa
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert speakers_of(data_root) == ["george", "jackson", "lucas", "theo", "yweweler"]
     out, page = tmp_path / "loso", tmp_path / "results.md"
-    argv = ["--data-root", str(data_root), "--out", str(out), "--methods", "taaf,audio-only",
+    argv = ["--data-root", str(data_root), "--out-dir", str(out), "--methods", "taaf,audio-only",
             "--folds", "lucas,theo", "--parallel", "2", "--limit-per-class", "10",
             "--output", str(page),
             # passed through to every train_ead.py run: a tiny, quick network

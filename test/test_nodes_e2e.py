@@ -391,7 +391,7 @@ def test_a_signal_during_start_up_ends_the_node_quietly(sig, after_s, tmp_path):
     """Ctrl-C or SIGTERM while the node imports and loads its model (seconds on a loaded
     machine): exit code 0, no traceback, whatever it was doing."""
     exe = shutil.which("perception_node")
-    cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.entry_points"]
+    cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.apps.entry_points"]
     with open(tmp_path / "out", "w+") as out:
         proc = subprocess.Popen([*cmd, "--ros-args", "-p", "device:=cpu"], stdout=out,
                                 stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
@@ -473,7 +473,7 @@ def test_startup_error_in_process(context):
 # ----------------------------------------------------------------------------- pip-only demo
 def test_demo_console_command_prints_predictions_and_live_accuracy(avdigits, model_checkpoint):
     exe = shutil.which("taaf_demo")
-    cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.demo"]
+    cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.apps.demo"]
     r = subprocess.run([*cmd, "--data-root", str(avdigits), "--samples", "4",
                         "--model", str(model_checkpoint), "--device", "cpu"],
                        capture_output=True, text=True, timeout=180, env=os.environ.copy())
@@ -503,7 +503,7 @@ def test_demo_stopped_early_reports_what_it_saw(avdigits, model_checkpoint, tmp_
     """Ctrl-C or SIGTERM in the middle of a long replay (--samples 0: all of them) ends with
     the report so far and exit code 130, not a traceback."""
     exe = shutil.which("taaf_demo")
-    cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.demo"]
+    cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.apps.demo"]
     with open(tmp_path / "stderr", "w+") as err:
         proc = subprocess.Popen([*cmd, "--data-root", str(avdigits), "--samples", "0",
                                  "--model", str(model_checkpoint), "--device", "cpu"],
@@ -551,7 +551,7 @@ def test_bag_played_into_perception_gives_windows_with_the_bags_events(
         assert node.session.front_end.mode == "streaming"
         g.start()
         exe = shutil.which("taaf_bag_play")
-        cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.bag_play"]
+        cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.apps.bag_play"]
         # Header pacing: this bag's receive times are bunched (1.24 s of stamps in 0.84 s).
         # Discovery first: what best effort sends before the node's reader matched is lost.
         # The player sees the reader before the reader sees the player: then 1.5 s more.
@@ -837,7 +837,7 @@ def test_a_bag_played_with_its_clock_into_a_sim_time_node(context, checkpoint, e
     try:
         g.start()
         exe = shutil.which("taaf_bag_play")
-        cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.nodes.bag_play"]
+        cmd = [exe] if exe else [sys.executable, "-m", "taaf_ros.apps.bag_play"]
         r = subprocess.run([*cmd, str(bag), "--clock", "--pointcloud2", "--remap",
                             f"/event_camera/events:={topic('sim', 'events')}",
                             "--wait-for-subscribers", "10"],

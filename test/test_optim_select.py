@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from taaf_ros.apps.optim_select import main
 from taaf_ros.model import METHODS
 from taaf_ros.studies.loso import plan
-from taaf_ros.studies.optim_select import choose, main, selection_jobs
+from taaf_ros.studies.optim_select import choose, selection_jobs
 
 
 def test_the_higher_mean_validation_accuracy_wins_and_a_tie_keeps_adamw() -> None:
@@ -37,7 +38,7 @@ def test_each_method_runs_once_per_optimiser_at_its_own_rate(tmp_path: Path) -> 
 def test_selection_trains_both_optimisers_and_writes_the_page(data_root: Path,
                                                               tmp_path: Path) -> None:
     out, page = tmp_path / "select", tmp_path / "results-optimizer.md"
-    argv = ["--data-root", str(data_root), "--out", str(out), "--methods", "taaf-balanced",
+    argv = ["--data-root", str(data_root), "--out-dir", str(out), "--methods", "taaf-balanced",
             "--folds", "theo", "--limit-per-class", "10", "--output", str(page),
             "--epochs", "1", "--model.hidden", "16", "--model.event-widths", "8",
             "--model.audio-widths", "8", "--batch-size", "10"]

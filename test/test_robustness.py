@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from taaf_ros.apps.robustness import main
 from taaf_ros.data.corruptions import (
     MissingModality,
     WhiteNoise,
@@ -17,7 +18,7 @@ from taaf_ros.data.corruptions import (
     occlude,
 )
 from taaf_ros.events.types import make_events
-from taaf_ros.studies.robustness import conditions, main
+from taaf_ros.studies.robustness import conditions
 
 
 def test_mix_at_snr_gives_the_asked_snr() -> None:

@@ -15,9 +15,9 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
+from taaf_ros.apps import train as cli
 from taaf_ros.inference.rule_choice import CONFIDENCE_GRID, SMOOTHING_GRID, card_rule
 from taaf_ros.model import METHODS
-from taaf_ros.training import cli
 from taaf_ros.training.config import (
     DEFAULT_CONFIG_FILE,
     TrainConfig,

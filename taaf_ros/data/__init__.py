@@ -1,6 +1,6 @@
 """Datasets: the DVS emulator, the AV-digits builder, event-file and EAD-layout readers.
 
-No ROS import. The builder's CLI is ``taaf_build_avdigits`` (``taaf_ros.data.avdigits:main``).
+No ROS import. The builder's CLI is ``taaf_build_avdigits`` (``taaf_ros.apps.build_avdigits:main``).
 """
 
 from taaf_ros.data.emulator import DvsEmulatorConfig, emulate_saccades, emulate_video

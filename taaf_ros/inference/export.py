@@ -9,6 +9,7 @@ without Python in the loop. The exported graph takes both inputs and the presenc
 one file serves every combination of present modalities (an absent one is zeros, masked).
 
     taaf_export models/taaf_avdigits.pt --onnx      # writes models/taaf_avdigits.onnx
+    (the command: :mod:`taaf_ros.apps.export`)
 
 Runtimes: onnxruntime's CPU provider (tested), its CUDA / TensorRT providers on a GPU or a
 Jetson (written, see docs/model.md; not run here).
@@ -16,13 +17,10 @@ Jetson (written, see docs/model.md; not run here).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import os
-import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from taaf_ros.model.checkpoint import CheckpointError, load_checkpoint
 from taaf_ros.model.encoders import set_lif_impl
 from taaf_ros.model.taaf import TAAFNet
 
@@ -190,39 +187,3 @@ def check_against_eager(net: TAAFNet, runner: OnnxRunner, trials: int = 5,
         worst = max(worst, *(float(np.abs(a - b.numpy()).max()) for a, b in zip(got, want,
                                                                                  strict=True)))
     return worst
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Console script ``taaf_export``: the ONNX graph of a checkpoint, checked with onnxruntime."""
-    ap = argparse.ArgumentParser(prog="taaf_export", description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoint", type=Path, help="a taaf_ros checkpoint (.pt)")
-    ap.add_argument("--onnx", action="store_true", required=True,
-                    help="write the ONNX graph (the only format so far)")
-    ap.add_argument("--output", type=Path, default=None,
-                    help="where (default: beside the checkpoint, .onnx)")
-    ap.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
-    args = ap.parse_args(argv)
-    try:
-        net = load_checkpoint(args.checkpoint).model
-    except CheckpointError as exc:
-        print(f"taaf_export: error: {exc}", file=sys.stderr)
-        return 2
-    out = args.output or onnx_path(args.checkpoint)
-    t0 = time.perf_counter()
-    export_onnx(net, out, args.opset, file_digest(args.checkpoint))
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {args.opset}) in "
-          f"{time.perf_counter() - t0:.1f} s")
-    try:
-        diff = check_against_eager(net, OnnxRunner(out))
-    except RuntimeError as exc:
-        print(f"taaf_export: not checked: {exc}", file=sys.stderr)
-        return 0
-    print(f"onnxruntime (CPU) against the eager network: largest difference {diff:.2e}")
-    if diff > 1e-4:
-        print("taaf_export: error: the graph disagrees with the network", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,6 +15,7 @@ never does worse than it on that data.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from taaf_ros.inference.decision import DecisionRule
@@ -98,3 +99,18 @@ def deployed_rule(card: Mapping[str, Any], smoothing_windows: int, min_confidenc
              f"min_confidence {c:g}" + (" (set)" if min_confidence >= 0 else "")]
     given = smoothing_windows >= 1 and min_confidence >= 0
     return DecisionRule(n, c), ", ".join(parts) + ("" if given else f" ({where})")
+
+
+def store_rule(checkpoint: str | Path, rule: dict[str, Any]) -> Path | None:
+    """Write ``rule`` into the checkpoint's card; re-export the ONNX graph beside it if that
+    graph was made from the checkpoint as it was (else it would go stale). Returns the graph
+    exported again, if any."""
+    from taaf_ros.inference.export import export_onnx, file_digest, graph_source, onnx_path
+    from taaf_ros.model.checkpoint import load_checkpoint, rewrite_card
+
+    graph, before = onnx_path(checkpoint), file_digest(checkpoint)
+    rewrite_card(checkpoint, decision_rule=rule)
+    if not (graph.is_file() and graph_source(graph) == before):
+        return None
+    export_onnx(load_checkpoint(checkpoint).model, graph, source_digest=file_digest(checkpoint))
+    return graph

@@ -203,87 +203,29 @@ def select_spans(spans: list[LabelSpan], dataset: Path | None, split: str, recor
     return spans
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console script ``taaf_stream_eval``: a model on labelled recordings, every sliding
-    window scored (aligned, majority, background) with no decision rule and with the node's."""
-    import argparse
-    import sys
-
-    from taaf_ros.data.labels import LabelError, read_labels
+def labelled_windows(classifier: Classifier, spans: Sequence[LabelSpan], *, files: bool = False,
+                     sensor_size: tuple[int, int] = (0, 0),
+                     audio_rate: int = STREAM_AUDIO_RATE_HZ, hop_s: float = HOP_S,
+                     stride_s: float = 0.0) -> StreamWindows:
+    """Every window on the hop grid of the spans' recordings (bags, or event files with WAVs
+    of the same name when ``files``), classified; the spans' labels are the truth."""
     from taaf_ros.data.recording import open_bag, open_files
-    from taaf_ros.inference.rule_choice import deployed_rule
-    from taaf_ros.model.bundled import find_bundled_model
-    from taaf_ros.params import PERCEPTION_PARAMS, spec
 
-    ap = argparse.ArgumentParser(prog="taaf_stream_eval", description="A model on labelled "
-                                 "recordings as the node runs it: every window on the hop grid "
-                                 "classified and scored against the labels (docs/data.md).")
-    ap.add_argument("labels", type=Path, help="labels CSV (as taaf_dataset reads it); its "
-                    "labels must be the model's classes")
-    ap.add_argument("--files", action="store_true", help="recordings are event files + WAVs "
-                    "(default: bags)")
-    ap.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
-    ap.add_argument("--hop-s", type=float, default=HOP_S)
-    ap.add_argument("--smoothing-windows", type=int,
-                    default=spec(PERCEPTION_PARAMS, "smoothing_windows").default,
-                    help="as the node's parameter (0: the model card's rule)")
-    ap.add_argument("--min-confidence", type=float,
-                    default=spec(PERCEPTION_PARAMS, "min_confidence").default,
-                    help="as the node's parameter (-1: the model card's rule)")
-    ap.add_argument("--sensor-size", type=int, nargs=2, default=(0, 0), metavar=("W", "H"))
-    ap.add_argument("--audio-rate", type=int, default=STREAM_AUDIO_RATE_HZ)
-    ap.add_argument("--stride-s", type=float, default=0.0, help="as taaf_dataset's: between "
-                    "the sample windows of a span longer than one (0: the window)")
-    ap.add_argument("--dataset", type=Path, default=None, help="the dataset taaf_dataset "
-                    "built from these labels (its samples.csv says which span went where)")
-    ap.add_argument("--split", default="", help="with --dataset: score only the spans of "
-                    "this split (e.g. test)")
-    ap.add_argument("--recordings", default="", help="score only these recordings "
-                    "(comma-separated names, as in the labels' recording column)")
-    a = ap.parse_args(argv)
-    classifier = fastest_classifier(a.model or str(find_bundled_model()))
-    try:
-        spans = select_spans(read_labels(a.labels, classes=classifier.classes), a.dataset,
-                             a.split, a.recordings)
-    except (LabelError, ValueError, OSError) as exc:
-        print(f"taaf_stream_eval: error: {exc}", file=sys.stderr)
-        return 2
-    trained = {Path(r).name for r in classifier.card.get("metrics", {})
-               .get("train_recordings", [])}
-    seen = sorted({s.recording.name for s in spans} & trained)
-    if seen:
-        print(f"taaf_stream_eval: warning: the model trained on {', '.join(seen)}: their "
-              "figures do not say how it does on recordings it has not seen (--dataset DIR "
-              "--split test scores the held-out ones)", file=sys.stderr)
-    by_rec: dict[Path, list] = {}
+    by_rec: dict[Path, list[LabelSpan]] = {}
     for s in spans:
         by_rec.setdefault(s.recording, []).append(s)
+    size = tuple(sensor_size) if tuple(sensor_size) != (0, 0) else classifier.input_size
     runs = []
     for rec, rec_spans in sorted(by_rec.items()):
-        if a.files:
+        if files:
             wav = rec.with_suffix(".wav")
-            src, pieces = open_files(rec, wav if wav.is_file() else None, tuple(a.sensor_size))
+            src, pieces = open_files(rec, wav if wav.is_file() else None, tuple(sensor_size))
         else:
-            src, pieces = open_bag(rec, sensor_size=tuple(a.sensor_size),
-                                   audio_rate=a.audio_rate)
+            src, pieces = open_bag(rec, sensor_size=tuple(sensor_size), audio_rate=audio_rate)
         located = [((src.start_us if s.times == "relative" else 0) + round(s.start_s * 1e6),
                     (src.start_us if s.times == "relative" else 0) + round(s.end_s * 1e6),
                     classifier.classes.index(s.label)) for s in rec_spans]
-        size = tuple(a.sensor_size) if a.sensor_size != (0, 0) else classifier.input_size
-        runs.append(recording_windows(classifier, pieces, located, size, a.hop_s,
-                                      a.stride_s))
-    w = StreamWindows(*(np.concatenate([getattr(r, f) for r in runs])
-                        for f in ("start_us", "probs", "cover", "truth")), runs[0].hop_us,
-                      np.concatenate([r.aligned for r in runs]))
-    print("| rule | aligned | majority | background | abstained | windows | aligned windows |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    node_rule, why = deployed_rule(classifier.card, a.smoothing_windows, a.min_confidence)
-    for name, rule in (("none", DecisionRule(1, 0.0)), (f"the node's: {why}", node_rule)):
-        r = score(w, rule, classifier.classes)
-        print(f"| {name} | {r['aligned']:.3f} | {r['majority']:.3f} | {r['background']:.3f} | "
-              f"{r['abstained']:.3f} | {len(w.start_us)} | {r['aligned_windows']} |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        runs.append(recording_windows(classifier, pieces, located, size, hop_s, stride_s))
+    return StreamWindows(*(np.concatenate([getattr(r, f) for r in runs])
+                           for f in ("start_us", "probs", "cover", "truth")), runs[0].hop_us,
+                         np.concatenate([r.aligned for r in runs]))

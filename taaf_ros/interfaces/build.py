@@ -10,13 +10,11 @@ already look, so nothing needs sourcing.
 A package is rebuilt only when its sources, the generator version or the Python version change
 (a digest kept beside its install). A lock file serialises concurrent builds into one prefix.
 
-    taaf_build_interfaces                    # all packages, into the running venv
-    taaf_build_interfaces event_camera_msgs  # one
+The command is ``taaf_build_interfaces`` (:mod:`taaf_ros.apps.build_interfaces`).
 """
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import hashlib
 import importlib
@@ -263,63 +261,21 @@ def ensure_interfaces(packages: Iterable[str] = PACKAGES, prefix: Path | None = 
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="taaf_build_interfaces", description=__doc__.split("\n")[0])
-    ap.add_argument("packages", nargs="*", metavar="PACKAGE",
-                    help=f"packages to build (default: all of {', '.join(PACKAGES)})")
-    ap.add_argument("--prefix", type=Path, default=None,
-                    help="install prefix (default: this virtual environment, sys.prefix)")
-    ap.add_argument("--source", type=Path, default=None, metavar="DIR",
-                    help="build this ament_cmake interface package instead (e.g. "
-                         "composition_interfaces for launch_ros)")
-    ap.add_argument("--force", action="store_true", help="rebuild even if current")
-    ap.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: CPUs)")
-    ap.add_argument("--activate-only", action="store_true",
-                    help="only make this venv's bin/activate put it on AMENT_PREFIX_PATH (done "
-                         "by every build into the venv too), and build nothing")
-    args = ap.parse_args(argv)
-    if args.activate_only:
-        added = register_in_activate()
-        print(f"{Path(sys.prefix) / 'bin' / 'activate'}: puts {sys.prefix} on "
-              f"AMENT_PREFIX_PATH{'' if added else ' (already)'}")
-        return 0
-    if args.source is not None:
-        return _build_source(args.source, args.prefix, args.force, args.jobs)
-    unknown = sorted(set(args.packages) - set(PACKAGES))
-    if unknown:
-        ap.error(f"unknown package(s) {', '.join(unknown)}; choose from {', '.join(PACKAGES)}")
-    try:
-        results = ensure_interfaces(args.packages or PACKAGES, args.prefix, args.force, args.jobs)
-    except InterfaceBuildError as exc:
-        print(f"taaf_build_interfaces: {exc}", file=sys.stderr)
-        return 1
-    built = [r for r in results if r.built]
-    print(f"{len(built)} built in {sum(r.seconds for r in built):.1f} s, "
-          f"{len(results) - len(built)} already current: {', '.join(r.package for r in results)}")
-    return 0
-
-
-def _build_source(folder: Path, prefix: Path | None, force: bool, jobs: int | None) -> int:
+def build_source(folder: Path, prefix: Path | None = None, force: bool = False,
+                 jobs: int | None = None) -> BuildResult:
+    """Build the ament_cmake interface package in ``folder`` (e.g. composition_interfaces for
+    launch_ros) into ``prefix`` (default: this venv), unless its digest says it is current.
+    Raises InterfaceBuildError (or OSError) naming the cause."""
     prefix = Path(prefix or sys.prefix).resolve()
-    try:
-        sources = source_tree(folder)
-        name = re.search(r"<name>\s*(\S+?)\s*</name>", sources["package.xml"])
-        if name is None:
-            raise InterfaceBuildError(f"{folder}/package.xml names no package")
-        package = name.group(1)
-        digest = prefix / "share" / package / DIGEST_FILE
-        if not force and digest.is_file() and digest.read_text().strip() == _digest(sources):
-            print(f"{package} already current")
-            return 0
-        with tempfile.TemporaryDirectory(prefix="taaf_interfaces_") as work:
-            seconds = build_package(package, prefix, Path(work), jobs or os.cpu_count() or 1,
-                                    sources)
-    except (InterfaceBuildError, OSError) as exc:
-        print(f"taaf_build_interfaces: {exc}", file=sys.stderr)
-        return 1
-    print(f"built {package} in {seconds:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sources = source_tree(folder)
+    name = re.search(r"<name>\s*(\S+?)\s*</name>", sources["package.xml"])
+    if name is None:
+        raise InterfaceBuildError(f"{folder}/package.xml names no package")
+    package = name.group(1)
+    digest = prefix / "share" / package / DIGEST_FILE
+    if not force and digest.is_file() and digest.read_text().strip() == _digest(sources):
+        return BuildResult(package, 0.0, built=False)
+    with tempfile.TemporaryDirectory(prefix="taaf_interfaces_") as work:
+        seconds = build_package(package, prefix, Path(work), jobs or os.cpu_count() or 1,
+                                sources)
+    return BuildResult(package, seconds, built=True)

@@ -11,7 +11,6 @@ DEFAULT_MODEL = "taaf_avdigits.pt"
 """The bundled checkpoint's file name (installed to share/taaf_ros/models by setup.py)."""
 
 
-
 def find_bundled_model(share_dirs: Iterable[str | os.PathLike[str]] | None = None) -> Path:
     """The default checkpoint: ``share/taaf_ros/models/taaf_avdigits.pt`` (:data:`DEFAULT_MODEL`),
     else the source tree's models/. Only that file name: another ``*.pt`` put beside it is

@@ -13,6 +13,7 @@ the preceding layer's weights at inference), nor are LIF state updates (the usua
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,65 @@ def _dense(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(y.numel()) * (mod.in_channels // mod.groups) * kernel
 
 
+class _OpCounter:
+    """Forward hooks that count each layer's operations per sample of a batch of ``batch``."""
+
+    def __init__(self, model: TAAFNet, batch: int) -> None:
+        self.batch = batch
+        self.first_convs = {id(enc.features[0]) for enc in model.encoders.values()}  # counts in
+        self.layers: list[LayerOps] = []
+        self.rates: dict[str, list[float]] = {}
+
+    def attach(self, model: TAAFNet) -> list[Any]:
+        handles = []
+        for name, mod in model.named_modules():
+            if isinstance(mod, nn.Conv1d | nn.Conv2d | nn.Linear):
+                handles.append(mod.register_forward_hook(self._layer(name)))
+            elif isinstance(mod, LIFLayer):
+                handles.append(mod.register_forward_hook(self._lif(name)))
+            elif isinstance(mod, ConcatHead):
+                handles.append(mod.register_forward_hook(self._concat))
+            elif isinstance(mod, TAAFHead):
+                handles.append(mod.register_forward_hook(self._taaf))
+        return handles
+
+    def _layer(self, name: str) -> Any:
+        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            x, B = inp[0], self.batch
+            dense = _dense(mod, x, out) / B
+            rate = float((x != 0).float().mean())
+            if id(mod) in self.first_convs or not _is_binary(x):
+                self.layers.append(LayerOps(name, "mac", dense, dense, rate))
+            elif isinstance(mod, nn.Linear):
+                sops = float((x != 0).sum()) * mod.out_features / B
+                self.layers.append(LayerOps(name, "sop", sops, dense, rate))
+            else:
+                self.layers.append(LayerOps(name, "sop", _conv_sops(mod, x) / B, dense, rate))
+
+        return hook
+
+    def _lif(self, name: str) -> Any:
+        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            self.rates.setdefault(name, []).append(float(out.float().mean()))
+
+        return hook
+
+    def _concat(self, mod: nn.Module, inp: tuple[torch.Tensor, ...], out: object) -> None:
+        h = inp[0]  # (M, T, B, D) spikes into the concatenated linear classifier
+        K = mod.bias.numel()
+        self.layers.append(LayerOps("head.concat", "sop", float((h != 0).sum()) * K / self.batch,
+                                    float(h[:, :, 0].numel()) * K, float((h != 0).float().mean())))
+
+    def _taaf(self, mod: nn.Module, inp: tuple[torch.Tensor, ...], out: object) -> None:
+        # matrix products that nn.Linear hooks do not see: warping (T x T per feature), the
+        # beta-weighted sum and the alpha pooling of the readouts; always dense.
+        M, T, _, D = inp[0].shape  # (h, present, grad_scale)
+        m_used = float(out.present.sum()) / self.batch
+        K = mod.read.out_features
+        macs = m_used * T * T * D + M * T * D + T * K * (1 + M)
+        self.layers.append(LayerOps("head.attention_einsums", "mac", macs, macs, 1.0))
+
+
 @torch.no_grad()
 def measure_energy(
     model: TAAFNet,
@@ -104,64 +164,8 @@ def measure_energy(
 
     events: (T, B, P, H, W), audio: (T, B, 2, C) (as for ``TAAFNet.forward``).
     """
-    B = (events if events is not None else audio).shape[1]
-    first_convs = {id(enc.features[0]) for enc in model.encoders.values()}  # fed by counts
-    layers: list[LayerOps] = []
-    rates: dict[str, list[float]] = {}
-    handles = []
-
-    def layer_hook(name: str):
-        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            x = inp[0]
-            dense = _dense(mod, x, out) / B
-            rate = float((x != 0).float().mean())
-            if id(mod) in first_convs or not _is_binary(x):
-                layers.append(LayerOps(name, "mac", dense, dense, rate))
-            elif isinstance(mod, nn.Linear):
-                sops = float((x != 0).sum()) * mod.out_features / B
-                layers.append(LayerOps(name, "sop", sops, dense, rate))
-            else:
-                layers.append(LayerOps(name, "sop", _conv_sops(mod, x) / B, dense, rate))
-
-        return hook
-
-    def lif_hook(name: str):
-        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            rates.setdefault(name, []).append(float(out.float().mean()))
-
-        return hook
-
-    def concat_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: object) -> None:
-        h = inp[0]  # (M, T, B, D) spikes into the concatenated linear classifier
-        K = mod.bias.numel()
-        layers.append(
-            LayerOps(
-                "head.concat",
-                "sop",
-                float((h != 0).sum()) * K / B,
-                float(h[:, :, 0].numel()) * K,
-                float((h != 0).float().mean()),
-            )
-        )
-
-    def taaf_hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: object) -> None:
-        # matrix products that nn.Linear hooks do not see: warping (T x T per feature), the
-        # beta-weighted sum and the alpha pooling of the readouts; always dense.
-        M, T, _, D = inp[0].shape  # (h, present, grad_scale)
-        m_used = float(out.present.sum()) / B
-        K = mod.read.out_features
-        macs = m_used * T * T * D + M * T * D + T * K * (1 + M)
-        layers.append(LayerOps("head.attention_einsums", "mac", macs, macs, 1.0))
-
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Conv1d | nn.Conv2d | nn.Linear):
-            handles.append(mod.register_forward_hook(layer_hook(name)))
-        elif isinstance(mod, LIFLayer):
-            handles.append(mod.register_forward_hook(lif_hook(name)))
-        elif isinstance(mod, ConcatHead):
-            handles.append(mod.register_forward_hook(concat_hook))
-        elif isinstance(mod, TAAFHead):
-            handles.append(mod.register_forward_hook(taaf_hook))
+    counter = _OpCounter(model, (events if events is not None else audio).shape[1])
+    handles = counter.attach(model)
     was_training = model.training
     model.eval()
     try:
@@ -170,6 +174,7 @@ def measure_energy(
         for h in handles:
             h.remove()
         model.train(was_training)
+    layers = counter.layers
     sops = sum(r.ops for r in layers if r.kind == "sop")
     macs = sum(r.ops for r in layers if r.kind == "mac")
     ann = sum(r.ann_macs for r in layers)
@@ -181,5 +186,5 @@ def measure_energy(
         ann_macs=ann,
         ann_energy_pj=E_MAC_PJ * ann,
         layers=layers,
-        firing_rates={k: sum(v) / len(v) for k, v in rates.items()},
+        firing_rates={k: sum(v) / len(v) for k, v in counter.rates.items()},
     )

@@ -26,9 +26,7 @@ fitting are fitted once; nothing is read from the test speaker but the reported 
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -204,26 +202,3 @@ def to_markdown(results: list[dict[str, Any]], command: str) -> str:
                   for k, w in res["rules"].items()]
         lines.append("")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="taaf_fusion_study", description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="two-modality run folders")
-    ap.add_argument("--events-only", nargs="*", type=Path, default=[],
-                    help="each run's events-only model.pt (same fold, same order)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
-    ap.add_argument("--output", type=Path, required=True, help="Markdown page to write")
-    args = ap.parse_args(argv)
-    if args.events_only and len(args.events_only) != len(args.runs):
-        ap.error("give one --events-only checkpoint per run, or none")
-    command = "taaf_fusion_study " + " ".join(sys.argv[1:] if argv is None else argv)
-    results = [study(run, args.events_only[i] if args.events_only else None, args.seed)
-               for i, run in enumerate(args.runs)]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(to_markdown(results, command))
-    args.output.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

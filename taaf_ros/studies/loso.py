@@ -21,7 +21,6 @@ severity (table, and a PNG beside the page).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -31,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taaf_ros.data.avdigits import ensure_ead_dataset, find_fsdd
-from taaf_ros.model import METHODS
+from taaf_ros.data.avdigits import find_fsdd
 
 from .loso_report import load_robustness, plot_corruptions, results_page
 
@@ -78,7 +76,7 @@ def plan(speakers: list[str], methods: list[str], out: Path,
 
 
 def job_command(job: Job, data_root: Path, extra: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "taaf_ros.training.cli", "--data-root", str(data_root),
+    cmd = [sys.executable, "-m", "taaf_ros.apps.train", "--data-root", str(data_root),
            "--method", job.method, "--val-speaker", job.val_speaker, "--out-dir",
            str(job.out_dir), "--num-threads", "1", "--no-progress", *job.flags, *extra]
     return [*cmd, "--resume"] if (job.out_dir / "last.pt").is_file() else cmd
@@ -86,7 +84,7 @@ def job_command(job: Job, data_root: Path, extra: list[str]) -> list[str]:
 
 def robustness_command(fold_jobs: list[Job], data_root: Path) -> list[str]:
     fold_dir = fold_jobs[0].fold_dir
-    return [sys.executable, "-m", "taaf_ros.studies.robustness",
+    return [sys.executable, "-m", "taaf_ros.apps.robustness",
             *(str(j.out_dir / "model.pt") for j in fold_jobs), "--data-root", str(data_root),
             "--output", str(fold_dir / "robustness.md")]
 
@@ -221,70 +219,9 @@ def report(jobs: list[Job], command: str, png: Path | None = None) -> str:
                         load_wall_times(jobs[0].out_dir.parents[1]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="taaf_loso", description=__doc__.split("\n")[0])
-    ap.add_argument("--data-root", required=True, help="FSDD + MNIST sources")
-    ap.add_argument("--out", type=Path, default=Path("runs/loso"), help="runs and datasets")
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
-    ap.add_argument("--folds", default="", help="test speakers to run (default: all)")
-    ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
-    ap.add_argument("--output", type=Path, default=None, help="results page to write")
-    ap.add_argument("--report-only", action="store_true", help="only write the results page")
-    ap.add_argument("--no-corruptions", action="store_true",
-                    help="skip the per-fold corruption evaluation (taaf_robustness)")
-    ap.add_argument("--limit-per-class", type=int, default=0,
-                    help="small AV-digits builds (N recordings per class and split), for a "
-                    "quick check of the protocol")
-    args, extra = ap.parse_known_args(argv)  # the rest goes to every train_ead.py run
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = set(methods) - set(METHODS)
-    if unknown or args.parallel < 1:
-        ap.error(f"unknown methods {sorted(unknown)}" if unknown else "--parallel must be >= 1")
-    command = "taaf_loso " + " ".join(sys.argv[1:] if argv is None else argv)
-    speakers = speakers_of(args.data_root)
-    jobs = plan(speakers, methods, args.out, [f for f in args.folds.split(",") if f])
-    failed: list[str] = []
-    if not args.report_only:
-        started = time.time()
-        runs_before, folds_before = _progress(jobs)
-        try:
-            failed = _run(args, jobs, extra)
-        finally:
-            runs_after, folds_after = _progress(jobs)
-            record_wall_time(args.out, started, runs_after - runs_before,
-                             folds_after - folds_before, args.parallel, extra)
-    png = args.output.with_name(args.output.stem + "-corruptions.png") if args.output else None
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-    page = report(jobs, command, png)
-    if args.output:
-        args.output.write_text(page)
-    print(page)
-    return 1 if failed else 0
-
-
-def _progress(jobs: list[Job]) -> tuple[int, int]:
+def progress_of(jobs: list[Job]) -> tuple[int, int]:
     """(runs done, folds whose corruption evaluation is done)."""
     by_fold: dict[str, list[Job]] = {}
     for j in jobs:
         by_fold.setdefault(j.test_speaker, []).append(j)
     return sum(j.done for j in jobs), sum(robustness_done(fj) for fj in by_fold.values())
-
-
-def _run(args: argparse.Namespace, jobs: list[Job], extra: list[str]) -> list[str]:
-    """Build each fold's AV-digits and run the unfinished jobs; -> what failed."""
-    data_roots = {}
-    for s in sorted({j.test_speaker for j in jobs}):
-        data_roots[s] = ensure_ead_dataset(args.data_root, args.out / "data",
-                                           limit_per_class=args.limit_per_class,
-                                           progress=False, test_speakers=(s,))
-    try:
-        return run_jobs(jobs, data_roots, args.parallel, extra,
-                        robustness=not args.no_corruptions)
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue", file=sys.stderr)
-        return []
-
-
-if __name__ == "__main__":
-    sys.exit(main())

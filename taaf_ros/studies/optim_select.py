@@ -1,6 +1,6 @@
 """The optimiser of each method, chosen on validation speakers: AdamW against SGD.
 
-    taaf_optim_select --data-root DATA --out runs/optim-select \\
+    taaf_optim_select --data-root DATA --out-dir runs/optim-select \\
         --output docs/results-optimizer.md
 
 Every method is trained twice on each of some leave-one-speaker-out folds (``--folds``, default
@@ -15,18 +15,14 @@ is generated from the runs' metrics.json, with the command that made it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
-from taaf_ros.data.avdigits import ensure_ead_dataset
-from taaf_ros.model import METHODS, MODALITIES
-from taaf_ros.training.optim import OPTIMIZERS, PEAK_LR
+from taaf_ros.model import MODALITIES
+from taaf_ros.training.optim import OPTIMIZERS
 
-from .loso import Job, plan, run_jobs, speakers_of
+from .loso import Job
 
 
 def selection_jobs(fold_jobs: list[Job], lrs: dict[str, float]) -> list[Job]:
@@ -111,54 +107,3 @@ def selection_page(jobs: list[Job], command: str) -> str:
         lines.append(f"| {fold} | {method} | {name} | {m['selected_epoch']} | {val_cells} "
                      f"| {test_cells} |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="taaf_optim_select", description=__doc__.split("\n")[0])
-    ap.add_argument("--data-root", required=True, help="FSDD + MNIST sources")
-    ap.add_argument("--out", type=Path, default=Path("runs/optim-select"),
-                    help="runs and datasets")
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
-    ap.add_argument("--folds", default="",
-                    help="comma-separated test speakers of the folds (default: the first two)")
-    ap.add_argument("--adamw-lr", type=float, default=PEAK_LR["adamw"],
-                    help="AdamW's peak learning rate")
-    ap.add_argument("--sgd-lr", type=float, default=PEAK_LR["sgd"], help="SGD's peak learning rate")
-    ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
-    ap.add_argument("--output", type=Path, default=None, help="page to write")
-    ap.add_argument("--report-only", action="store_true", help="only write the page")
-    ap.add_argument("--limit-per-class", type=int, default=0,
-                    help="a small AV-digits build (N recordings per class and split), for a "
-                    "quick check")
-    args, extra = ap.parse_known_args(argv)  # the rest goes to every train_ead.py run
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if set(methods) - set(METHODS) or args.parallel < 1:
-        ap.error(f"methods must be among {METHODS} and --parallel >= 1")
-    speakers = speakers_of(args.data_root)
-    folds = [f for f in args.folds.split(",") if f] or speakers[:2]
-    if set(folds) - set(speakers):
-        ap.error(f"--folds must be among the speakers {speakers}")
-    jobs = selection_jobs(plan(speakers, methods, args.out, folds),
-                          {"adamw": args.adamw_lr, "sgd": args.sgd_lr})
-    # the page shows the command that trains and writes it, --report-only or not
-    command = "taaf_optim_select " + " ".join(a for a in (sys.argv[1:] if argv is None else argv)
-                                              if a != "--report-only")
-    failed: list[str] = []
-    if not args.report_only:
-        roots = {f: ensure_ead_dataset(args.data_root, args.out / "data", progress=False,
-                                       limit_per_class=args.limit_per_class,
-                                       test_speakers=(f,)) for f in folds}
-        try:
-            failed = run_jobs(jobs, roots, args.parallel, extra, robustness=False)
-        except KeyboardInterrupt:
-            print("interrupted: run the same command again to continue", file=sys.stderr)
-    page = selection_page(jobs, command)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(page)
-    print(page)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

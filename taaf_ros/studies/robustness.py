@@ -21,9 +21,7 @@ fused accuracy per condition, and each readout's, are in the JSON beside it.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -219,30 +217,3 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plot_curves({name: {label: (r["acc"], 0.0) for label, r in res.items()
                         if r["acc"] is not None}
                  for name, res in report["results"].items()}, path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="taaf_robustness", description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoints", nargs="+", type=Path, help="model.pt files to evaluate")
-    ap.add_argument("--data-root", required=True,
-                    help="EAD-layout dataset, or FSDD + MNIST sources (AV-digits is built)")
-    ap.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
-    ap.add_argument("--output", type=Path, required=True,
-                    help="Markdown table to write; the JSON and PNG go beside it")
-    args = ap.parse_args(argv)
-    command = "taaf_robustness " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
-        report = run(args.checkpoints, args.data_root, args.split, args.seed)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"taaf_robustness: error: {exc}", file=sys.stderr)
-        return 2
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(to_markdown(report, command, args.output.with_suffix(".png").name))
-    args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    plot(report, args.output.with_suffix(".png"))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

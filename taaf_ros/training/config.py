@@ -15,7 +15,6 @@ space-separated values), so every value is type-checked and an unknown key is an
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
@@ -285,28 +284,24 @@ def _parse(argv: list[str], default: TrainConfig, what: str) -> TrainConfig:
         raise ValueError(f"{what}: {text[:800]}") from None
 
 
-def _method_of(argv: list[str], yaml: dict[str, Any]) -> str:
-    ap = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    ap.add_argument("--method", default=yaml.get("method", TrainConfig.method))
-    ap.add_argument("--config")
-    known, _ = ap.parse_known_args(argv)
-    return str(known.method)
+def _option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """(the last value of ``flag VALUE`` or ``flag=VALUE`` in ``argv``, the other arguments).
 
-
-def _config_file(argv: list[str]) -> tuple[str | None, list[str]]:
-    """(--config FILE, the other arguments)."""
-    rest, path = [], None
+    >>> _option(["--epochs", "2", "--config=a.yaml"], "--config")
+    ('a.yaml', ['--epochs', '2'])
+    """
+    rest, value = [], None
     it = iter(argv)
     for a in it:
-        if a == "--config":
-            path = next(it, None)
-            if path is None:
-                raise ValueError("--config needs a file")
-        elif a.startswith("--config="):
-            path = a.split("=", 1)[1]
+        if a == flag:
+            value = next(it, None)
+            if value is None:
+                raise ValueError(f"{flag} needs a value")
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
         else:
             rest.append(a)
-    return path, rest
+    return value, rest
 
 
 def build_config(argv: list[str], config_file: str | Path | None = None) -> TrainConfig:
@@ -314,11 +309,12 @@ def build_config(argv: list[str], config_file: str | Path | None = None) -> Trai
 
     Raises ValueError (with tyro's message) on an unknown key or a value of the wrong type.
     """
-    cli_file, argv = _config_file(argv)
+    cli_file, argv = _option(argv, "--config")
     path = cli_file or config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file()
                                        else None)
     overrides = load_yaml(path) if path else {}
-    cfg = with_method(TrainConfig(), _method_of(argv, overrides))
+    method = _option(argv, "--method")[0] or overrides.get("method", TrainConfig.method)
+    cfg = with_method(TrainConfig(), str(method))
     try:
         if overrides:
             cfg = _parse(yaml_args({k: v for k, v in overrides.items() if k != "method"}), cfg,

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from taaf_ros.apps.options import add_output, parser
 from taaf_ros.defaults import HOP_S
 from taaf_ros.inference.decision import DecisionRule
-from taaf_ros.inference.rule_choice import card_entry, choose_rule
+from taaf_ros.inference.rule_choice import RAW, Choice, card_entry, choose_rule, store_rule
 
 CHOICE = re.compile(r"chosen: smoothing_windows (\d+), min_confidence ([\d.]+)")
 
@@ -48,10 +49,8 @@ def _row(label: str, r: dict[str, float]) -> str:
             f"{r['abstained']:.3f} |")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console script ``taaf_stream_select``."""
-    ap = argparse.ArgumentParser(prog="taaf_stream_select",
-                                 description=__doc__.split("\n\n")[0])
+def _parser() -> argparse.ArgumentParser:
+    ap = parser("taaf_stream_select", __doc__.split("\n\n")[0].replace("``", ""))
     ap.add_argument("--data-root", required=True, help="AV-digits (or its sources)")
     ap.add_argument("--model", default="", help="checkpoint (default: the bundled model)")
     ap.add_argument("--speaker", default="yweweler", help="validation speaker: one the model "
@@ -59,12 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=200, help="samples per split (0: all)")
     ap.add_argument("--gap-s", type=float, default=1.0, help="silence between samples (s)")
     ap.add_argument("--hop-s", type=float, default=HOP_S)
-    ap.add_argument("--output", type=Path, help="write the results page here")
+    add_output(ap, "write the results page here")
     ap.add_argument("--cache", default="", help="where AV-digits is built from sources")
     ap.add_argument("--write-card", action="store_true", help="store the chosen rule in the "
                     "model's card (the node deploys the model with it; weights unchanged; an "
                     "ONNX graph beside the model made from it is exported again)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``taaf_stream_select``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
 
     import torch
 
@@ -90,26 +95,46 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     val, n_val = stream("train", lambda sid: speaker_of(sid) == args.speaker)
     choice = choose_rule(val, clf.classes)
-    best, results = choice
     test, n_test = stream("test", lambda sid: True)
-    before = score(test, DecisionRule(1, 0.0), clf.classes)
-    after = score(test, DecisionRule(*best), clf.classes)
+    before = score(test, DecisionRule(*RAW), clf.classes)
+    after = score(test, DecisionRule(*choice.rule), clf.classes)
+    text = results_page(args, argv, model, time.perf_counter() - t0, choice,
+                        (n_val, len(val.start_us)), (n_test, len(test.start_us)), before, after)
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+    if args.write_card:
+        graph = store_rule(model, card_entry(
+            choice, f"validation speaker {args.speaker}, {n_val} samples replayed with "
+            f"{args.gap_s:g} s of silence between them"))
+        print(f"stored the rule in the card of {model}")
+        if graph is not None:
+            print(f"exported {graph} again (it records the checkpoint's digest)")
+    return 0 if np.isfinite(after["majority"]) else 1
+
+
+def results_page(args: argparse.Namespace, argv: list[str], model: str, seconds: float,
+                 choice: Choice, val: tuple[int, int], test: tuple[int, int],
+                 before: dict[str, float], after: dict[str, float]) -> str:
+    """The Markdown page: the validation grid, the chosen rule, the test split before and
+    after it (``val`` and ``test`` are (samples, windows))."""
+    best, results = choice
     header = ["| rule | aligned | majority | background | abstained |", "|---|---:|---:|---:|---:|"]
     grid = [_row(f"smoothing {n}, min_confidence {c}", r) for (n, c), r in results.items()]
-    text = "\n".join([
+    return "\n".join([
         "# The node's decision rule, chosen on a validation speaker",
         "",
-        f"Written by `taaf_stream_select {' '.join(argv if argv is not None else sys.argv[1:])}`"
-        f" on {time.strftime('%Y-%m-%d')} ({time.perf_counter() - t0:.0f} s). Model: "
-        f"`{Path(model).name}`. Each split is replayed as a stream: every sample in a slot of "
-        f"the window plus {args.gap_s:g} s of silence, a window every {args.hop_s:g} s, "
-        "classified through the node's live front ends. aligned: windows that coincide with a "
-        "sample; majority: windows a sample covers at least half of (an abstention is wrong); "
-        "background: windows with no sample at all, where abstaining is right; abstained: "
-        "share of all windows without a label.",
+        f"Written by `taaf_stream_select {' '.join(argv)}` on {time.strftime('%Y-%m-%d')} "
+        f"({seconds:.0f} s). Model: `{Path(model).name}`. Each split is replayed as a stream: "
+        f"every sample in a slot of the window plus {args.gap_s:g} s of silence, a window "
+        f"every {args.hop_s:g} s, classified through the node's live front ends. aligned: "
+        "windows that coincide with a sample; majority: windows a sample covers at least half "
+        "of (an abstention is wrong); background: windows with no sample at all, where "
+        "abstaining is right; abstained: share of all windows without a label.",
         "",
-        f"## Validation: speaker {args.speaker} of the training split ({n_val} samples, "
-        f"{len(val.start_us)} windows)",
+        f"## Validation: speaker {args.speaker} of the training split ({val[0]} samples, "
+        f"{val[1]} windows)",
         "",
         *header, *grid,
         "",
@@ -119,39 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         "card carries this rule, which the perception node runs unless its parameters say "
         "otherwise.",
         "",
-        f"## Test split ({n_test} samples, {len(test.start_us)} windows)",
+        f"## Test split ({test[0]} samples, {test[1]} windows)",
         "",
         *header,
         _row("none (each window's own argmax)", before),
         _row(f"chosen (smoothing {best[0]}, min_confidence {best[1]:g})", after),
         "",
     ])
-    print(text)
-    if args.output:
-        args.output.write_text(text)
-        print(f"wrote {args.output}")
-    if args.write_card:
-        store_rule(model, card_entry(choice, f"validation speaker {args.speaker}, {n_val} "
-                                     f"samples replayed with {args.gap_s:g} s of silence "
-                                     "between them"))
-    if not np.isfinite(after["majority"]):
-        return 1
-    return 0
-
-
-def store_rule(checkpoint: str, rule: dict) -> None:
-    """Write ``rule`` into the checkpoint's card; re-export the ONNX graph beside it if that
-    graph was made from the checkpoint as it was (else it would go stale)."""
-    from taaf_ros.inference.export import export_onnx, file_digest, graph_source, onnx_path
-    from taaf_ros.model.checkpoint import load_checkpoint, rewrite_card
-
-    graph, before = onnx_path(checkpoint), file_digest(checkpoint)
-    rewrite_card(checkpoint, decision_rule=rule)
-    print(f"stored the rule in the card of {checkpoint}")
-    if graph.is_file() and graph_source(graph) == before:
-        export_onnx(load_checkpoint(checkpoint).model, graph,
-                    source_digest=file_digest(checkpoint))
-        print(f"exported {graph} again (it records the checkpoint's digest)")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from taaf_ros.apps.options import parser
 from taaf_ros.data.avdigits import ensure_ead_dataset
 from taaf_ros.params import PERCEPTION_NODE, REPLAY_NODE
 
@@ -76,7 +77,7 @@ def echo(text: str) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="taaf_demo", description=__doc__.split("\n")[0])
+    ap = parser("taaf_demo", __doc__.split("\n")[0].replace("``", ""))
     ap.add_argument("--data-root", type=Path, required=True,
                     help="EAD-layout dataset, or a folder with fsdd/recordings and mnist")
     ap.add_argument("--split", default="test", help="split to replay (default: test)")
@@ -178,6 +179,35 @@ def print_report(s: dict[str, Any], stats: Any, perception: Any,
               f"live accuracy. A larger hop_s (--config) or an idle machine avoids it.")
 
 
+def listener(truth_topic: str, board: Any, diagnostics: dict[str, str], quiet: bool) -> Any:
+    """A node that scores the predictions against the replay's ground truth on ``board``,
+    echoes them (unless ``quiet``) and keeps the perception node's last /diagnostics values."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile
+    from std_msgs.msg import String
+
+    from taaf_ros.inference.prediction import parse_prediction
+    from taaf_ros.inference.scoring import GroundTruth
+    from taaf_ros.nodes.replay_node import GT_QOS
+
+    node = rclpy.create_node("taaf_demo_listener")
+
+    def on_pred(msg: String) -> None:
+        board.add_prediction(parse_prediction(msg.data))
+        if not quiet:
+            print(echo(msg.data), flush=True)
+
+    node.create_subscription(String, "/taaf/prediction", on_pred, QoSProfile(depth=100))
+    node.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: diagnostics.update((kv.key, kv.value) for st in m.status[:1]
+                                     for kv in st.values), QoSProfile(depth=10))
+    node.create_subscription(String, truth_topic,
+                             lambda m: board.add_truth(GroundTruth.from_json(m.data)), GT_QOS)
+    return node
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console script ``taaf_demo``; returns 0, or 2 when it cannot start."""
     args = parse_args(argv)
@@ -187,17 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config or find_config()
 
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile
-    from std_msgs.msg import String
 
     from taaf_ros.data.readers import EadDataset
-    from taaf_ros.inference.prediction import parse_prediction
-    from taaf_ros.inference.scoring import GroundTruth, Scoreboard
+    from taaf_ros.inference.scoring import Scoreboard
     from taaf_ros.nodes.perception_node import PerceptionNode, StartupError
-    from taaf_ros.nodes.replay_node import GT_QOS, ReplayNode
+    from taaf_ros.nodes.replay_node import ReplayNode
     from taaf_ros.nodes.signals import ignore_signals, init_rclpy
 
     ds = EadDataset(root, args.split)
@@ -228,23 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         nodes.append(replay)
         board = Scoreboard()
-        listener = rclpy.create_node("taaf_demo_listener")
-        nodes.append(listener)
-
-        def on_pred(msg: String) -> None:
-            board.add_prediction(parse_prediction(msg.data))
-            if not args.quiet:
-                print(echo(msg.data), flush=True)
-
-        listener.create_subscription(String, "/taaf/prediction", on_pred, QoSProfile(depth=100))
         diagnostics: dict[str, str] = {}  # the node's last /diagnostics values, for the report
-        listener.create_subscription(
-            DiagnosticArray, "/diagnostics",
-            lambda m: diagnostics.update((kv.key, kv.value) for st in m.status[:1]
-                                         for kv in st.values), QoSProfile(depth=10))
-        listener.create_subscription(
-            String, replay.p["ground_truth_topic"],
-            lambda m: board.add_truth(GroundTruth.from_json(m.data)), GT_QOS)
+        nodes.append(listener(replay.p["ground_truth_topic"], board, diagnostics, args.quiet))
         # One thread for every callback (decoding, replay timer, listener): inference runs in
         # the perception node's own thread, and rclpy's multi-threaded executor costs ~3x the
         # CPU per callback.

@@ -45,9 +45,9 @@ def replay_node() -> int:
 
 
 def bag_play() -> int:
-    return _run("taaf_ros.nodes.bag_play")
+    return _run("taaf_ros.apps.bag_play")
 
 
 def demo() -> int:
     """The demo reports what it saw when stopped; stopped before it replays: 130, as then."""
-    return _run("taaf_ros.nodes.demo", interrupted=130)
+    return _run("taaf_ros.apps.demo", interrupted=130)

@@ -25,10 +25,12 @@ import importlib
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from taaf_ros.apps.options import parser
 from taaf_ros.data.bags import (
     EVENT_TYPES,
     BagError,
@@ -41,8 +43,7 @@ from taaf_ros.data.bags import read_bag as read_bag_messages
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="taaf_bag_play",
-                                 description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap = parser("taaf_bag_play", " ".join(__doc__.split("\n\n")[0].replace("``", "").split()))
     ap.add_argument("bag", help="bag folder (with metadata.yaml) or a .db3 / .mcap file")
     ap.add_argument("--topics", nargs="+", default=None, help="topics to play (default: all)")
     ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
@@ -190,6 +191,50 @@ def _shift(header: Any, shift_ns: int) -> None:
     _set(header, int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec) + shift_ns)
 
 
+@dataclass
+class Played:
+    """How far playing got: messages published, topics announced on the console."""
+
+    messages: int = 0
+    announced: set[str] = field(default_factory=set)
+
+
+def play_once(args: argparse.Namespace, topics: dict[str, str], pubs: dict[str, Any],
+              clock_pub: Any, conv: Converter, played: Played) -> None:
+    """Publish the bag once, paced as ``args`` say, counting on ``played``. Raises BagError
+    naming the message that cannot be converted."""
+    t_wall0, log0, stamp0 = time.time_ns(), None, None
+    for item in read_bag_messages(args.bag, args.topics):
+        stamp = _header_ns(item.msg)
+        log0 = item.log_time_ns if log0 is None else log0
+        stamp0 = stamp if stamp0 is None else stamp0
+        paced_by_header = args.pace == "header" and stamp is not None
+        bag_t = stamp if paced_by_header else item.log_time_ns
+        due = t_wall0 + (bag_t - (stamp0 if paced_by_header else log0)) / args.rate
+        while (wait := (due - time.time_ns()) / 1e9) > 0:
+            time.sleep(min(wait, 0.025))
+        if clock_pub is not None:
+            c = clock_pub.msg_type()
+            c.clock.sec, c.clock.nanosec = divmod(int(bag_t), 1_000_000_000)
+            clock_pub.publish(c)
+        # The first header stamp becomes now; every stamp keeps its distance to it.
+        shift = 0 if args.clock else t_wall0 - (stamp0 if stamp0 is not None else log0)
+        try:
+            msg = conv.convert(item, shift)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            raise BagError(f"{where(item.topic, item.log_time_ns)}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+        if msg is None:
+            continue
+        if item.topic not in played.announced:
+            played.announced.add(item.topic)
+            print(f"taaf_bag_play: {item.topic} ({topics[item.topic]}) as "
+                  f"{type(msg).__module__.split('.')[0]}/{type(msg).__name__}"
+                  + _size_hint(conv, item), flush=True)
+        pubs[item.topic].publish(msg)
+        played.messages += 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console script ``taaf_bag_play``; exit code 2 when the bag cannot be played."""
     args = parse_args(argv)
@@ -212,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
         clock_pub = node.create_publisher(Clock, "/clock", 10)
     conv = Converter(args.pointcloud2)
-    played = 0
-    announced: set[str] = set()
+    played = Played()
     try:
         # Publishers first, then the delay: discovery must match them before the first message.
         pubs: dict[str, Any] = {}
@@ -225,36 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         _wait_for_subscribers(node, pubs, args.wait_for_subscribers)
         time.sleep(args.start_delay)
         while True:
-            t_wall0, log0, stamp0 = time.time_ns(), None, None
-            for item in read_bag_messages(args.bag, args.topics):
-                stamp = _header_ns(item.msg)
-                log0 = item.log_time_ns if log0 is None else log0
-                stamp0 = stamp if stamp0 is None else stamp0
-                paced_by_header = args.pace == "header" and stamp is not None
-                bag_t = stamp if paced_by_header else item.log_time_ns
-                due = t_wall0 + (bag_t - (stamp0 if paced_by_header else log0)) / args.rate
-                while (wait := (due - time.time_ns()) / 1e9) > 0:
-                    time.sleep(min(wait, 0.025))
-                if clock_pub is not None:
-                    c = clock_pub.msg_type()
-                    c.clock.sec, c.clock.nanosec = divmod(int(bag_t), 1_000_000_000)
-                    clock_pub.publish(c)
-                # The first header stamp becomes now; every stamp keeps its distance to it.
-                shift = 0 if args.clock else t_wall0 - (stamp0 if stamp0 is not None else log0)
-                try:
-                    msg = conv.convert(item, shift)
-                except (ValueError, TypeError, AttributeError, OverflowError) as exc:
-                    raise BagError(f"{where(item.topic, item.log_time_ns)}: "
-                                   f"{type(exc).__name__}: {exc}") from exc
-                if msg is None:
-                    continue
-                if item.topic not in announced:
-                    announced.add(item.topic)
-                    print(f"taaf_bag_play: {item.topic} ({topics[item.topic]}) as "
-                          f"{type(msg).__module__.split('.')[0]}/{type(msg).__name__}"
-                          + _size_hint(conv, item), flush=True)
-                pubs[item.topic].publish(msg)
-                played += 1
+            play_once(args, topics, pubs, clock_pub, conv, played)
             if not args.loop:
                 break
         # Publishing only queues a sample: a process that exits at once can take the last
@@ -269,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         ignore_signals()
         node.destroy_node()
         rclpy.try_shutdown()
-    print(f"taaf_bag_play: {played} messages played", flush=True)
+    print(f"taaf_bag_play: {played.messages} messages played", flush=True)
     return 0
 
 

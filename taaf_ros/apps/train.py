@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import build_config, print_help
+from taaf_ros.training.config import build_config, print_help
 
 USAGE = __doc__.split("Usage::", 1)[1].rstrip()
 
@@ -29,7 +29,7 @@ def _command_line(argv: list[str]) -> str:
 
 
 def _compare(argv: list[str]) -> int:
-    from .report import compare
+    from taaf_ros.training.report import compare
 
     output = None
     dirs: list[str] = []
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(argv)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from e
-    from .loop import evaluate_checkpoint, train
+    from taaf_ros.training.loop import evaluate_checkpoint, train
 
     command = _command_line(argv)
     try:
