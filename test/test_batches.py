@@ -92,8 +92,15 @@ def test_retaining_freed_memory_removes_the_page_faults_of_a_training_step() -> 
              "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
              "for _ in range(5): step()\n"
              "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)\n")
-    faults = {mode: float(subprocess.run([sys.executable, "-c", probe, mode], check=True,
-                                         capture_output=True, text=True,
-                                         cwd=Path(__file__).parent).stdout)
-              for mode in ("default", "retain")}
-    assert faults["retain"] * 3 < faults["default"], faults  # seen: 7x to 10,000x
+    def measure(mode: str) -> float:
+        return float(subprocess.run([sys.executable, "-c", probe, mode], check=True,
+                                    capture_output=True, text=True,
+                                    cwd=Path(__file__).parent).stdout)
+
+    # glibc's dynamic mmap threshold sometimes keeps the freed blocks by itself (seen once in
+    # a loaded full-suite run: 0.8 faults a step): the default is measured up to three times.
+    retain = measure("retain")
+    defaults = []
+    while len(defaults) < 3 and not (defaults and retain * 3 < max(defaults)):
+        defaults.append(measure("default"))
+    assert retain * 3 < max(defaults), (retain, defaults)  # seen: 7x to 10,000x

@@ -611,3 +611,41 @@ def test_a_dataset_of_few_recordings_trains_with_time_block_validation(robot, tm
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["dataset"]["val_speaker"] == "block" and m["dataset"]["n_val"] > 0
     assert m["selected_by"].startswith("validation the last 20% of each of 1 recordings")
+
+
+def test_own_samples_go_back_where_they_were_recorded_for_the_rule(robot, tmp_path):
+    """The decision rule of a model trained on one's own recordings is chosen on windows slid
+    along them: the samples put back at their recorded times give every window of the hop grid
+    from the first to the last, each sample's own window classified exactly as the sample is
+    offline, and the windows between samples scored against the spans."""
+    from taaf_ros.inference.stream_eval import placed_windows
+
+    # spans 0.2 s longer than a window, cut 0.2 s apart: samples overlap, their data goes in once
+    rows = [r.split(",") for r in robot.read_text().splitlines()[1:]]
+    wide = tmp_path / "wide.csv"
+    wide.write_text("recording,start,end,label,group\n" + "".join(
+        f"{robot.parent / rec},{float(a) - 0.1:.3f},{float(b) + 0.1:.3f},{lab},{g}\n"
+        for rec, a, b, lab, g in rows))
+    assert build("bag", wide, "--out-dir", tmp_path / "ds", "--background",
+                 "--stride-s", "0.2") == 0
+    clf = Classifier(find_bundled_model(), "cpu")
+    ds = EadDataset(tmp_path / "ds", "train")
+    w = placed_windows(clf, ds, list(range(len(ds)))[::-1], ds.places)  # any order given
+    starts = w.start_us * 1000
+    # the windows of the hop grid that lie whole in the samples' data, and no other
+    window_ns, hop_ns = clf.frontend.window_us * 1000, w.hop_us * 1000
+    stretches: list[list[int]] = []
+    for a in sorted(ds.places[s[3]][1] for s in ds.samples):
+        if stretches and a <= stretches[-1][1]:
+            stretches[-1][1] = max(stretches[-1][1], a + window_ns)
+        else:
+            stretches.append([a, a + window_ns])
+    inside = [g for a, b in stretches for g in range(a, b - window_ns + 1, hop_ns)]
+    assert starts.tolist() == inside and len(stretches) < len(ds)  # samples overlap
+    assert w.aligned.sum() == len(ds)
+    offline = {start: probs for start, _, probs in offline_evaluation(tmp_path / "ds", clf)}
+    for start, probs in zip(starts[w.aligned], w.probs[w.aligned], strict=True):
+        np.testing.assert_allclose(probs, offline[int(start)], atol=1e-5)
+    background = ds.classes.index("background")
+    assert (w.truth == background).any() and (w.truth >= 0).mean() > 0.5
+

@@ -615,7 +615,7 @@ def test_your_own_data_from_a_robot_bag_set_as_the_readme_says(ros2_install, gra
     raw, rule = ({"aligned": float(c[2]), "majority": float(c[3]), "background": float(c[4])}
                  for c in table)
     assert rule["majority"] >= raw["majority"] and rule["aligned"] >= raw["aligned"] - 1e-9
-    assert rule["background"] >= raw["background"]
+    assert rule["background"] >= max(raw["background"], 0.95)  # the goal of the issue
     labelled = [(s, r) for s, r in test.items() if r["label"] != "background"]
     right = {s: offline.classes[int(np.argmax(res.probs))] == test[s]["label"]
              for s, _, res in offline_results(tmp_path / "data" / "kitchen", offline)

@@ -1,12 +1,14 @@
 """A model on a stream, offline: a dataset split replayed as the replay node plays it (each
-sample in a slot of the window plus a gap, on the hop grid), every sliding window classified
-through the live front ends, and the windows scored as the demo scores them.
+sample in a slot of the window plus a gap, on the hop grid), one's own recordings' samples put
+back where they were recorded, or labelled recordings decoded as the node decodes them; every
+sliding window classified through the live front ends, and the windows scored as the demo
+scores them.
 
 Three figures, for a decision rule (:class:`~taaf_ros.inference.decision.DecisionRule`):
 ``aligned`` (windows that coincide with a sample: offline evaluation's number), ``majority``
-(every window a sample covers at least half of; an abstention counts as wrong) and
-``background`` (windows that overlap no sample: the share where the node abstains or says
-``background``, where the model has that class).
+(every window a labelled sample covers at least half of; an abstention counts as wrong) and
+``background`` (windows that overlap no sample, or are mostly a ``background`` sample: the
+share where the node abstains or says ``background``, where the model has that class).
 """
 
 from __future__ import annotations
@@ -94,6 +96,76 @@ def replay_windows(classifier: Classifier, dataset: EadDataset, indices: Sequenc
                          np.asarray(truth), hop_us)
 
 
+def placed_windows(classifier: Classifier, dataset: EadDataset, indices: Sequence[int],
+                   places: dict[str, tuple[str, int]], *, hop_s: float = HOP_S
+                   ) -> StreamWindows:
+    """Samples of one's own recordings put back where they were recorded (``places``: sample
+    id -> (recording, window start ns), as taaf_dataset writes them), and every window on the
+    ``hop_s`` grid from each recording's first sample to its last classified through the live
+    front ends: windows slid along the recordings, as the node meets them. Where samples
+    overlap their data is pushed once (it is the same recording). Only windows that lie
+    whole in samples' data are classified: a stretch no sample holds (the training split's,
+    the test split's, or a remainder too short for a background window) would be an empty
+    window no robot sees. Aligned: the samples' own windows."""
+    by_rec: dict[str, list[tuple[int, int]]] = {}
+    for i in indices:
+        rec, start_ns = places[dataset.samples[i][3]]
+        by_rec.setdefault(rec, []).append((start_ns // 1000, i))
+    runs = [_placed_run(classifier, dataset, sorted(items), round(hop_s * 1e6))
+            for _, items in sorted(by_rec.items())]
+    return StreamWindows(*(np.concatenate([getattr(r, f) for r in runs])
+                           for f in ("start_us", "probs", "cover", "truth")), runs[0].hop_us,
+                         np.concatenate([r.aligned for r in runs]))
+
+
+def _placed_run(classifier: Classifier, dataset: EadDataset, items: list[tuple[int, int]],
+                hop_us: int) -> StreamWindows:
+    """One recording's samples (start µs, index), in time order: see ``placed_windows``."""
+    from taaf_ros.stream.clock import grid_ceil
+
+    window_us = classifier.frontend.window_us
+    live = LiveFrontEnd(classifier.frontend, dataset.sensor_size,
+                        LiveSettings(hop_us=hop_us, history_us=window_us + 2_000_000))
+    spans = [(start, start + window_us, int(dataset.samples[i][2])) for start, i in items]
+    own = {start for start, _ in items}
+    starts, probs, cover, truth = [], [], [], []
+    next_end = grid_ceil(items[0][0] + window_us, hop_us)
+    pushed = stretch = items[0][0]  # data in the front end: [stretch, pushed) without a hole
+    for k, (start, i) in enumerate(items):
+        end = start + window_us
+        if start > pushed:
+            stretch = start
+        if end > pushed:
+            s = dataset[i]
+            ev = s.events[s.events["t"] < window_us].copy()
+            ev["t"] += start
+            live.push_events(ev[ev["t"] >= pushed], dataset.sensor_size)
+            skip = max(0, round((pushed - start) * s.sample_rate / 1e6))
+            n = round(window_us * s.sample_rate / 1e6)
+            live.push_audio(s.pcm[skip:n], start + round(skip * 1e6 / s.sample_rate),
+                            s.sample_rate)
+            pushed = end
+        # windows ending before the next sample's start need nothing more
+        limit = max(pushed, items[k + 1][0]) if k + 1 < len(items) else pushed
+        while next_end <= limit:
+            w0 = next_end - window_us
+            if w0 < stretch or next_end > pushed:  # reaches into a hole
+                next_end += hop_us
+                continue
+            e, _, a, _ = live.window_tensors(WindowCut(w0, next_end, (True, True),
+                                                       (False, False)))
+            probs.append(classifier.classify_tensors(e, a).probs)
+            starts.append(w0)
+            c, t = _best(w0, next_end, [sp for sp in spans[max(0, k - 40):k + 40]
+                                        if sp[0] < next_end and w0 < sp[1]])
+            cover.append(c)
+            truth.append(t)
+            next_end += hop_us
+    return StreamWindows(np.asarray(starts), np.asarray(probs), np.asarray(cover),
+                         np.asarray(truth), hop_us,
+                         np.asarray([w in own for w in starts], dtype=bool))
+
+
 def _best(a: int, b: int, spans: list[tuple[int, int, int]]) -> tuple[float, int]:
     best, label = 0.0, -1
     for s, e, y in spans:
@@ -109,7 +181,9 @@ def score(w: StreamWindows, rule: DecisionRule, classes: Sequence[str]) -> dict[
                        for p, s in zip(w.probs, w.start_us, strict=True)])
     bg = classes.index("background") if "background" in classes else -2
     aligned = w.cover >= 0.99 if w.aligned is None else w.aligned
-    majority, none = w.cover >= 0.5, w.cover <= 0.0
+    # A window mostly of a background sample is background too: abstaining there is right.
+    labelled = (w.cover >= 0.5) & (w.truth != bg)
+    majority, none = labelled, (w.cover <= 0.0) | ((w.cover >= 0.5) & (w.truth == bg))
     return {
         "aligned": float(np.mean(chosen[aligned] == w.truth[aligned])) if aligned.any() else
         float("nan"),

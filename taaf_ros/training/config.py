@@ -89,10 +89,12 @@ class TrainConfig:
         progress: progress bars.
         log_every: steps between reads of the training loss for the progress bar (each read
             waits for the device; the epoch's sums are read once, at its end).
-        rule_samples: validation samples replayed as a stream (each in a slot with 1 s of
-            silence, every window on the node's hop grid) to choose the decision rule the node
-            deploys the model with (smoothing, abstention), stored in the model card; 0: none
-            (the node then takes each window's own argmax).
+        rule_samples: validation samples replayed as a stream to choose the decision rule
+            the node deploys the model with (smoothing, abstention), stored in the model card;
+            every window on the node's hop grid is scored. One's own recordings' samples go
+            back where they were recorded (the windows slide along the recordings); others
+            each get a slot with 1 s of silence. 0: none (the node then takes each window's
+            own argmax).
         stop_after: end this invocation after this many epochs in total (0: run to epochs); the
             schedule still spans epochs, so --resume continues exactly (CPU-budget slicing).
         resume: continue from out_dir/last.pt (or --checkpoint) exactly where it stopped.

@@ -403,26 +403,32 @@ def choose_decision_rule(checkpoint: Path, data: Any, cfg: TrainConfig
         return None
     from taaf_ros.inference.classifier import Classifier
     from taaf_ros.inference.rule_choice import card_entry, choose_rule
-    from taaf_ros.inference.stream_eval import replay_windows
+    from taaf_ros.inference.stream_eval import placed_windows, replay_windows
     from taaf_ros.stream.replay_plan import replay_order
 
     ds = data.dataset
     index = {s[3]: i for i, s in enumerate(ds.samples)}
     val = [index[i] for i in data.val.ids if i in index]
-    if ds.places:  # one's own recordings: in time order, as the node meets them
-        val.sort(key=lambda i: ds.places.get(ds.samples[i][3], ("", 0)))
+    placed = bool(val) and all(ds.samples[i][3] in ds.places for i in val)
+    if placed:  # one's own recordings: in time order, as the node meets them
+        val.sort(key=lambda i: ds.places[ds.samples[i][3]])
     else:
         val = [val[k] for k in replay_order([ds.samples[i][2] for i in val])]
     val = val[:cfg.rule_samples]
     t0 = time.perf_counter()
     clf = Classifier(checkpoint, "cpu")
-    choice = choose_rule(replay_windows(clf, ds, val, gap_s=1.0), clf.classes)
+    if placed:
+        windows = placed_windows(clf, ds, val, ds.places)
+        how = (f"{len(val)} samples at their recorded times, windows slid along "
+               f"{len({ds.places[ds.samples[i][3]][0] for i in val})} recording(s)")
+    else:
+        windows = replay_windows(clf, ds, val, gap_s=1.0)
+        how = f"{len(val)} samples replayed with 1 s of silence between them"
+    choice = choose_rule(windows, clf.classes)
     n, c = choice.rule
     print(f"decision rule: smoothing_windows {n}, min_confidence {c:g}, chosen on "
-          f"{len(val)} validation samples replayed as a stream "
-          f"({time.perf_counter() - t0:.0f} s)")
-    return card_entry(choice, f"validation {data.val_rule}, {len(val)} samples replayed "
-                              "with 1 s of silence between them")
+          f"validation {data.val_rule}: {how} ({time.perf_counter() - t0:.0f} s)")
+    return card_entry(choice, f"validation {data.val_rule}, {how}")
 
 
 def train(cfg: TrainConfig, command: str = "") -> dict[str, Any]:
