@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from itertools import count
 from pathlib import Path
 
@@ -193,6 +193,29 @@ class Listener:
 
     def close(self) -> None:
         self.graph.remove(self.node)
+
+
+def play_on_sim_time(env: dict[str, str], bag: Path, ns: str, timeout: float = 300) -> None:
+    """``taaf_bag_play BAG --clock`` into namespace ``ns`` (the drivers' topics remapped);
+    fails the test on a non-zero exit."""
+    topics = ("/event_camera/events", "/audio/audio_stamped", "/audio/audio_info")
+    r = subprocess.run(["taaf_bag_play", str(bag), "--clock", "--wait-for-subscribers", "20",
+                        "--remap", *(f"{t}:=/{ns}{t}" for t in topics)], env=dict(env),
+                       capture_output=True, text=True, timeout=timeout, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def windows_heard(heard: Listener, starts: Collection[int],
+                  timeout: float = 30) -> dict[int, dict]:
+    """The predictions heard for the windows starting at ``starts`` (ns), by start; waits up to
+    ``timeout`` for all of them."""
+    def got() -> dict[int, dict]:
+        return {p["window"]["start_ns"]: p for p in heard.got if p["window"]["start_ns"] in starts}
+
+    end = time.monotonic() + timeout
+    while len(got()) < len(starts) and time.monotonic() < end:
+        time.sleep(0.2)
+    return got()
 
 
 @pytest.fixture(scope="module")
@@ -410,18 +433,11 @@ def test_the_same_bag_played_twice_predicts_the_same_both_times(ros2_install, gr
     launch = Launch(ros2_install, "perception.launch.py", f"namespace:={ns}", "device:=cpu",
                     "use_sim_time:=true", "smoothing_windows:=1",
                     "min_confidence:=0.0")
-    play = ["taaf_bag_play", str(bag), "--clock",
-            "--wait-for-subscribers", "20", "--remap",
-            f"/event_camera/events:=/{ns}/event_camera/events",
-            f"/audio/audio_stamped:=/{ns}/audio/audio_stamped",
-            f"/audio/audio_info:=/{ns}/audio/audio_info"]
     plays = []
     try:
         assert launch.wait_for_line("predictions on", 120), launch.output[-3000:]
         for _ in range(2):
-            r = subprocess.run(play, env=dict(ros2_install), capture_output=True, text=True,
-                               timeout=120, check=False)
-            assert r.returncode == 0, r.stdout + r.stderr
+            play_on_sim_time(ros2_install, bag, ns, timeout=120)
             time.sleep(1.5)  # the last windows: one window and the wait after the bag's end
             plays.append({p["window"]["start_ns"]: p for p in heard.got})
             heard.got.clear()
@@ -481,22 +497,13 @@ def test_own_data_from_a_bag_to_a_deployed_model(ros2_install, graph, avdigits,
                     "smoothing_windows:=1", "min_confidence:=0.0")
     try:
         assert launch.wait_for_line(f"model {model}", 120), launch.output[-3000:]
-        play = run("taaf_bag_play", str(bag), "--clock", "--wait-for-subscribers", "20",
-                   "--remap", f"/event_camera/events:=/{ns}/event_camera/events",
-                   f"/audio/audio_stamped:=/{ns}/audio/audio_stamped",
-                   f"/audio/audio_info:=/{ns}/audio/audio_info")
-        assert play.returncode == 0, play.stdout + play.stderr
+        play_on_sim_time(env, bag, ns)
         rows = list(csv.DictReader((tmp_path / "ds" / "samples.csv").read_text().splitlines()))
         starts = {int(r["start_ns"]) for r in rows}
-        got = lambda: {p["window"]["start_ns"]: p for p in heard.got  # noqa: E731
-                       if p["window"]["start_ns"] in starts}
-        end = time.monotonic() + 30
-        while len(got()) < len(starts) and time.monotonic() < end:
-            time.sleep(0.2)
+        live = windows_heard(heard, starts)
     finally:
         heard.close()
         launch.stop()
-    live = got()
     assert len(live) == len(starts), (sorted(starts - live.keys()), launch.output[-3000:])
     offline = Classifier(model, "cpu")
     for start_ns, sid, probs in offline_evaluation(tmp_path / "ds", offline):
@@ -574,26 +581,15 @@ def test_your_own_data_from_a_robot_bag_set_as_the_readme_says(ros2_install, gra
                     "use_sim_time:=true", cwd=tmp_path)
     try:
         assert launch.wait_for_line("decision rule:", 120), launch.output[-3000:]
-        play = subprocess.run(
-            ["taaf_bag_play", str(tmp_path / "lab"), "--clock", "--wait-for-subscribers", "20",
-             "--remap", f"/event_camera/events:=/{ns}/event_camera/events",
-             f"/audio/audio_stamped:=/{ns}/audio/audio_stamped",
-             f"/audio/audio_info:=/{ns}/audio/audio_info"],
-            env=ros2_install, capture_output=True, text=True, timeout=300, check=False)
-        assert play.returncode == 0, play.stdout + play.stderr
+        play_on_sim_time(ros2_install, tmp_path / "lab", ns)
         test = {int(r["start_ns"]): r for r in csv.DictReader(
             (tmp_path / "data" / "kitchen" / "samples.csv").read_text().splitlines())
             if r["split"] == "test"}
-        got = lambda: {p["window"]["start_ns"]: p for p in heard.got  # noqa: E731
-                       if p["window"]["start_ns"] in test}
-        end = time.monotonic() + 30
-        while len(got()) < len(test) and time.monotonic() < end:
-            time.sleep(0.2)
+        live = windows_heard(heard, test)
     finally:
         heard.close()
         launch.stop()
     assert "smoothing_windows" in launch.output and "the model card's" in launch.output
-    live = got()
     assert {r["label"] for r in test.values()} >= {"background", "zero"}
     assert len(live) == len(test), (sorted(test.keys() - live.keys()), launch.output[-3000:])
     offline = Classifier(model, "cpu")

@@ -52,6 +52,41 @@ class StreamWindows:
     hop_us: int
     aligned: np.ndarray | None = None
 
+    @staticmethod
+    def concat(runs: Sequence[StreamWindows]) -> StreamWindows:
+        """Several recordings' windows as one (each with ``aligned`` set)."""
+        return StreamWindows(*(np.concatenate([getattr(r, f) for r in runs])
+                               for f in ("start_us", "probs", "cover", "truth")),
+                             runs[0].hop_us, np.concatenate([r.aligned for r in runs]))
+
+
+class _Classified:
+    """Windows classified through a live front end, in order, each with the labelled span
+    (start µs, end µs, class) that covers it most: collected into a StreamWindows."""
+
+    def __init__(self, classifier: Classifier, live: LiveFrontEnd) -> None:
+        self.classifier, self.live = classifier, live
+        self.starts: list[int] = []
+        self.probs: list[np.ndarray] = []
+        self.cover: list[float] = []
+        self.truth: list[int] = []
+
+    def add(self, start_us: int, end_us: int, spans: Sequence[tuple[int, int, int]]) -> None:
+        e, _, a, _ = self.live.window_tensors(WindowCut(start_us, end_us, (True, True),
+                                                        (False, False)))
+        self.probs.append(self.classifier.classify_tensors(e, a).probs)
+        self.starts.append(start_us)
+        c, t = _best(start_us, end_us, spans)
+        self.cover.append(c)
+        self.truth.append(t)
+
+    def windows(self, hop_us: int, aligned: set[int] | None = None) -> StreamWindows:
+        """The windows so far; ``aligned``: the starts of the windows that are samples."""
+        return StreamWindows(np.asarray(self.starts), np.asarray(self.probs),
+                             np.asarray(self.cover), np.asarray(self.truth), hop_us,
+                             None if aligned is None else
+                             np.asarray([w in aligned for w in self.starts], dtype=bool))
+
 
 def replay_windows(classifier: Classifier, dataset: EadDataset, indices: Sequence[int], *,
                    hop_s: float = HOP_S, gap_s: float = 1.0, progress: bool = False
@@ -64,7 +99,7 @@ def replay_windows(classifier: Classifier, dataset: EadDataset, indices: Sequenc
     slot_us = plan.slot_us
     live = LiveFrontEnd(classifier.frontend, dataset.sensor_size,
                         LiveSettings(hop_us=hop_us, history_us=window_us + 2 * slot_us))
-    starts, probs, cover, truth = [], [], [], []
+    out = _Classified(classifier, live)
     spans: list[tuple[int, int, int]] = []
     next_end = plan.origin_us + hop_us
     from tqdm import tqdm
@@ -84,16 +119,9 @@ def replay_windows(classifier: Classifier, dataset: EadDataset, indices: Sequenc
         while next_end <= start + slot_us:
             w0 = next_end - window_us
             if w0 >= plan.origin_us:
-                cut = WindowCut(w0, next_end, (True, True), (False, False))
-                e, _, a, _ = live.window_tensors(cut)
-                probs.append(classifier.classify_tensors(e, a).probs)
-                starts.append(w0)
-                c, t = _best(w0, next_end, spans[-2:])
-                cover.append(c)
-                truth.append(t)
+                out.add(w0, next_end, spans[-2:])
             next_end += hop_us
-    return StreamWindows(np.asarray(starts), np.asarray(probs), np.asarray(cover),
-                         np.asarray(truth), hop_us)
+    return out.windows(hop_us)
 
 
 def placed_windows(classifier: Classifier, dataset: EadDataset, indices: Sequence[int],
@@ -111,11 +139,9 @@ def placed_windows(classifier: Classifier, dataset: EadDataset, indices: Sequenc
     for i in indices:
         rec, start_ns = places[dataset.samples[i][3]]
         by_rec.setdefault(rec, []).append((start_ns // 1000, i))
-    runs = [_placed_run(classifier, dataset, sorted(items), round(hop_s * 1e6))
-            for _, items in sorted(by_rec.items())]
-    return StreamWindows(*(np.concatenate([getattr(r, f) for r in runs])
-                           for f in ("start_us", "probs", "cover", "truth")), runs[0].hop_us,
-                         np.concatenate([r.aligned for r in runs]))
+    return StreamWindows.concat([_placed_run(classifier, dataset, sorted(items),
+                                             round(hop_s * 1e6))
+                                 for _, items in sorted(by_rec.items())])
 
 
 def _placed_run(classifier: Classifier, dataset: EadDataset, items: list[tuple[int, int]],
@@ -127,8 +153,7 @@ def _placed_run(classifier: Classifier, dataset: EadDataset, items: list[tuple[i
     live = LiveFrontEnd(classifier.frontend, dataset.sensor_size,
                         LiveSettings(hop_us=hop_us, history_us=window_us + 2_000_000))
     spans = [(start, start + window_us, int(dataset.samples[i][2])) for start, i in items]
-    own = {start for start, _ in items}
-    starts, probs, cover, truth = [], [], [], []
+    out = _Classified(classifier, live)
     next_end = grid_ceil(items[0][0] + window_us, hop_us)
     pushed = stretch = items[0][0]  # data in the front end: [stretch, pushed) without a hole
     for k, (start, i) in enumerate(items):
@@ -152,18 +177,9 @@ def _placed_run(classifier: Classifier, dataset: EadDataset, items: list[tuple[i
             if w0 < stretch or next_end > pushed:  # reaches into a hole
                 next_end += hop_us
                 continue
-            e, _, a, _ = live.window_tensors(WindowCut(w0, next_end, (True, True),
-                                                       (False, False)))
-            probs.append(classifier.classify_tensors(e, a).probs)
-            starts.append(w0)
-            c, t = _best(w0, next_end, [sp for sp in spans[max(0, k - 40):k + 40]
-                                        if sp[0] < next_end and w0 < sp[1]])
-            cover.append(c)
-            truth.append(t)
+            out.add(w0, next_end, spans[max(0, k - 40):k + 40])
             next_end += hop_us
-    return StreamWindows(np.asarray(starts), np.asarray(probs), np.asarray(cover),
-                         np.asarray(truth), hop_us,
-                         np.asarray([w in own for w in starts], dtype=bool))
+    return out.windows(hop_us, aligned={start for start, _ in items})
 
 
 def _best(a: int, b: int, spans: list[tuple[int, int, int]]) -> tuple[float, int]:
@@ -216,19 +232,12 @@ def recording_windows(classifier: Classifier, pieces, spans: Sequence[tuple[int,
                         LiveSettings(hop_us=hop_us, history_us=window_us + 2_000_000))
     reach: dict[str, int | None] = {}
     next_end: int | None = None
-    starts, probs, cover, truth = [], [], [], []
+    out = _Classified(classifier, live)
 
     def cut_until(limit: int) -> None:
         nonlocal next_end
         while next_end is not None and next_end <= limit:
-            w0 = next_end - window_us
-            e, _, a, _ = live.window_tensors(WindowCut(w0, next_end, (True, True),
-                                                       (False, False)))
-            probs.append(classifier.classify_tensors(e, a).probs)
-            starts.append(w0)
-            c, t = _best(w0, next_end, [s for s in spans if s[0] < next_end and w0 < s[1]])
-            cover.append(c)
-            truth.append(t)
+            out.add(next_end - window_us, next_end, spans)
             next_end += hop_us
 
     for piece in pieces:
@@ -247,9 +256,7 @@ def recording_windows(classifier: Classifier, pieces, spans: Sequence[tuple[int,
             next_end = grid_ceil(first + window_us, hop_us)
         if all(v is not None for v in reach.values()):
             cut_until(min(reach.values()))
-    return StreamWindows(np.asarray(starts), np.asarray(probs), np.asarray(cover),
-                         np.asarray(truth), hop_us,
-                         np.asarray([w in samples for w in starts], dtype=bool))
+    return out.windows(hop_us, aligned=samples)
 
 
 def select_spans(spans: list[LabelSpan], dataset: Path | None, split: str, recordings: str
@@ -300,6 +307,4 @@ def labelled_windows(classifier: Classifier, spans: Sequence[LabelSpan], *, file
                     (src.start_us if s.times == "relative" else 0) + round(s.end_s * 1e6),
                     classifier.classes.index(s.label)) for s in rec_spans]
         runs.append(recording_windows(classifier, pieces, located, size, hop_s, stride_s))
-    return StreamWindows(*(np.concatenate([getattr(r, f) for r in runs])
-                           for f in ("start_us", "probs", "cover", "truth")), runs[0].hop_us,
-                         np.concatenate([r.aligned for r in runs]))
+    return StreamWindows.concat(runs)
